@@ -1,0 +1,41 @@
+# Two commands on a fresh clone: `make run` (default audit) and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: run test install system-deps bench screenshots clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/reportgen audit $(ARGS)
+
+# pdftoppm, chromium and Fashion-MNIST for the tests/benchmarks that use them (root + apt only).
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; \
+	  command -v pdftoppm >/dev/null || missing="$$missing poppler-utils"; \
+	  command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  [ -d /usr/share/datasets/fashion-mnist ] || missing="$$missing dataset-fashion-mnist"; \
+	  if [ -n "$$missing" ]; then apt-get update -q && apt-get install -y -q $$missing; fi; \
+	fi
+
+test: install system-deps
+	$(BIN)/python -m pytest -q
+
+bench: install system-deps
+	$(BIN)/python bench/audit_speed.py
+	$(BIN)/python bench/ood.py
+	$(BIN)/python bench/label_noise.py
+	$(BIN)/python bench/scale.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

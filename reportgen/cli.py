@@ -1,0 +1,145 @@
+"""The `reportgen` command: parses options, calls one pipeline function, turns errors into one line."""
+
+from __future__ import annotations
+
+import functools
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import ReportgenError
+
+
+class Ctx:
+    """Global flags shared by every subcommand."""
+
+    def __init__(self, quiet: bool, debug: bool):
+        self.quiet, self.debug = quiet, debug
+
+    def progress(self, msg: str) -> None:
+        if not self.quiet or msg.startswith("warning:"):
+            click.echo(msg, err=True)
+
+
+def handle_errors(fn):
+    """Run a command; a ReportgenError (or Ctrl-C) becomes one line on stderr and a non-zero exit."""
+
+    @functools.wraps(fn)
+    @click.pass_obj
+    def wrapper(obj: Ctx, *args, **kwargs):
+        try:
+            return fn(obj, *args, **kwargs)
+        except ReportgenError as e:
+            if obj.debug:
+                raise
+            raise click.ClickException(str(e)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted: nothing was written", err=True)
+            sys.exit(130)
+        except click.ClickException:
+            raise
+        except Exception as e:  # a bug, not bad input: still one line unless --debug
+            if obj.debug:
+                raise
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            raise click.ClickException(f"internal error: {e.__class__.__name__}: {first} (rerun with --debug for the traceback)") from None
+
+    return wrapper
+
+
+def training_options(fn):
+    """Options that decide how the default CNN is trained (shared by train and audit)."""
+    for opt in reversed([
+        click.option("--epochs", type=click.IntRange(1), default=3, show_default=True, help="Training epochs of the default CNN."),
+        click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True, help="Training batch size."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed for splits, training and MC sampling."),
+        click.option("--train-size", type=click.IntRange(2), default=None, help="Train on at most N images (seeded choice)."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--quiet", "-q", is_flag=True, help="No progress messages (warnings and errors still shown).")
+@click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
+@click.version_option(package_name="reportgen")
+@click.pass_context
+def cli(ctx: click.Context, quiet: bool, debug: bool) -> None:
+    """Audit an image classifier: uncertainty, calibration and likely label errors, as an HTML + PDF report.
+
+    \b
+    Examples:
+      reportgen audit                          # default CNN on MNIST, report under output/
+      reportgen audit --model m.keras --data data.npz
+      reportgen audit --predictions probs.npy --labels labels.npy
+    """
+    ctx.obj = Ctx(quiet, debug)
+
+
+@cli.command()
+@click.option("--data", default=None, help="'mnist' (default), a .npz (x_train/y_train/x_test/y_test or x/y) or a folder of IDX files.")
+@click.option("--output", "-o", type=click.Path(file_okay=False), default="output/models", show_default=True, help="Folder for <name>.keras and <name>.json.")
+@click.option("--name", default=None, help="Model name (default: <data>-cnn).")
+@click.option("--ensemble", type=click.IntRange(1), default=1, show_default=True, help="Train K members with seeds seed..seed+K-1 (a deep ensemble).")
+@click.option("--force", is_flag=True, help="Overwrite existing model files.")
+@training_options
+@handle_errors
+def train(obj: Ctx, data, output, name, ensemble, force, epochs, batch_size, seed, train_size) -> None:
+    """Train the default CNN and save it with its metadata.
+
+    \b
+    Example:
+      reportgen train --data ../shared/data/mnist --epochs 3 --output models/
+    """
+    from .pipeline import TrainOptions, run_train
+
+    paths = run_train(TrainOptions(data=data, output=output, name=name, epochs=epochs, batch_size=batch_size, seed=seed,
+                                   train_size=train_size, ensemble=ensemble, force=force), progress=obj.progress)
+    for p in paths:
+        click.echo(str(p))
+
+
+@cli.command()
+@click.option("--data", default=None, help="'mnist' (default), a .npz or a folder of IDX files.")
+@click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False), help="A .keras/.h5 model; repeat for a deep ensemble. Default: train (or reuse) the default CNN.")
+@click.option("--predictions", type=click.Path(dir_okay=False), default=None, help="Saved (N, K) probabilities (.npy) from any framework, instead of a model.")
+@click.option("--labels", type=click.Path(dir_okay=False), default=None, help="(N,) given labels (.npy), with --predictions.")
+@click.option("--images", type=click.Path(dir_okay=False), default=None, help="(N, H, W[, C]) images (.npy), optional with --predictions.")
+@click.option("--class-names", type=click.Path(dir_okay=False), default=None, help="Text file, one class name per line.")
+@click.option("--output", "-o", type=click.Path(file_okay=False), default="output", show_default=True, help="Archive root: reports go to <output>/<model>/<version>/.")
+@click.option("--name", default=None, help="Model name in the archive (default: model file stem).")
+@click.option("--version", "version", default=None, help="Version folder (default: first 12 hex digits of the model's sha256).")
+@click.option("--force", is_flag=True, help="Overwrite an existing version folder.")
+@click.option("--mc-samples", type=click.IntRange(1), default=30, show_default=True, help="MC dropout samples S (1 = deterministic).")
+@click.option("--audit-size", type=click.IntRange(2), default=None, help="Audit at most N images (seeded choice).")
+@click.option("--rank-by", type=click.Choice(["self_confidence", "normalized_margin"]), default="self_confidence", show_default=True, help="Ranking of flagged samples.")
+@click.option("--trust-model", is_flag=True, help="Allow models with Lambda layers (runs code stored in the file).")
+@click.option("--paper", type=click.Choice(["a4", "letter"]), default="a4", show_default=True, help="PDF paper size.")
+@training_options
+@handle_errors
+def audit(obj: Ctx, data, models, predictions, labels, images, class_names, output, name, version, force, mc_samples,
+          audit_size, rank_by, trust_model, paper, epochs, batch_size, seed, train_size) -> None:
+    """Audit a model (or saved probabilities) and write report.html, report.pdf, summary.json, flagged.csv.
+
+    \b
+    Examples:
+      reportgen audit                                     # default CNN on MNIST
+      reportgen audit --model m.keras --data ../shared/data/mnist --mc-samples 30
+      reportgen audit --predictions probs.npy --labels y.npy --images x.npy
+    """
+    from .pipeline import AuditOptions, run_audit
+
+    opts = AuditOptions(
+        data=data, models=tuple(models), predictions=predictions, labels=labels, images=images, class_names=class_names,
+        output=output, name=name, version=version, force=force, mc_samples=mc_samples, seed=seed, epochs=epochs,
+        batch_size=batch_size, train_size=train_size, audit_size=audit_size, rank_by=rank_by, trust_model=trust_model,
+        paper=paper, command=" ".join(shlex.quote(a) for a in ["reportgen", *sys.argv[1:]]),
+    )
+    folder = run_audit(opts, progress=obj.progress)
+    click.echo(str(folder))
+
+
+def main() -> None:
+    cli(prog_name="reportgen")

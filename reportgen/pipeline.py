@@ -1,0 +1,329 @@
+"""The only module that chains the stages: data -> model -> predict -> uncertainty -> label issues -> report."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import __version__
+from .archive import check_component, version_dir
+from .data import Dataset, Provenance, Splits, load, load_class_names, load_mnist, sha256_file, split_train_audit, take
+from .errors import DataError, ModelError, OutputError, ReportgenError
+
+Progress = Callable[[str], None]
+# Share of a single-split data set held out for the audit when reportgen trains the model itself.
+AUDIT_FRACTION = 0.2
+# Folder under the archive root where default models trained by `audit` are cached for reuse.
+MODEL_CACHE = ".models"
+# Number of characters of the model's sha256 used as the default version.
+VERSION_DIGITS = 12
+# Label-issue methods offered on the command line (names of label_issues.RANKERS).
+RANK_BY = ("self_confidence", "normalized_margin")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What `reportgen train` needs."""
+
+    data: str | None = None
+    output: str = "output/models"
+    name: str | None = None
+    epochs: int = 3
+    batch_size: int = 128
+    seed: int = 0
+    train_size: int | None = None
+    ensemble: int = 1
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """Everything `reportgen audit` takes; the CLI fills it, tests and notebooks may too."""
+
+    data: str | None = None
+    models: tuple[str, ...] = ()
+    predictions: str | None = None
+    labels: str | None = None
+    images: str | None = None
+    class_names: str | None = None
+    output: str = "output"
+    name: str | None = None
+    version: str | None = None
+    force: bool = False
+    mc_samples: int = 30
+    seed: int = 0
+    epochs: int = 3
+    batch_size: int = 128
+    train_size: int | None = None
+    audit_size: int | None = None
+    rank_by: str = "self_confidence"
+    trust_model: bool = False
+    paper: str = "a4"
+    command: str = ""
+
+
+def _say(progress: Progress | None, msg: str) -> None:
+    if progress:
+        progress(msg)
+
+
+def _load_data(spec: str | None, class_names_path: str | None, progress: Progress | None) -> Splits:
+    warn = (lambda m: _say(progress, f"warning: {m}")) if progress else (lambda m: print(f"warning: {m}", file=sys.stderr))
+    if spec is None or spec == "mnist":
+        splits = load_mnist(warn=warn)
+    else:
+        splits = load(spec)
+    if class_names_path:
+        names = load_class_names(class_names_path, splits.test.n_classes)
+        fix = lambda d: None if d is None else Dataset(d.images, d.labels, names, d.provenance, d.name)  # noqa: E731
+        splits = Splits(test=fix(splits.test), train=fix(splits.train), notes=splits.notes)
+    return splits
+
+
+def _training_set(splits: Splits, seed: int) -> tuple[Dataset, Dataset]:
+    """(train, audit): the source's own split when it has one, else a seeded 80/20 split."""
+    if splits.train is not None:
+        return splits.train, splits.test
+    return split_train_audit(splits.test, audit_fraction=AUDIT_FRACTION, seed=seed)
+
+
+def train_default(ds: Dataset, *, epochs: int, batch_size: int, seed: int, path: Path, force: bool, progress: Progress | None) -> Path:
+    """Train the default CNN on `ds` and save it (plus metadata) at `path`."""
+    from . import model as M
+
+    cfg = M.TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed)
+    _say(progress, f"training the default CNN on {len(ds.labels)} images ({epochs} epoch(s), seed {seed})")
+    net, meta = M.train(ds, config=cfg, progress=progress)
+    return M.save(net, meta, path, force=force)
+
+
+def run_train(opts: TrainOptions, progress: Progress | None = None) -> list[Path]:
+    """`reportgen train`: train the default CNN (or an ensemble of K seeds) and save it."""
+    splits = _load_data(opts.data, None, progress)
+    train_ds, _ = _training_set(splits, opts.seed)
+    train_ds = take(train_ds, opts.train_size, seed=opts.seed)
+    name = check_component(opts.name or f"{train_ds.name}-cnn", "model name")
+    out = Path(opts.output)
+    paths = [out / (f"{name}.keras" if opts.ensemble == 1 else f"{name}-{i}.keras") for i in range(opts.ensemble)]
+    if not opts.force:
+        for p in paths:
+            if p.exists():
+                raise OutputError(f"{p}: exists; pass --force to overwrite")
+    return [
+        train_default(train_ds, epochs=opts.epochs, batch_size=opts.batch_size, seed=opts.seed + i, path=p, force=opts.force, progress=progress)
+        for i, p in enumerate(paths)
+    ]
+
+
+@dataclass
+class _Resolved:
+    """The audit's inputs once resolved: data, models or saved probabilities, name, version."""
+
+    audit: Dataset
+    name: str
+    version: str
+    models: list = field(default_factory=list)
+    probs: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+    model_info: dict = field(default_factory=dict)
+    data_role: str = "held-out"
+
+
+def _load_npy(path: str, what: str) -> np.ndarray:
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such file")
+    try:
+        return np.load(p, allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e).lower() or "object" in str(e).lower():
+            raise DataError(f"{p}: {what} is a pickled object array; save plain numeric arrays (np.save without objects)") from e
+        raise DataError(f"{p}: not a readable .npy file ({str(e).splitlines()[0][:100]})") from e
+    except (OSError, EOFError) as e:
+        raise DataError(f"{p}: not a readable .npy file ({e.__class__.__name__})") from e
+
+
+def _resolve_predictions(opts: AuditOptions) -> _Resolved:
+    from .data import as_images
+    from .label_issues import validate_probs
+
+    if not opts.labels:
+        raise ReportgenError("--predictions needs --labels (the given label of every row)")
+    probs = _load_npy(opts.predictions, "predictions")
+    labels = _load_npy(opts.labels, "labels")
+    if labels.dtype == object:
+        raise DataError(f"{opts.labels}: labels are an object array")
+    if probs.ndim == 2 and labels.ndim == 1 and len(probs) != len(labels):
+        raise DataError(f"{opts.predictions}: {len(probs)} rows of probabilities but {len(labels)} labels in {opts.labels}")
+    labels, probs = validate_probs(labels, probs, source=str(opts.predictions))
+    k = probs.shape[1]
+    names = load_class_names(opts.class_names, k) if opts.class_names else [str(i) for i in range(k)]
+    if opts.images:
+        images = as_images(_load_npy(opts.images, "images"), str(opts.images))
+        if len(images) != len(labels):
+            raise DataError(f"{opts.images}: {len(images)} images for {len(labels)} labels")
+    else:
+        images = np.zeros((len(labels), 1, 1, 1), np.uint8)
+    sha = hashlib.sha256((sha256_file(opts.predictions) + sha256_file(opts.labels)).encode()).hexdigest()
+    prov = Provenance("predictions", str(Path(opts.labels).resolve()), sha256_file(opts.labels), int(len(labels)))
+    ds = Dataset(images, labels.astype(np.int64), names, prov, Path(opts.labels).stem)
+    name = opts.name or Path(opts.predictions).stem
+    info = {"path": str(Path(opts.predictions).resolve()), "sha256": sha256_file(opts.predictions), "kind": "saved probabilities"}
+    return _Resolved(audit=ds, name=name, version=opts.version or sha[:VERSION_DIGITS], probs=probs,
+                     model_info=info, data_role="saved probabilities (assumed out-of-sample)")
+
+
+def _resolve_models(opts: AuditOptions, progress: Progress | None) -> _Resolved:
+    from . import model as M
+
+    splits = _load_data(opts.data, opts.class_names, progress)
+    notes = list(splits.notes)
+    if opts.models:
+        audit = take(splits.test, opts.audit_size, seed=opts.seed)
+        models = [M.load(p, trust=opts.trust_model) for p in opts.models]
+        for m in models:
+            M.check_fits(m, audit)
+        name = opts.name or models[0].name
+        sha = models[0].sha256 if len(models) == 1 else hashlib.sha256("".join(m.sha256 for m in models).encode()).hexdigest()
+        role = "test split of the data" if splits.train is not None else "whole data set (make sure the model did not train on it)"
+    else:
+        train_ds, audit = _training_set(splits, opts.seed)
+        train_ds = take(train_ds, opts.train_size, seed=opts.seed)
+        audit = take(audit, opts.audit_size, seed=opts.seed + 1)
+        cfg_key = M.TrainConfig(
+            epochs=opts.epochs, batch_size=opts.batch_size, seed=opts.seed, train_size=len(train_ds.labels)
+        ).key(train_ds.provenance.sha256 + ":" + hashlib.sha256(train_ds.labels.tobytes()).hexdigest())
+        name = opts.name or f"{audit.name}-cnn"
+        check_component(name, "model name")
+        cached = Path(opts.output) / MODEL_CACHE / f"{name}-{cfg_key}.keras"
+        if cached.exists():
+            _say(progress, f"reusing the default model trained earlier with the same data and options: {cached}")
+        else:
+            try:
+                train_default(train_ds, epochs=opts.epochs, batch_size=opts.batch_size, seed=opts.seed, path=cached, force=False, progress=progress)
+            except OutputError as e:
+                raise OutputError(f"{Path(opts.output)}: cannot write the model cache ({e})") from e
+        models = [M.load(cached, name=name)]
+        M.check_fits(models[0], audit)
+        sha = models[0].sha256
+        role = "held out from training (seeded stratified split)" if splits.train is None else "test split (the model trained on the train split)"
+    m0 = models[0]
+    info = {
+        "path": m0.path if len(models) == 1 else [m.path for m in models],
+        "sha256": sha,
+        "kind": "Keras model" if len(models) == 1 else f"ensemble of {len(models)} Keras models",
+        "outputs_probs": m0.outputs_probs,
+        "metadata": m0.metadata,
+    }
+    return _Resolved(audit=audit, name=name, version=opts.version or sha[:VERSION_DIGITS], models=models,
+                     notes=notes, model_info=info, data_role=role)
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Every statistic of one audit: per-sample uncertainty, summaries, and label issues."""
+
+    sampled: object  # uncertainty.SampledPredictions
+    stats: object  # uncertainty.UncertaintyStats
+    calibration: object  # uncertainty.CalibrationStats
+    temperature: object  # uncertainty.TemperatureScaling
+    selective: object  # uncertainty.SelectiveStats
+    per_class: list[dict]
+    metrics: dict
+    reading: list[str]
+    issues: object  # label_issues.LabelIssues
+    triage: object  # label_issues.Triage
+
+
+def analyse(ds: Dataset, sampled, *, rank_by: str = "self_confidence", seed: int = 0) -> AuditResult:
+    """All dataset-level statistics for `ds` given its sampled predictions."""
+    from . import label_issues as LI
+    from . import uncertainty as U
+
+    probs, labels, k = sampled.mean_probs, ds.labels, ds.n_classes
+    stats = U.per_sample(sampled, labels)
+    cal = U.calibration(probs, labels)
+    temp = U.temperature_scaling(probs, labels, seed=seed)
+    sel = U.selective_prediction(stats.confidence, stats.correct)
+    per_class = U.per_class(stats, labels, probs, n_classes=k, class_names=ds.class_names)
+    metrics = U.summarize(stats, cal, temp, sel)
+    issues = LI.find_label_issues(labels, probs, rank_by=rank_by)
+    tri = LI.triage(issues, probs, aleatoric=stats.aleatoric if stats.epistemic_measured else None,
+                    epistemic=stats.epistemic if stats.epistemic_measured else None)
+    metrics.update({
+        "n_flagged": int(len(issues.flagged)),
+        "n_issues_estimated": int(issues.n_issues_estimated),
+        "label_error_rate": float(issues.n_issues_estimated / max(1, len(labels))),
+    })
+    text = U.reading(stats, labels, ds.class_names, cal)
+    return AuditResult(sampled, stats, cal, temp, sel, per_class, metrics, text, issues, tri)
+
+
+def _validate_options(opts: AuditOptions) -> None:
+    from .label_issues import RANKERS
+
+    if opts.rank_by not in RANKERS:
+        raise ReportgenError(f"--rank-by {opts.rank_by!r}: choose one of {', '.join(sorted(RANKERS))}")
+    if opts.mc_samples < 1:
+        raise ReportgenError("--mc-samples must be at least 1")
+    if opts.predictions and opts.models:
+        raise ReportgenError("give either --predictions or --model, not both")
+    if opts.version:
+        check_component(opts.version, "version")
+    if opts.name:
+        check_component(opts.name, "model name")
+
+
+def run_audit(opts: AuditOptions, progress: Progress | None = None) -> Path:
+    """`reportgen audit`: resolve inputs, compute every statistic, write the report folder atomically.
+
+    Returns:
+        The version folder `<output>/<name>/<version>/`.
+    """
+    from . import figures, report
+    from .archive import staged_folder
+
+    _validate_options(opts)
+    r = _resolve_predictions(opts) if opts.predictions else _resolve_models(opts, progress)
+    final = version_dir(opts.output, r.name, r.version)
+    if final.exists() and not opts.force:
+        raise OutputError(f"{final}: already exists; pass --force to overwrite it")
+
+    if r.probs is not None:
+        from .uncertainty import SampleAccumulator
+
+        acc = SampleAccumulator(*r.probs.shape)
+        acc.add(0, r.probs[None])
+        sampled = acc.result()
+        method = {"method": "saved_probabilities", "n_samples": 1,
+                  "description": "saved probabilities from another framework: one distribution per sample, epistemic uncertainty not measured"}
+    else:
+        from .predict import predict
+
+        _say(progress, f"predicting {len(r.audit.labels)} images (S = {opts.mc_samples if len(r.models) == 1 else len(r.models)})")
+        sampled, pinfo = predict(r.models, r.audit.images, mc_samples=opts.mc_samples, seed=opts.seed, progress=progress)
+        method = asdict(pinfo)
+
+    _say(progress, "computing uncertainty, calibration and label issues")
+    result = analyse(r.audit, sampled, rank_by=opts.rank_by, seed=opts.seed)
+    _say(progress, "drawing figures")
+    assets = figures.report_figures(r.audit, result, has_images=r.probs is None or bool(opts.images))
+    context = report.build_context(
+        audit=r.audit, result=result, figures=assets, method=method, model_name=r.name, version=r.version,
+        model_info=r.model_info, data_role=r.data_role, notes=r.notes, command=opts.command,
+        options=asdict(opts), reportgen_version=__version__,
+        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    _say(progress, f"rendering the report into {final}")
+    try:
+        with staged_folder(final, force=opts.force) as stage:
+            report.write_all(stage, context, flagged_rows=report.flagged_rows(r.audit, result), paper=opts.paper)
+    except OSError as e:
+        raise OutputError(f"{final}: cannot write the report ({e.strerror or e})") from e
+    return final

@@ -1,0 +1,224 @@
+"""Run models over images: deterministic, MC dropout (split at the first dropout layer), or ensembles.
+
+Every path streams batches into `uncertainty.SampleAccumulator`, so memory is O(N·K) whatever S is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .model import LoadedModel, preprocess
+from .uncertainty import SampleAccumulator, SampledPredictions
+
+Progress = Callable[[str], None]
+# Bound on the activations of one sampled batch (S x B x features x 4 bytes).
+MAX_BATCH_BYTES = 192 * 1024 * 1024
+# Largest and smallest images-per-batch of the prediction loop.
+MAX_BATCH, MIN_BATCH = 512, 16
+
+
+@dataclass(frozen=True)
+class PredictInfo:
+    """How the samples were drawn: method name, S, and a sentence for the report."""
+
+    method: str  # "deterministic" | "mc_dropout" | "mc_dropout_full" | "ensemble"
+    n_samples: int
+    description: str
+
+
+def _dropout_layers():
+    import keras
+
+    return keras.layers.Dropout  # SpatialDropout1D/2D/3D subclass it
+
+
+def _is_stochastic(layer) -> bool:
+    import keras
+
+    L = keras.layers
+    return isinstance(layer, (L.Dropout, L.GaussianDropout, L.GaussianNoise, L.AlphaDropout))
+
+
+def _chain(model) -> list | None:
+    """The model's layers as a linear chain (Sequential or single-path functional), else None."""
+    import keras
+
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    if isinstance(model, keras.Sequential):
+        return layers
+    try:
+        prev = model.inputs[0]
+        for l in layers:
+            if len(l._inbound_nodes) != 1 or l.input is not prev:
+                return None
+            prev = l.output
+        return layers if prev is model.outputs[0] else None
+    except Exception:
+        return None
+
+
+def _mask_shape(layer, x_shape) -> list[int]:
+    """Shape of the keep-mask a Dropout-family layer draws for input shape `x_shape`."""
+    import keras
+
+    L = keras.layers
+    b = x_shape[0]
+    if isinstance(layer, (L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D)):
+        nd = len(x_shape) - 2
+        first = getattr(layer, "data_format", "channels_last") == "channels_first"
+        return [b, x_shape[1]] + [1] * nd if first else [b] + [1] * nd + [x_shape[-1]]
+    ns = getattr(layer, "noise_shape", None)
+    if ns is None:
+        return list(x_shape)
+    return [x_shape[i] if d is None else int(d) for i, d in enumerate(ns)]
+
+
+def _draw_masks(layer, s: int, x_shape, seed: tuple[int, int]):
+    """(S, *mask_shape) float32 keep-masks scaled by 1/(1-rate): one stateless draw per batch."""
+    import tensorflow as tf
+
+    rate = float(layer.rate)
+    shape = [s] + _mask_shape(layer, x_shape)
+    u = tf.random.stateless_uniform(shape, seed=seed, dtype=tf.float32)
+    return tf.cast(u >= rate, tf.float32) * (1.0 / (1.0 - rate))
+
+
+def _to_probs(out, outputs_probs: bool) -> np.ndarray:
+    import tensorflow as tf
+
+    p = out if outputs_probs else tf.nn.softmax(out, axis=-1)
+    p = np.asarray(p, dtype=np.float64)
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def _run(layers, x, *, masks=None, training_stochastic=False):
+    """Apply a chain of layers; Dropout-family layers use the given masks."""
+    for l in layers:
+        if masks is not None and id(l) in masks:
+            x = x * masks[id(l)]
+        elif _is_stochastic(l):
+            x = l(x, training=training_stochastic)
+        else:
+            x = l(x, training=False)
+    return x
+
+
+class _Sampler:
+    """MC dropout for one chain model: head once per batch, tail S times with explicit masks."""
+
+    def __init__(self, m: LoadedModel, chain: list, split: int, s: int, seed: int):
+        self.m, self.head, self.tail, self.s, self.seed = m, chain[:split], chain[split:], s, seed
+        self.droppers = [l for l in self.tail if isinstance(l, _dropout_layers())]
+
+    def masks_for(self, batch_index: int, b: int) -> dict:
+        """Masks of every dropout layer in the tail, for S samples of a batch of `b` images."""
+        return {
+            id(l): _draw_masks(l, self.s, (b, *l.input.shape[1:]), (self.seed, batch_index * 1009 + j))
+            for j, l in enumerate(self.tail)
+            if isinstance(l, _dropout_layers())
+        }
+
+    def sample_efficient(self, xb, batch_index: int) -> np.ndarray:
+        """(S, B, K) probabilities: the head runs once, the tail on S stacked copies."""
+        import tensorflow as tf
+
+        h = _run(self.head, xb)
+        b = int(h.shape[0])
+        masks = self.masks_for(batch_index, b)
+        hs = tf.reshape(tf.repeat(h[None], self.s, axis=0), [self.s * b] + list(h.shape[1:]))
+        flat = {k: tf.reshape(v, [self.s * b] + list(v.shape[2:])) for k, v in masks.items()}
+        out = _run(self.tail, hs, masks=flat)
+        return _to_probs(tf.reshape(out, [self.s, b, -1]), self.m.outputs_probs)
+
+    def sample_full(self, xb, batch_index: int) -> np.ndarray:
+        """(S, B, K) probabilities from S complete forward passes with the same masks (reference)."""
+        masks = self.masks_for(batch_index, int(xb.shape[0]))
+        outs = []
+        for i in range(self.s):
+            h = _run(self.head, xb)
+            outs.append(_run(self.tail, h, masks={k: v[i] for k, v in masks.items()}))
+        return _to_probs(np.stack([np.asarray(o) for o in outs]), self.m.outputs_probs)
+
+
+def _batch_size(features: int, s: int) -> int:
+    b = MAX_BATCH_BYTES // max(1, s * features * 4)
+    return int(max(MIN_BATCH, min(MAX_BATCH, b)))
+
+
+def predict(
+    models: Sequence[LoadedModel],
+    images: np.ndarray,
+    *,
+    mc_samples: int = 30,
+    seed: int = 0,
+    full_passes: bool = False,
+    progress: Progress | None = None,
+) -> tuple[SampledPredictions, PredictInfo]:
+    """Sample predictive distributions for `images` (N,H,W,C uint8).
+
+    One model and mc_samples > 1: MC dropout (split at the first dropout layer unless
+    `full_passes`); several models: a deep ensemble, each member one deterministic pass;
+    one model and mc_samples == 1: the deterministic case.
+
+    Returns:
+        SampledPredictions aggregates (N, K) and a PredictInfo describing the method.
+    """
+    import tensorflow as tf
+
+    n = len(images)
+    k = models[0].n_outputs
+    if len(models) > 1:
+        info = PredictInfo("ensemble", len(models), f"deep ensemble of {len(models)} independently trained models; each member is one sample")
+        return _loop(n, k, images, lambda xb, bi: np.stack([_to_probs(mm.model(xb, training=False), mm.outputs_probs) for mm in models]), MAX_BATCH, progress), info
+    m = models[0]
+    chain = _chain(m.model)
+    split = None
+    if chain is not None:
+        split = next((i for i, l in enumerate(chain) if _is_stochastic(l)), None)
+    has_dropout = any(_is_stochastic(l) for l in m.model.layers)
+    if mc_samples <= 1 or not has_dropout:
+        why = "one deterministic pass" if mc_samples <= 1 else "one deterministic pass (the model has no dropout layer to sample)"
+        info = PredictInfo("deterministic", 1, why)
+        return _loop(n, k, images, lambda xb, bi: _to_probs(m.model(xb, training=False), m.outputs_probs)[None], MAX_BATCH, progress), info
+    tail_ok = split is not None and all(isinstance(l, _dropout_layers()) or not _is_stochastic(l) for l in chain[split:])
+    if tail_ok:
+        sampler = _Sampler(m, chain, split, mc_samples, seed)
+        feats = int(np.prod([d for d in chain[split].input.shape[1:]]))
+        first = chain[split]
+        desc = (
+            f"MC dropout, S = {mc_samples}: layers up to '{chain[split - 1].name if split else 'input'}' run once per batch; "
+            f"'{first.name}' ({first.__class__.__name__}, rate {float(first.rate):g}) and the {len(chain) - split - 1} layer(s) after it are sampled S times"
+        )
+        fn = sampler.sample_full if full_passes else sampler.sample_efficient
+        info = PredictInfo("mc_dropout_full" if full_passes else "mc_dropout", mc_samples, desc)
+        return _loop(n, k, images, fn, _batch_size(feats, mc_samples), progress), info
+    # Not splittable: S full passes with Keras' own stochastic layers switched on.
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    desc = f"MC sampling, S = {mc_samples} full forward passes with the model's stochastic layers active (model could not be split)"
+    info = PredictInfo("mc_dropout_full", mc_samples, desc)
+
+    def full(xb, bi):
+        return np.stack([_to_probs(m.model(xb, training=True), m.outputs_probs) for _ in range(mc_samples)])
+
+    return _loop(n, k, images, full, MAX_BATCH, progress), info
+
+
+def _loop(n, k, images, sample_fn, batch, progress) -> SampledPredictions:
+    import tensorflow as tf
+
+    acc = SampleAccumulator(n, k)
+    step = max(1, n // 10)
+    next_report = step
+    for bi, start in enumerate(range(0, n, batch)):
+        xb = tf.convert_to_tensor(preprocess(images[start:start + batch]))
+        acc.add(start, sample_fn(xb, bi))
+        done = min(n, start + batch)
+        if progress and (done >= next_report or done == n):
+            progress(f"predicting: {done}/{n} images")
+            next_report = done + step
+    return acc.result()

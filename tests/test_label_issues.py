@@ -1,0 +1,390 @@
+"""Tests for reportgen.label_issues: confident learning, validation and triage."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reportgen.errors import DataError
+from reportgen.label_issues import (
+    RANKERS,
+    TRIAGE_NAMES,
+    LabelIssues,
+    Triage,
+    _confident_counts,
+    find_label_issues,
+    normalised_entropy,
+    triage,
+    validate_probs,
+)
+
+
+def make_noisy(n, k, *, noise, seed, strength=(5.0, 40.0), base=1.0):
+    """Seeded probabilities drawn around the TRUE class, with a fraction of labels flipped.
+
+    Args:
+        n, k: samples and classes.
+        noise: fraction of labels moved to a uniformly chosen other class.
+        strength: range of the extra Dirichlet concentration on the true class (harder = lower).
+    Returns:
+        (labels (n,) int64, probs (n, k) float64, flipped (n,) bool, true (n,) int64).
+    """
+    rng = np.random.default_rng(seed)
+    true = rng.integers(k, size=n)
+    alpha = np.full((n, k), base)
+    alpha[np.arange(n), true] += rng.uniform(*strength, size=n)
+    draws = rng.gamma(alpha)
+    probs = draws / draws.sum(axis=1, keepdims=True)
+    flipped = rng.random(n) < noise
+    labels = true.copy()
+    labels[flipped] = (true[flipped] + rng.integers(1, k, size=flipped.sum())) % k
+    return labels, probs, flipped, true
+
+
+def precision_recall(mask, truth):
+    hits = np.sum(mask & truth)
+    return hits / max(mask.sum(), 1), hits / truth.sum()
+
+
+# ----------------------------------------------------------------- known flips
+
+
+def test_known_flips_found_at_clear_noise():
+    labels, probs, flipped, true = make_noisy(3000, 5, noise=0.1, seed=0)
+    issues = find_label_issues(labels, probs)
+    precision, recall = precision_recall(issues.issue_mask, flipped)
+    # Measured over seeds 0-19 at this setting: precision >= 0.993, recall >= 0.906.
+    assert precision >= 0.97
+    assert recall >= 0.9
+    # The estimate from the calibrated joint is close to the true number of flips.
+    assert abs(issues.n_issues_estimated - flipped.sum()) <= 0.1 * flipped.sum()
+    # Flagged true flips get their true class back as the suggestion (probs peak there).
+    is_flip = flipped[issues.flagged]
+    assert np.mean(issues.suggested[is_flip] == true[issues.flagged][is_flip]) >= 0.98
+    # Internally consistent views of the same flags.
+    assert np.array_equal(np.sort(issues.flagged), np.flatnonzero(issues.issue_mask))
+    assert issues.per_class_issues.sum() == len(issues.flagged)
+    assert np.array_equal(issues.per_class_issues, np.bincount(labels[issues.flagged], minlength=5))
+    assert np.all(np.diff(issues.score) >= 0), "most likely issue first"
+    assert np.all(issues.suggested != labels[issues.flagged])
+
+
+def test_flagged_fraction_tracks_noise_level():
+    low = find_label_issues(*make_noisy(3000, 5, noise=0.05, seed=1)[:2])
+    high = find_label_issues(*make_noisy(3000, 5, noise=0.3, seed=1)[:2])
+    assert 0.03 * 3000 <= len(low.flagged) <= 0.06 * 3000
+    assert 0.25 * 3000 <= len(high.flagged) <= 0.32 * 3000
+
+
+def test_rank_by_normalized_margin_orders_by_that_score():
+    labels, probs, _, _ = make_noisy(2000, 4, noise=0.1, seed=2)
+    by_conf = find_label_issues(labels, probs)
+    by_margin = find_label_issues(labels, probs, rank_by="normalized_margin")
+    assert set(by_conf.flagged) == set(by_margin.flagged)
+    expected = RANKERS["normalized_margin"](labels[by_margin.flagged], probs[by_margin.flagged])
+    np.testing.assert_allclose(by_margin.score, expected)
+    assert np.all(np.diff(by_margin.score) >= 0)
+    assert by_margin.rank_by == "normalized_margin"
+    np.testing.assert_allclose(by_conf.score, by_conf.self_confidence)
+
+
+def test_unknown_rank_by_lists_valid_names():
+    with pytest.raises(ValueError, match="normalized_margin, self_confidence"):
+        find_label_issues([0, 1], [[0.9, 0.1], [0.1, 0.9]], rank_by="entropy")
+
+
+# ----------------------------------------------------------------- exact cases
+
+
+def test_one_hot_on_given_labels_flags_nothing():
+    labels = np.array([0, 1, 2, 0, 1, 2, 2])  # class 3 is never given
+    probs = np.eye(4)[labels]
+    issues = find_label_issues(labels, probs)
+    assert len(issues.flagged) == 0
+    assert not issues.issue_mask.any()
+    assert issues.n_issues_estimated == 0
+    np.testing.assert_array_equal(issues.noise_matrix, np.eye(4))
+    np.testing.assert_array_equal(issues.confident_joint, np.diag([2, 2, 3, 0]))
+    np.testing.assert_array_equal(issues.thresholds[:3], [1.0, 1.0, 1.0])
+    assert np.isnan(issues.thresholds[3])
+    np.testing.assert_array_equal(issues.per_class_issues, [0, 0, 0, 0])
+
+
+def test_tiny_hand_computed_case():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    probs = np.array(
+        [
+            [0.90, 0.05, 0.05],
+            [0.10, 0.80, 0.10],  # given 0, looks like 1
+            [0.10, 0.70, 0.20],
+            [0.20, 0.60, 0.20],  # below t_1 = 0.65 and every other threshold: not counted
+            [0.10, 0.10, 0.80],
+            [0.30, 0.10, 0.60],  # below t_2 = 0.70: not counted
+        ]
+    )
+    issues = find_label_issues(labels, probs)
+    np.testing.assert_allclose(issues.thresholds, [0.5, 0.65, 0.7])
+    np.testing.assert_array_equal(issues.confident_joint, [[1, 1, 0], [0, 1, 0], [0, 0, 1]])
+    assert issues.confident_joint.dtype == np.int64
+    np.testing.assert_allclose(
+        issues.calibrated_joint, [[1 / 6, 1 / 6, 0], [0, 1 / 3, 0], [0, 0, 1 / 3]]
+    )
+    np.testing.assert_allclose(
+        issues.noise_matrix, [[1, 1 / 3, 0], [0, 2 / 3, 0], [0, 0, 1]]
+    )
+    assert issues.n_issues_estimated == 1
+    np.testing.assert_array_equal(issues.flagged, [1])
+    np.testing.assert_array_equal(issues.suggested, [1])
+    np.testing.assert_allclose(issues.self_confidence, [0.1])
+    np.testing.assert_array_equal(issues.per_class_issues, [1, 0, 0])
+
+
+def test_sample_the_model_splits_evenly_is_not_flagged():
+    # C = [[2, 1], [0, 3]] prescribes pruning one given-0 sample into class 1, and sample 2
+    # has the largest margin p_1 - p_0 = 0; but the model does not prefer class 1, so no flag.
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.5, 0.5]] + [[0.5, 0.5]] * 3)
+    issues = find_label_issues(labels, probs)
+    np.testing.assert_array_equal(issues.confident_joint, [[2, 1], [0, 3]])
+    assert issues.n_issues_estimated == 1
+    assert len(issues.flagged) == 0
+
+
+def test_confident_class_is_argmax_among_confident_classes_only():
+    # Class 0 has the largest probability but misses its threshold; of the two classes
+    # that pass, class 1 is larger (paper eq. 1; cleanlab would count class 0 here).
+    probs = np.array([[0.5, 0.3, 0.2]])
+    counts = _confident_counts(np.array([2]), probs, np.array([0.9, 0.25, 0.15]))
+    expected = np.zeros((3, 3), dtype=np.int64)
+    expected[2, 1] = 1
+    np.testing.assert_array_equal(counts, expected)
+
+
+def test_a_class_that_looks_wholly_wrong_keeps_one_sample():
+    # K = 2. Both given-1 samples look like class 0 (t_0 = 0.55, t_1 = 0.425), so
+    # C[1] = [2, 0]; pruning both would empty class 1, so only the clearer one goes.
+    labels = np.array([0, 0, 0, 0, 0, 1, 1])
+    probs = np.array([[0.55, 0.45]] * 5 + [[0.6, 0.4], [0.55, 0.45]])
+    issues = find_label_issues(labels, probs)
+    np.testing.assert_allclose(issues.thresholds, [0.55, 0.425])
+    np.testing.assert_array_equal(issues.confident_joint, [[5, 0], [2, 0]])
+    np.testing.assert_array_equal(issues.flagged, [5])
+    np.testing.assert_array_equal(issues.per_class_issues, [0, 1])
+    # No confident evidence for true class 1: its noise column falls back to identity.
+    np.testing.assert_allclose(issues.noise_matrix[:, 1], [0.0, 1.0])
+
+
+# ----------------------------------------------------------------- properties
+
+
+@st.composite
+def labelled_probs(draw):
+    """Small data sets with coarse probabilities (so ties and zero entries are common)."""
+    k = draw(st.integers(2, 4))
+    n = draw(st.integers(3, 30))
+    weights = np.array(
+        draw(st.lists(st.lists(st.integers(0, 6), min_size=k, max_size=k), min_size=n, max_size=n)),
+        dtype=np.float64,
+    )
+    labels = np.array(draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n)))
+    weights[weights.sum(axis=1) == 0, 0] = 1.0
+    return labels, weights / weights.sum(axis=1, keepdims=True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=labelled_probs(), perm_seed=st.integers(0, 2**32 - 1))
+def test_order_invariance(data, perm_seed):
+    labels, probs = data
+    perm = np.random.default_rng(perm_seed).permutation(len(labels))
+    base = find_label_issues(labels, probs)
+    moved = find_label_issues(labels[perm], probs[perm])
+    # Sample a of the permuted set is sample perm[a] of the original.
+    assert set(perm[moved.flagged].tolist()) == set(base.flagged.tolist())
+    np.testing.assert_array_equal(moved.confident_joint, base.confident_joint)
+    np.testing.assert_allclose(moved.thresholds, base.thresholds)
+    np.testing.assert_allclose(moved.score, base.score)
+    assert moved.n_issues_estimated == base.n_issues_estimated
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=labelled_probs())
+def test_joint_and_noise_matrix_are_distributions(data):
+    labels, probs = data
+    issues = find_label_issues(labels, probs)
+    k = probs.shape[1]
+    np.testing.assert_allclose(issues.noise_matrix.sum(axis=0), np.ones(k))
+    assert np.all(issues.noise_matrix >= 0)
+    assert issues.calibrated_joint.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(
+        issues.calibrated_joint.sum(axis=1), np.bincount(labels, minlength=k) / len(labels)
+    )
+    # Never flag a sample whose given label is (one of) the model's top classes.
+    flagged_probs = probs[issues.flagged]
+    given = flagged_probs[np.arange(len(issues.flagged)), labels[issues.flagged]]
+    assert np.all(flagged_probs.max(axis=1) > given)
+
+
+def test_noise_matrix_matches_the_flip_process():
+    # Uniform flips at rate 0.2 over K=4: P(given=i | true=j) = 0.8 on the diagonal,
+    # 0.2/3 off it. The estimate should land near that.
+    labels, probs, _, _ = make_noisy(8000, 4, noise=0.2, seed=3)
+    issues = find_label_issues(labels, probs)
+    expected = np.full((4, 4), 0.2 / 3) + np.eye(4) * (0.8 - 0.2 / 3)
+    np.testing.assert_allclose(issues.noise_matrix, expected, atol=0.03)
+
+
+# ----------------------------------------------------------------- cleanlab reference
+
+
+def test_agrees_with_cleanlab_prune_by_noise_rate():
+    cleanlab_filter = pytest.importorskip("cleanlab.filter", reason="cleanlab not installed")
+    from cleanlab.count import compute_confident_joint
+
+    labels, probs, _, _ = make_noisy(5000, 10, noise=0.1, seed=0, strength=(1.0, 12.0))
+    issues = find_label_issues(labels, probs)
+    reference_joint = compute_confident_joint(labels, probs, calibrate=False)
+    np.testing.assert_array_equal(issues.confident_joint, reference_joint)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = cleanlab_filter.find_label_issues(labels, probs, n_jobs=1)
+    jaccard = np.sum(issues.issue_mask & reference) / np.sum(issues.issue_mask | reference)
+    # Differences come only from which of two equal remainders gets the rounding unit.
+    assert jaccard >= 0.95
+
+
+# ----------------------------------------------------------------- validation
+
+
+GOOD = np.array([[0.7, 0.3], [0.2, 0.8], [0.5, 0.5]])
+
+
+@pytest.mark.parametrize(
+    ("labels", "probs", "fragment"),
+    [
+        ([0, 1, 0], [[0.7, 0.3], [0.2, 1.0], [0.5, 0.5]], "1 rows do not sum to 1 (row 1 sums to 1.2)"),
+        ([0, 1, 0], [[0.7, 0.3], [np.nan, 0.8], [0.5, np.inf]], "2 rows contain NaN or inf (first: row 1)"),
+        ([0, 1], GOOD, "wrong length: 2 labels for 3 probability rows"),
+        ([0, 1, 0], [[0.7, 0.3], [-0.2, 1.2], [0.5, 0.5]], "1 negative values (row 1 column 0"),
+        ([0, 1, 0], np.array([[0.7, 0.3], [0.2, 0.8], ["a", 0.5]], dtype=object), "dtype object"),
+        (np.array(["0", "1", "0"], dtype=object), GOOD, "labels must be numeric"),
+        ([0, 2, 5], GOOD, "2 labels outside [0, 2) (label 1 is 2)"),
+        ([0, -1, 0], GOOD, "1 labels outside [0, 2) (label 1 is -1)"),
+        ([0.0, 1.5, 0.0], GOOD, "1 labels are not integers (label 1 is 1.5)"),
+        ([0.0, np.nan, 0.0], GOOD, "1 labels are not integers"),
+        ([0, 1, 0], [0.7, 0.3, 0.5], "must be 2-D"),
+        ([0, 0, 0], [[1.0], [1.0], [1.0]], "need at least 2 classes"),
+        ([], np.zeros((0, 2)), "no samples"),
+    ],
+)
+def test_validate_probs_errors(labels, probs, fragment):
+    with pytest.raises(DataError) as caught:
+        validate_probs(labels, probs, source="preds.npz")
+    message = str(caught.value)
+    assert message.startswith("preds.npz: ")
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_validate_probs_accepts_and_renormalises():
+    labels, probs = validate_probs(
+        np.array([0.0, 1.0, 1.0]), np.array([[0.7, 0.3005], [0.2, 0.8], [0.5, 0.5]], dtype=np.float32)
+    )
+    assert labels.dtype == np.int64 and labels.tolist() == [0, 1, 1]
+    assert probs.dtype == np.float64
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(probs[0], [0.7 / 1.0005, 0.3005 / 1.0005], rtol=1e-6)
+
+
+def test_find_label_issues_validates_with_default_source():
+    with pytest.raises(DataError, match=r"^probabilities: 1 labels outside \[0, 2\)"):
+        find_label_issues([0, 3, 1], GOOD)
+
+
+# ----------------------------------------------------------------- triage
+
+
+@pytest.fixture
+def twenty():
+    """N=20, K=2: samples 5 and 9 carry label 0 but look like class 1; 9 less clearly."""
+    labels = np.array([0] * 10 + [1] * 10)
+    probs = np.array([[0.95, 0.05]] * 10 + [[0.2, 0.8]] * 10)
+    probs[5] = [0.05, 0.95]
+    probs[9] = [0.2, 0.8]
+    issues = find_label_issues(labels, probs)
+    np.testing.assert_array_equal(issues.flagged, [5, 9])  # margins 0.9 and 0.6
+    return issues, probs
+
+
+def test_triage_with_both_statistics(twenty):
+    issues, probs = twenty
+    aleatoric = np.zeros(20)
+    aleatoric[[9, 14]] = 2.0
+    epistemic = np.zeros(20)
+    epistemic[[5, 12]] = 1.0
+    result = triage(issues, probs, aleatoric=aleatoric, epistemic=epistemic)
+    assert isinstance(result, Triage)
+    assert result.category.tolist() == ["model_unsure", "ambiguous"]
+    # 90th percentile of 18 zeros and 2 highs, linear interpolation: 0.1 of the high value.
+    assert result.epistemic_threshold == pytest.approx(0.1)
+    assert result.aleatoric_threshold == pytest.approx(0.2)
+    assert "model unsure" in result.rule and "\n" not in result.rule
+    assert set(result.category) <= set(TRIAGE_NAMES)
+
+
+def test_triage_epistemic_takes_precedence(twenty):
+    issues, probs = twenty
+    high = np.zeros(20)
+    high[[5, 9]] = 1.0
+    result = triage(issues, probs, aleatoric=high, epistemic=high)
+    assert result.category.tolist() == ["model_unsure", "model_unsure"]
+
+
+def test_triage_without_epistemic(twenty):
+    issues, probs = twenty
+    aleatoric = np.zeros(20)
+    aleatoric[[9, 14]] = 2.0
+    result = triage(issues, probs, aleatoric=aleatoric, epistemic=None)
+    assert result.category.tolist() == ["likely_mislabelled", "ambiguous"]
+    assert result.epistemic_threshold is None
+    assert "epistemic" in result.rule
+
+
+def test_triage_falls_back_to_normalised_entropy(twenty):
+    issues, probs = twenty
+    result = triage(issues, probs, aleatoric=None, epistemic=None)
+    # 9 rows at H(0.05) = 0.2864 bits, 11 at H(0.2) = 0.7219 bits: the 90th percentile
+    # is 0.7219, reached by sample 9 ([0.2, 0.8]) but not by sample 5.
+    assert result.aleatoric_threshold == pytest.approx(0.721928, abs=1e-6)
+    assert result.aleatoric_source == "normalised entropy"
+    assert result.category.tolist() == ["likely_mislabelled", "ambiguous"]
+
+
+def test_triage_constant_statistic_puts_nobody_in_that_branch(twenty):
+    issues, probs = twenty
+    result = triage(issues, probs, aleatoric=np.ones(20), epistemic=np.zeros(20))
+    assert result.category.tolist() == ["likely_mislabelled", "likely_mislabelled"]
+
+
+def test_triage_rejects_misaligned_statistic(twenty):
+    issues, probs = twenty
+    with pytest.raises(DataError, match=r"^epistemic: expected shape \(20,\)"):
+        triage(issues, probs, aleatoric=None, epistemic=np.zeros(19))
+
+
+def test_normalised_entropy_exact_values():
+    np.testing.assert_allclose(
+        normalised_entropy(np.array([[0.5, 0.5], [1.0, 0.0], [0.25, 0.75]])),
+        [1.0, 0.0, 0.811278],
+        atol=1e-6,
+    )
+
+
+def test_result_types_are_frozen():
+    issues = find_label_issues([0, 1], [[0.9, 0.1], [0.1, 0.9]])
+    assert isinstance(issues, LabelIssues)
+    with pytest.raises(AttributeError):
+        issues.rank_by = "x"
