@@ -133,6 +133,7 @@ class Triage:
 
 
 def _fail(source: str, problem: str) -> DataError:
+    """The one-line DataError "<source>: <problem>"."""
     return DataError(f"{source}: {problem}")
 
 
@@ -452,6 +453,7 @@ def normalised_entropy(probs: np.ndarray) -> np.ndarray:
 
 
 def _per_sample(values, n: int, name: str) -> np.ndarray:
+    """A finite (n,) float64 copy of a per-sample statistic, or DataError naming it."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.shape != (n,):
         raise DataError(f"{name}: expected shape ({n},), got {arr.shape}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -73,11 +75,13 @@ def test_known_flips_found_at_clear_noise():
     assert np.all(issues.suggested != labels[issues.flagged])
 
 
-def test_flagged_fraction_tracks_noise_level():
-    low = find_label_issues(*make_noisy(3000, 5, noise=0.05, seed=1)[:2])
-    high = find_label_issues(*make_noisy(3000, 5, noise=0.3, seed=1)[:2])
-    assert 0.03 * 3000 <= len(low.flagged) <= 0.06 * 3000
-    assert 0.25 * 3000 <= len(high.flagged) <= 0.32 * 3000
+@pytest.mark.parametrize("noise", [0.05, 0.3])
+def test_flagged_count_tracks_noise_level(noise):
+    labels, probs, flipped, _ = make_noisy(3000, 5, noise=noise, seed=1)
+    issues = find_label_issues(labels, probs)
+    # Measured: 131 of 137 flips at 5 %, 876 of 887 at 30 %.
+    assert 0.9 * flipped.sum() <= len(issues.flagged) <= 1.02 * flipped.sum()
+    assert abs(issues.n_issues_estimated - flipped.sum()) <= 0.05 * flipped.sum()
 
 
 def test_rank_by_normalized_margin_orders_by_that_score():
@@ -234,7 +238,7 @@ def test_noise_matrix_matches_the_flip_process():
     labels, probs, _, _ = make_noisy(8000, 4, noise=0.2, seed=3)
     issues = find_label_issues(labels, probs)
     expected = np.full((4, 4), 0.2 / 3) + np.eye(4) * (0.8 - 0.2 / 3)
-    np.testing.assert_allclose(issues.noise_matrix, expected, atol=0.03)
+    np.testing.assert_allclose(issues.noise_matrix, expected, atol=0.02)
 
 
 # ----------------------------------------------------------------- cleanlab reference
@@ -388,3 +392,9 @@ def test_result_types_are_frozen():
     assert isinstance(issues, LabelIssues)
     with pytest.raises(AttributeError):
         issues.rank_by = "x"
+
+
+def test_module_does_not_import_tensorflow():
+    code = "import sys, reportgen.label_issues; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

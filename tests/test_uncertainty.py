@@ -73,8 +73,9 @@ def sample_labels(rng, probs):
     return np.minimum((cdf < rng.random((len(probs), 1))).sum(axis=1), probs.shape[1] - 1)
 
 
-# Logits in [-8, 8], sometimes -1000 so that some probabilities are exactly 0.
-logit = st.one_of(st.floats(-8, 8), st.just(-1000.0))
+# Logits on a 0.25 grid in [-8, 8], sometimes -1000 so that some probabilities are exactly 0.
+# A grid makes argmax ties exact instead of 1-ulp apart, where any two correct codes may differ.
+logit = st.one_of(st.integers(-32, 32).map(lambda i: i / 4), st.just(-1000.0))
 
 
 @st.composite
@@ -111,8 +112,12 @@ def test_per_sample_matches_numpy_reference_and_identities(case):
         np.testing.assert_allclose(getattr(pred, name), ref[name], atol=1e-7, err_msg=name)
     np.testing.assert_array_equal(pred.votes, ref["votes"])
     assert pred.votes.dtype == np.int32 and pred.n_samples == samples.shape[0]
-    for name in ("predicted", "correct"):
-        np.testing.assert_array_equal(getattr(stats, name), ref[name], err_msg=name)
+    # Means of tied classes can differ in the last bit by summation order: there, any argmax will do.
+    clear = ref["margin"] > 1e-9
+    np.testing.assert_array_equal(stats.predicted[clear], ref["predicted"][clear])
+    np.testing.assert_allclose(ref["mean_probs"][np.arange(len(labels)), stats.predicted],
+                               ref["confidence"], atol=1e-12)
+    np.testing.assert_array_equal(stats.correct, stats.predicted == labels)
     for name in ("confidence", "margin", "total", "aleatoric", "epistemic", "variation_ratio"):
         np.testing.assert_allclose(getattr(stats, name), ref[name], atol=1e-7, err_msg=name)
     np.testing.assert_allclose(pred.mean_probs.sum(axis=1), 1.0, atol=1e-12)

@@ -1,0 +1,190 @@
+"""Every bad input: one clear line on stderr, non-zero exit, no traceback, nothing new on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+
+def snapshot(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*")} if root.exists() else set()
+
+
+def assert_clean_failure(result, out: Path, before: set[str], *must_contain: str) -> str:
+    assert result.exit_code != 0
+    err = result.stderr.strip()
+    assert "Traceback" not in result.output
+    lines = [ln for ln in err.splitlines() if not ln.startswith("warning:")]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("Error: ")
+    for text in must_contain:
+        assert text in lines[0], lines[0]
+    assert snapshot(out) == before
+    return lines[0]
+
+
+@pytest.fixture()
+def out(tmp_path) -> Path:
+    d = tmp_path / "output"
+    d.mkdir()
+    return d
+
+
+def audit(out: Path, *args: str):
+    return run_cli(["--quiet", "audit", "--output", str(out), *args])
+
+
+def test_missing_model_file(out, mnist_npz, tmp_path):
+    r = audit(out, "--data", str(mnist_npz), "--model", str(tmp_path / "nope.keras"))
+    assert_clean_failure(r, out, set(), "nope.keras", "no such model file")
+
+
+def test_non_model_file_as_model(out, mnist_npz, tmp_path):
+    fake = tmp_path / "notes.keras"
+    fake.write_text("this is not a model\n")
+    r = audit(out, "--data", str(mnist_npz), "--model", str(fake))
+    assert_clean_failure(r, out, set(), "notes.keras", "cannot load as a Keras model")
+
+
+def test_model_input_shape_does_not_fit_images(out, mnist_npz, tmp_path):
+    import keras
+
+    m = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    path = tmp_path / "rgb32.keras"
+    m.save(path)
+    r = audit(out, "--data", str(mnist_npz), "--model", str(path))
+    assert_clean_failure(r, out, set(), "rgb32.keras", "(32, 32, 3)", "(28, 28, 1)")
+
+
+def test_corrupt_npz(out, tmp_path):
+    bad = tmp_path / "broken.npz"
+    bad.write_bytes(b"PK\x03\x04 definitely not a zip archive" * 10)
+    r = audit(out, "--data", str(bad))
+    assert_clean_failure(r, out, set(), "broken.npz", "not a readable .npz")
+
+
+def test_labels_out_of_range(out, tmp_path, mnist):
+    x, y = mnist
+    y = y[:300].copy()
+    y[17] = -3
+    p = tmp_path / "neg.npz"
+    np.savez(p, x=x[:300], y=y)
+    r = audit(out, "--data", str(p))
+    assert_clean_failure(r, out, set(), "neg.npz", "label -3 at index 17 is out of range")
+
+
+def test_labels_beyond_class_names(out, tmp_path, mnist):
+    x, y = mnist
+    p = tmp_path / "ten.npz"
+    y = y[:300].copy()
+    y[5] = 12
+    np.savez(p, x=x[:300], y=y)
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(f"digit {i}" for i in range(10)))
+    r = audit(out, "--data", str(p), "--class-names", str(names))
+    # The names file fixes K = 10 before the labels are checked, so 12 is out of range.
+    assert r.exit_code != 0
+    assert "ten.npz" in r.stderr or "names.txt" in r.stderr
+
+
+def test_images_with_nan(out, tmp_path, mnist):
+    x, y = mnist
+    xf = x[:200].astype(np.float32) / 255.0
+    xf[3, 4, 5] = np.nan
+    p = tmp_path / "nan.npz"
+    np.savez(p, x=xf, y=y[:200])
+    r = audit(out, "--data", str(p))
+    assert_clean_failure(r, out, set(), "nan.npz", "NaN", "image 3")
+
+
+def test_output_folder_cannot_be_written(tmp_path, deterministic_audit, mnist_npz):
+    _, model = deterministic_audit
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    target = blocker / "reports"  # a folder inside a regular file cannot exist
+    r = run_cli(["--quiet", "audit", "--data", str(mnist_npz), "--model", str(model), "--mc-samples", "2", "--output", str(target)])
+    assert r.exit_code != 0
+    assert "cannot write" in r.stderr and str(blocker) in r.stderr
+    assert "Traceback" not in r.output
+    assert blocker.read_text() == "x"
+
+
+def test_existing_version_without_force(out, deterministic_audit, mnist_npz):
+    _, model = deterministic_audit
+    args = ["--data", str(mnist_npz), "--model", str(model), "--mc-samples", "2", "--version", "v1"]
+    r = audit(out, *args)
+    assert r.exit_code == 0, r.output
+    before = snapshot(out)
+    stamp = (out / model.stem / "v1" / "summary.json").read_bytes()
+    r = audit(out, *args)
+    assert_clean_failure(r, out, before, "already exists", "--force")
+    assert (out / model.stem / "v1" / "summary.json").read_bytes() == stamp
+
+
+def test_failure_mid_write_leaves_no_folder(out, deterministic_audit, mnist_npz, monkeypatch):
+    """A crash while rendering (here: the PDF step) removes the staging folder and new parents."""
+    from reportgen import report
+
+    _, model = deterministic_audit
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_pdf", boom)
+    r = audit(out, "--data", str(mnist_npz), "--model", str(model), "--mc-samples", "2")
+    assert r.exit_code == 130
+    assert snapshot(out) == set()
+
+
+def test_debug_shows_traceback(out, tmp_path, mnist_npz):
+    from click.testing import CliRunner
+
+    from reportgen.cli import cli
+
+    from reportgen.errors import ModelError
+
+    r = CliRunner().invoke(cli, ["--debug", "audit", "--data", str(mnist_npz), "--model", str(tmp_path / "x.keras"), "--output", str(out)])
+    assert isinstance(r.exception, ModelError)
+
+
+# --- saved probabilities from another framework -----------------------------------------
+
+
+def _probs(n=200, k=4, seed=0):
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.ones(k) * 0.3, size=n)
+    y = p.argmax(1)
+    return p, y
+
+
+@pytest.mark.parametrize(
+    "mutate, expect",
+    [
+        (lambda p, y: (p * 1.2, y), "do not sum to 1"),
+        (lambda p, y: (np.where(np.arange(p.size).reshape(p.shape) == 7, np.nan, p), y), "NaN"),
+        (lambda p, y: (p, y[:-3]), "labels"),
+        (lambda p, y: (np.where(np.arange(p.size).reshape(p.shape) == 9, -0.2, p), y), "negative"),
+    ],
+    ids=["rows-not-summing-to-1", "nan", "wrong-length", "negative"],
+)
+def test_bad_prediction_arrays(out, tmp_path, mutate, expect):
+    p, y = mutate(*_probs())
+    np.save(tmp_path / "probs.npy", p)
+    np.save(tmp_path / "labels.npy", y)
+    r = audit(out, "--predictions", str(tmp_path / "probs.npy"), "--labels", str(tmp_path / "labels.npy"))
+    line = assert_clean_failure(r, out, set(), expect)
+    assert "probs.npy" in line or "labels.npy" in line
+
+
+def test_pickled_object_array_is_refused(out, tmp_path):
+    p, y = _probs()
+    obj = np.empty(len(p), dtype=object)
+    obj[:] = list(p)
+    np.save(tmp_path / "probs.npy", obj, allow_pickle=True)
+    np.save(tmp_path / "labels.npy", y)
+    r = audit(out, "--predictions", str(tmp_path / "probs.npy"), "--labels", str(tmp_path / "labels.npy"))
+    assert_clean_failure(r, out, set(), "probs.npy", "pickled object array")
