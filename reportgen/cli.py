@@ -114,13 +114,14 @@ def train(obj: Ctx, data, output, name, ensemble, force, epochs, batch_size, see
 @click.option("--force", is_flag=True, help="Overwrite an existing version folder.")
 @click.option("--mc-samples", type=click.IntRange(1), default=30, show_default=True, help="MC dropout samples S (1 = deterministic).")
 @click.option("--audit-size", type=click.IntRange(2), default=None, help="Audit at most N images (seeded choice).")
+@click.option("--cv", type=click.IntRange(2), default=None, help="Audit every sample with out-of-sample probabilities from K-fold cross-validation of the default CNN.")
 @click.option("--rank-by", type=click.Choice(["self_confidence", "normalized_margin"]), default="self_confidence", show_default=True, help="Ranking of flagged samples.")
 @click.option("--trust-model", is_flag=True, help="Allow models with Lambda layers (runs code stored in the file).")
 @click.option("--paper", type=click.Choice(["a4", "letter"]), default="a4", show_default=True, help="PDF paper size.")
 @training_options
 @handle_errors
 def audit(obj: Ctx, data, models, predictions, labels, images, class_names, output, name, version, force, mc_samples,
-          audit_size, rank_by, trust_model, paper, epochs, batch_size, seed, train_size) -> None:
+          audit_size, cv, rank_by, trust_model, paper, epochs, batch_size, seed, train_size) -> None:
     """Audit a model (or saved probabilities) and write report.html, report.pdf, summary.json, flagged.csv.
 
     \b
@@ -134,7 +135,7 @@ def audit(obj: Ctx, data, models, predictions, labels, images, class_names, outp
     opts = AuditOptions(
         data=data, models=tuple(models), predictions=predictions, labels=labels, images=images, class_names=class_names,
         output=output, name=name, version=version, force=force, mc_samples=mc_samples, seed=seed, epochs=epochs,
-        batch_size=batch_size, train_size=train_size, audit_size=audit_size, rank_by=rank_by, trust_model=trust_model,
+        batch_size=batch_size, train_size=train_size, audit_size=audit_size, cv=cv, rank_by=rank_by, trust_model=trust_model,
         paper=paper, command=" ".join(shlex.quote(a) for a in ["reportgen", *sys.argv[1:]]),
     )
     folder = run_audit(opts, progress=obj.progress)
@@ -143,3 +144,11 @@ def audit(obj: Ctx, data, models, predictions, labels, images, class_names, outp
 
 def main() -> None:
     cli(prog_name="reportgen")
+
+
+try:  # archive commands (list, verify, compare) live in their own module
+    from .cli_archive import register as _register_archive
+except ImportError:  # pragma: no cover - during development only
+    _register_archive = None
+if _register_archive is not None:
+    _register_archive(cli)

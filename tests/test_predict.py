@@ -1,0 +1,111 @@
+"""Prediction paths: the split MC-dropout path equals S full passes with the same masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from reportgen import model as M  # noqa: E402
+from reportgen.predict import predict  # noqa: E402
+
+
+def _loaded(net, tmp_path, name="m"):
+    path = tmp_path / f"{name}.keras"
+    net.save(path)
+    return M.load(path)
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(70, 28, 28, 1), dtype=np.uint8)
+
+
+@pytest.fixture()
+def default_cnn(tmp_path):
+    keras.utils.set_random_seed(1)
+    return _loaded(M.build_default_cnn((28, 28, 1), 10), tmp_path)
+
+
+def _same(a, b, tol=1e-5):
+    for field in ("mean_probs", "std_probs", "expected_entropy"):
+        np.testing.assert_allclose(getattr(a, field), getattr(b, field), atol=tol, err_msg=field)
+    assert a.n_samples == b.n_samples
+
+
+def test_efficient_mc_equals_full_passes_default_cnn(default_cnn, images):
+    fast, info = predict([default_cnn], images, mc_samples=7, seed=3)
+    slow, info_full = predict([default_cnn], images, mc_samples=7, seed=3, full_passes=True)
+    assert info.method == "mc_dropout" and info_full.method == "mc_dropout_full"
+    _same(fast, slow)
+    np.testing.assert_array_equal(fast.votes, slow.votes)
+    # The samples really differ (dropout is on), so the agreement above is not vacuous.
+    assert fast.std_probs.max() > 1e-3
+    ep = _entropy(fast.mean_probs) - fast.expected_entropy
+    assert ep.max() > 1e-4
+
+
+def _entropy(p):
+    return -np.sum(p * np.log(np.clip(p, 1e-300, None)), axis=1)
+
+
+def test_efficient_mc_equals_full_passes_dense_dropout_and_softmax(tmp_path, images):
+    """Element-wise Dropout on flattened features, a functional model, softmax already applied."""
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inp)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(16, activation="relu")(x)
+    x = keras.layers.Dropout(0.5)(x)
+    out = keras.layers.Dense(5, activation="softmax")(x)
+    m = _loaded(keras.Model(inp, out), tmp_path)
+    assert m.outputs_probs
+    fast, info = predict([m], images, mc_samples=5, seed=9)
+    slow, _ = predict([m], images, mc_samples=5, seed=9, full_passes=True)
+    assert info.method == "mc_dropout"
+    _same(fast, slow)
+    np.testing.assert_allclose(fast.mean_probs.sum(1), 1.0, atol=1e-9)
+
+
+def test_deterministic_pass_matches_keras_predict(default_cnn, images):
+    sp, info = predict([default_cnn], images, mc_samples=1)
+    logits = np.asarray(default_cnn.model.predict(images.astype(np.float32) / 255.0, verbose=0), np.float64)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(sp.mean_probs, p, atol=1e-6)
+    assert info.method == "deterministic" and sp.n_samples == 1
+    np.testing.assert_array_equal(sp.std_probs, 0)
+
+
+def test_mc_mean_differs_from_deterministic_but_seed_reproduces(default_cnn, images):
+    a, _ = predict([default_cnn], images, mc_samples=6, seed=0)
+    b, _ = predict([default_cnn], images, mc_samples=6, seed=0)
+    c, _ = predict([default_cnn], images, mc_samples=6, seed=1)
+    np.testing.assert_array_equal(a.mean_probs, b.mean_probs)
+    assert np.abs(a.mean_probs - c.mean_probs).max() > 1e-4
+
+
+def test_model_without_dropout_falls_back_to_one_pass(tmp_path, images):
+    net = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    sp, info = predict([_loaded(net, tmp_path)], images, mc_samples=30)
+    assert info.n_samples == 1 and "no dropout" in info.description
+
+
+def test_ensemble_of_identical_members_has_zero_epistemic(default_cnn, images, tmp_path):
+    twin = M.load(default_cnn.path)
+    sp, info = predict([default_cnn, twin], images)
+    assert info.method == "ensemble" and sp.n_samples == 2
+    np.testing.assert_allclose(_entropy(sp.mean_probs) - sp.expected_entropy, 0, atol=1e-9)
+
+
+def test_ensemble_members_are_the_samples(tmp_path, images):
+    keras.utils.set_random_seed(5)
+    a = _loaded(M.build_default_cnn((28, 28, 1), 10), tmp_path, "a")
+    b = _loaded(M.build_default_cnn((28, 28, 1), 10), tmp_path, "b")
+    sp, _ = predict([a, b], images)
+    pa, _ = predict([a], images, mc_samples=1)
+    pb, _ = predict([b], images, mc_samples=1)
+    np.testing.assert_allclose(sp.mean_probs, (pa.mean_probs + pb.mean_probs) / 2, atol=1e-9)
+    np.testing.assert_allclose(sp.expected_entropy, (_entropy(pa.mean_probs) + _entropy(pb.mean_probs)) / 2, atol=1e-5)
