@@ -3,4 +3,9 @@
 Importing the package is cheap: TensorFlow is imported only by the stages that need it.
 """
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) is noise in a CLI's stderr.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -237,7 +237,8 @@ def _resolve_predictions(opts: AuditOptions) -> _Resolved:
     prov = Provenance("predictions", str(Path(opts.labels).resolve()), sha256_file(opts.labels), int(len(labels)))
     ds = Dataset(images, labels.astype(np.int64), names, prov, Path(opts.labels).stem)
     name = opts.name or Path(opts.predictions).stem
-    info = {"path": str(Path(opts.predictions).resolve()), "sha256": sha256_file(opts.predictions), "kind": "saved probabilities"}
+    info = {"path": str(Path(opts.predictions).resolve()), "sha256": sha256_file(opts.predictions), "kind": "saved probabilities",
+            "outputs_probs": True, "metadata": {}}
     return _Resolved(audit=ds, name=name, version=opts.version or sha[:VERSION_DIGITS], probs=probs,
                      model_info=info, data_role="saved probabilities (assumed out-of-sample)")
 

@@ -1,0 +1,175 @@
+"""Shared helpers of the bench scripts: run a child process and measure it, print tables.
+
+Numpy-free on purpose: the scripts that time whole processes keep their own process small.
+
+Peak RSS of a child is taken from GNU time (`/usr/bin/time -f ...`) when it is installed:
+Linux carries a process's ru_maxrss over fork and exec, so a child spawned straight from a
+large parent would report at least the parent's size. `time` is a small process of its own,
+so the figure it reports is the child's. Without it we fall back to os.wait4's rusage and
+print the parent's own peak so the reader knows the floor.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Scratch space for cached models and arrays; not tracked (see the brief: bench/out/ is gitignored).
+OUT = ROOT / "bench" / "out"
+# GNU time: %e wall s, %M peak RSS KiB, %U user s, %S system s.
+GNU_TIME = shutil.which("time", path="/usr/bin:/bin")
+TIME_FORMAT = "%e %M %U %S"
+# Progress lines that continue a stage rather than start a new one.
+SUB_PROGRESS = re.compile(r"^(predicting: \d+/\d+|epoch \d+/\d+|WARNING|I0000|W0000|E0000|\S+\.py:\d+)")
+
+
+@dataclass
+class ChildRun:
+    """One measured child process.
+
+    wall_s: parent-side wall time from spawn to reap.
+    cpu_s: user + system CPU seconds of the child (and its waited-for descendants).
+    peak_mb: peak resident set size in MiB.
+    lines: (seconds since spawn, text) for every stderr line, stamped as it arrived.
+    """
+
+    cmd: list[str]
+    returncode: int
+    wall_s: float
+    cpu_s: float
+    peak_mb: float
+    stdout: str
+    lines: list[tuple[float, str]] = field(default_factory=list)
+
+    def check(self) -> "ChildRun":
+        """Raise with the child's last stderr lines when it failed."""
+        if self.returncode != 0:
+            tail = "\n".join(t for _, t in self.lines[-15:])
+            raise SystemExit(f"command failed (exit {self.returncode}): {' '.join(self.cmd)}\n{tail}")
+        return self
+
+
+def run_child(cmd: list[str], *, env: dict | None = None, echo: bool = False) -> ChildRun:
+    """Run `cmd`, stamping each stderr line; return its wall time, CPU time and peak RSS."""
+    stats_file = None
+    full = list(cmd)
+    if GNU_TIME:
+        fd, stats_file = tempfile.mkstemp(prefix="bench-time-", suffix=".txt")
+        os.close(fd)
+        full = [GNU_TIME, "-f", TIME_FORMAT, "-o", stats_file, *cmd]
+    child_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **(env or {})}
+    lines: list[tuple[float, str]] = []
+    out_chunks: list[str] = []
+    start = time.perf_counter()
+    proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env, cwd=ROOT)
+
+    def read_err():
+        for line in proc.stderr:
+            lines.append((time.perf_counter() - start, line.rstrip("\n")))
+            if echo:
+                print(f"    | {line.rstrip()}", file=sys.stderr)
+
+    def read_out():
+        out_chunks.append(proc.stdout.read())
+
+    threads = [threading.Thread(target=read_err, daemon=True), threading.Thread(target=read_out, daemon=True)]
+    for t in threads:
+        t.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    for t in threads:
+        t.join()
+    cpu, peak = usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    if stats_file:
+        try:
+            fields = Path(stats_file).read_text().strip().splitlines()[-1].split()
+            peak, cpu = float(fields[1]) / 1024, float(fields[2]) + float(fields[3])
+        except (OSError, IndexError, ValueError):
+            pass  # the child was killed before time could write: keep wait4's figures
+        finally:
+            Path(stats_file).unlink(missing_ok=True)
+    return ChildRun(list(cmd), proc.returncode, wall, cpu, peak, "".join(out_chunks), lines)
+
+
+def stages(run: ChildRun, first: str = "start-up (imports, loading)", *, named_by: str = "start",
+           last: str = "exit") -> list[tuple[str, float]]:
+    """Split a child's wall time at its top-level stderr lines.
+
+    named_by="start": the child announces what it is about to do (reportgen's progress);
+    each stage is named after the line that started it and lasts until the next line, the
+    first one (named `first`) from spawn to the first line.
+    named_by="end": the child reports what it has just done; each stage is named after the
+    line that ended it, and a final stage named `last` runs from the last line to the reap.
+    """
+    marks = [(t, text.strip()[:70]) for t, text in run.lines if text.strip() and not SUB_PROGRESS.match(text.strip())]
+    times = [0.0] + [t for t, _ in marks] + [run.wall_s]
+    names = [first] + [m for _, m in marks] if named_by == "start" else [m for _, m in marks] + [last]
+    return [(nm, times[i + 1] - times[i]) for i, nm in enumerate(names)]
+
+
+def median(xs) -> float:
+    return float(statistics.median(xs))
+
+
+def self_peak_mb() -> float:
+    """Peak RSS of this process so far, MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def children_peak_mb() -> float:
+    """Largest peak RSS among this process's reaped children, MiB."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" (1/5/15 min) on {os.cpu_count()} CPUs"
+    except OSError:
+        return "unavailable"
+
+
+def rss_source() -> str:
+    if GNU_TIME:
+        return f"peak RSS from {GNU_TIME} (the child's own figure)"
+    return f"peak RSS from wait4 (includes this parent's {self_peak_mb():.0f} MB carried over fork)"
+
+
+def table(headers: list[str], rows: list[list], *, indent: str = "  ") -> str:
+    """A plain fixed-width table: first column left-aligned, the others right-aligned."""
+    cells = [[str(h) for h in headers]] + [[c if isinstance(c, str) else _num(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def fmt(r):
+        return indent + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+
+    rule = indent + "  ".join("-" * w for w in widths)
+    return "\n".join([fmt(cells[0]), rule] + [fmt(r) for r in cells[1:]])
+
+
+def _num(x) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        if x != x:
+            return "nan"
+        return f"{x:.4f}" if abs(x) < 10 else f"{x:.1f}"
+    return str(x)
+
+
+def reportgen_cmd(*args: str) -> list[str]:
+    """The reportgen CLI run by this interpreter (the venv's), from the project root."""
+    return [sys.executable, "-m", "reportgen", *args]

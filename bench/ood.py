@@ -1,0 +1,180 @@
+"""Benchmark (issue 3): epistemic vs aleatoric uncertainty as an out-of-distribution detector.
+
+In-distribution is MNIST, out-of-distribution is Fashion-MNIST (same 28x28 grey format):
+
+- the default CNN is trained with `reportgen train` on the FIRST 5,000 images of the MNIST
+  test set (saved as the train split of a .npz; reportgen holds 10 % of them out for its
+  validation accuracy) and never sees the evaluation images;
+- in-distribution: the OTHER 5,000 MNIST test images; OOD: the first 5,000 Fashion-MNIST
+  test images (/usr/share/datasets/fashion-mnist, Debian package dataset-fashion-mnist);
+- predictions through reportgen.predict: MC dropout with S = 30 on one model, the same model
+  deterministic (S = 1), and a deep ensemble of 5 (`reportgen train --ensemble 5`, seeds
+  0..4; member 0 is the single model, trained with the same seed and data);
+- for each per-sample statistic of reportgen.uncertainty.per_sample, the AUROC of separating
+  OOD (positive) from in-distribution by that score (higher score = more OOD).
+
+AUROC 0.5 is chance, 1.0 perfect. Issue 3 expects epistemic to separate OOD at least as
+well as 1 - confidence.
+
+    .venv/bin/python bench/ood.py [--quick] [--epochs 3] [--members 5] [--mc-samples 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import OUT, ROOT, load_average, reportgen_cmd, run_child, self_peak_mb, table
+
+sys.path.insert(0, str(ROOT))
+
+MNIST = Path("/work/shared/data/mnist")
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+# MNIST test images used for training; the rest is the in-distribution evaluation set.
+N_TRAIN = 5000
+# Scores compared, as (key, display name, function of UncertaintyStats -> (N,) higher = more OOD).
+SCORES = (
+    ("epistemic", "epistemic (mutual information)", lambda st: st.epistemic),
+    ("aleatoric", "aleatoric (expected entropy)", lambda st: st.aleatoric),
+    ("total", "total predictive entropy", lambda st: st.total),
+    ("one_minus_conf", "1 - confidence", lambda st: 1.0 - st.confidence),
+    ("variation_ratio", "variation ratio", lambda st: st.variation_ratio),
+)
+
+
+def write_split(path: Path) -> None:
+    """The MNIST test set as a .npz: first N_TRAIN images = train split, the rest = test split."""
+    from reportgen.data import load
+
+    ds = load(MNIST).test
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, x_train=ds.images[:N_TRAIN, :, :, 0], y_train=ds.labels[:N_TRAIN],
+                        x_test=ds.images[N_TRAIN:, :, :, 0], y_test=ds.labels[N_TRAIN:])
+
+
+def train_members(data: Path, *, epochs: int, members: int, seed: int, retrain: bool) -> tuple[list[Path], float | None]:
+    """Train (or reuse) `members` default CNNs on the train split of `data`; (paths, training peak RSS MB)."""
+    folder = OUT / "ood" / "models"
+    name = f"ood-mnist{N_TRAIN}-e{epochs}-s{seed}"
+    paths = [folder / f"{name}-{i}.keras" for i in range(members)]
+    if all(p.exists() for p in paths) and not retrain:
+        print(f"reusing {members} trained model(s) {folder.relative_to(ROOT)}/{name}-*.keras (--retrain to train again)")
+        return paths, None
+    print(f"training {members} default CNN(s): reportgen train --data {data.name} --ensemble {members} --epochs {epochs}")
+    run = run_child(reportgen_cmd("train", "--data", str(data), "--ensemble", str(members), "--epochs", str(epochs),
+                                  "--seed", str(seed), "--output", str(folder), "--name", name, "--force")).check()
+    acc = [ln for _, ln in run.lines if ln.startswith(f"epoch {epochs}/")]
+    print(f"  trained in {run.wall_s:.1f} s (peak RSS {run.peak_mb:.0f} MB); last epochs: {'; '.join(a.split(': ', 1)[1] for a in acc)}")
+    return paths, run.peak_mb
+
+
+def auroc(is_ood: np.ndarray, score: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(is_ood, score))
+
+
+def fpr_at_95_tpr(is_ood: np.ndarray, score: np.ndarray) -> float:
+    """Share of in-distribution images above the score that catches 95 % of the OOD ones."""
+    cut = np.quantile(score[is_ood], 0.05)
+    return float(np.mean(score[~is_ood] >= cut))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 epoch, 2 members, 1,000 + 1,000 images, S = 10")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 3; 1 with --quick)")
+    parser.add_argument("--members", type=int, default=None, help="ensemble size (default 5; 2 with --quick; 1 = no ensemble)")
+    parser.add_argument("--mc-samples", type=int, default=None, help="MC dropout samples (default 30; 10 with --quick)")
+    parser.add_argument("--n", type=int, default=None, help="images per side (default 5,000; 1,000 with --quick)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retrain", action="store_true", help="train the models even if cached ones exist")
+    args = parser.parse_args()
+    epochs = args.epochs or (1 if args.quick else 3)
+    members = args.members or (2 if args.quick else 5)
+    s = args.mc_samples or (10 if args.quick else 30)
+    n = args.n or (1000 if args.quick else 5000)
+    t0 = time.perf_counter()
+    print(f"ood: in-distribution MNIST test[{N_TRAIN}:{N_TRAIN + n}] vs OOD Fashion-MNIST test[:{n}]; "
+          f"model trained on MNIST test[:{N_TRAIN}]")
+    print(f"  load average at start: {load_average()}")
+
+    split = OUT / "ood" / f"mnist_test_split{N_TRAIN}.npz"
+    if not split.exists():
+        write_split(split)
+    paths, train_peak = train_members(split, epochs=epochs, members=members, seed=args.seed, retrain=args.retrain)
+
+    from reportgen import model as M
+    from reportgen.data import load
+    from reportgen.predict import predict
+    from reportgen.uncertainty import per_sample
+
+    ind = load(split).test
+    ood = load(FASHION).test
+    n = min(n, len(ind.labels), len(ood.labels))
+    images = np.concatenate([ind.images[:n], ood.images[:n]])
+    # Fashion labels stand in for OOD labels: per_sample needs some label; correctness there means nothing.
+    labels = np.concatenate([ind.labels[:n], ood.labels[:n]])
+    is_ood = np.r_[np.zeros(n, bool), np.ones(n, bool)]
+    models = [M.load(p) for p in paths]
+
+    runs = {}
+    setups = [(f"MC dropout S={s}", [models[0]], s), ("deterministic S=1", [models[0]], 1)]
+    if members > 1:
+        setups.append((f"ensemble of {members}", models, 1))
+    for label, ms, samples in setups:
+        start = time.perf_counter()
+        sampled, info = predict(ms, images, mc_samples=samples, seed=args.seed)
+        secs = time.perf_counter() - start
+        st = per_sample(sampled, labels)
+        runs[label] = (st, secs, info)
+        print(f"  {label}: {info.method}, {secs:.1f} s for {len(images):,} images; {info.description}")
+
+    print(f"\nAUROC, OOD (Fashion-MNIST, positive) vs in-distribution (MNIST), {n:,} + {n:,} images:")
+    rows = []
+    for key, name, fn in SCORES:
+        row = [name]
+        for label, (st, _, _) in runs.items():
+            measured = st.epistemic_measured or key not in ("epistemic", "variation_ratio")
+            row.append(f"{auroc(is_ood, fn(st)):.4f}" if measured else "-")
+        rows.append(row)
+    print(table(["score"] + list(runs), rows))
+
+    print("\nFPR at 95 % TPR (share of MNIST images flagged when 95 % of Fashion images are; lower is better):")
+    rows = []
+    for key, name, fn in SCORES:
+        row = [name]
+        for label, (st, _, _) in runs.items():
+            measured = st.epistemic_measured or key not in ("epistemic", "variation_ratio")
+            row.append(f"{fpr_at_95_tpr(is_ood, fn(st)):.4f}" if measured else "-")
+        rows.append(row)
+    print(table(["score"] + list(runs), rows))
+
+    print("\nmeans, in-distribution / OOD:")
+    rows = []
+    for label, (st, _, _) in runs.items():
+        acc = float(np.mean(st.correct[~is_ood]))
+        rows.append([label, f"{acc:.4f}"] + [f"{float(np.mean(v[~is_ood])):.4f} / {float(np.mean(v[is_ood])):.4f}"
+                                             for v in (st.confidence, st.aleatoric, st.epistemic)])
+    print(table(["setup", "MNIST accuracy", "confidence", "aleatoric (nats)", "epistemic (nats)"], rows))
+
+    mc = runs[f"MC dropout S={s}"][0]
+    ep, conf = auroc(is_ood, mc.epistemic), auroc(is_ood, 1 - mc.confidence)
+    print(f"\n  MC dropout: epistemic AUROC {ep:.4f} vs 1 - confidence {conf:.4f}: "
+          f"{'epistemic at least as good' if ep >= conf else 'epistemic WORSE than confidence'}")
+    if members > 1:
+        st = runs[f"ensemble of {members}"][0]
+        ep, conf = auroc(is_ood, st.epistemic), auroc(is_ood, 1 - st.confidence)
+        print(f"  ensemble:   epistemic AUROC {ep:.4f} vs 1 - confidence {conf:.4f}: "
+              f"{'epistemic at least as good' if ep >= conf else 'epistemic WORSE than confidence'}")
+    trained = f"{train_peak:.0f} MB (all members, one process)" if train_peak else "- (models reused)"
+    print(f"\n  peak RSS: this process {self_peak_mb():.0f} MB (TensorFlow + predictions), training child {trained}")
+    print(f"  total wall time {time.perf_counter() - t0:.0f} s; load average at end: {load_average()}")
+
+
+if __name__ == "__main__":
+    main()

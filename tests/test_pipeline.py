@@ -1,0 +1,105 @@
+"""Pipeline paths beyond the default audit: saved probabilities, cross-validation, ensembles."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import MNIST_DIR, run_cli
+
+from reportgen.pipeline import kfold_indices
+
+
+def test_kfold_indices_are_a_stratified_partition():
+    y = np.repeat(np.arange(3), [30, 20, 10])
+    folds = kfold_indices(y, 5, seed=7)
+    allidx = np.concatenate(folds)
+    assert sorted(allidx.tolist()) == list(range(60))
+    for f in folds:
+        assert np.bincount(y[f], minlength=3).tolist() == [6, 4, 2]
+    again = kfold_indices(y, 5, seed=7)
+    assert all(np.array_equal(a, b) for a, b in zip(folds, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(folds, kfold_indices(y, 5, seed=8)))
+
+
+def _noisy_probs(n=3000, k=5, flip=0.08, seed=0):
+    """Seeded probabilities centred on the TRUE class; a known share of GIVEN labels flipped."""
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, k, n)
+    alpha = np.full((n, k), 0.4)
+    alpha[np.arange(n), true] = 12.0
+    p = np.array([rng.dirichlet(a) for a in alpha])
+    given = true.copy()
+    flips = rng.choice(n, int(flip * n), replace=False)
+    given[flips] = (true[flips] + rng.integers(1, k, len(flips))) % k
+    return p, given, set(flips.tolist())
+
+
+def test_audit_saved_probabilities_finds_the_flips(tmp_path):
+    p, given, flips = _noisy_probs()
+    np.save(tmp_path / "probs.npy", p.astype(np.float32))
+    np.save(tmp_path / "labels.npy", given)
+    (tmp_path / "names.txt").write_text("ant\nbee\ncat\ndog\neel\n")
+    out = tmp_path / "out"
+    r = run_cli(["--quiet", "audit", "--predictions", str(tmp_path / "probs.npy"), "--labels", str(tmp_path / "labels.npy"),
+                 "--class-names", str(tmp_path / "names.txt"), "--output", str(out)])
+    assert r.exit_code == 0, r.output
+    folder = Path(r.stdout.strip())
+    rows = list(csv.DictReader(open(folder / "flagged.csv")))
+    found = {int(row["index"]) for row in rows}
+    precision = len(found & flips) / len(found)
+    recall = len(found & flips) / len(flips)
+    assert precision > 0.9 and recall > 0.8, (precision, recall)
+    assert {row["given"] for row in rows} <= {"ant", "bee", "cat", "dog", "eel"}
+    s = json.loads((folder / "summary.json").read_text())
+    assert s["metrics"]["mean_epistemic"] is None
+    assert s["metrics"]["accuracy"] == pytest.approx(float(np.mean(p.argmax(1) == given)), abs=1e-12)
+    html = (folder / "report.html").read_text()
+    assert "gallery" not in html  # no images given: image galleries are skipped
+    assert "fig-noise_matrix" in html
+
+
+def test_cv_audit_is_out_of_sample_with_progress_per_fold(tmp_path):
+    out = tmp_path / "out"
+    args = ["audit", "--data", str(MNIST_DIR), "--cv", "2", "--epochs", "1", "--audit-size", "600",
+            "--mc-samples", "3", "--output", str(out)]
+    r = run_cli(args)
+    assert r.exit_code == 0, r.output
+    assert "fold 1/2" in r.stderr and "fold 2/2" in r.stderr
+    folder = Path(r.stdout.strip().splitlines()[-1])
+    s = json.loads((folder / "summary.json").read_text())
+    assert s["data"]["count"] == 600 and s["method"]["method"] == "cv_mc_dropout"
+    assert "cross-validation" in s["data"]["role"]
+    assert len(s["model"]["fold_sha256"]) == 2
+    assert len(list((out / ".models").glob("*fold*.keras"))) == 2
+    # Rerun with the same seed reuses the fold models and reproduces the numbers.
+    r2 = run_cli(args + ["--force"])
+    assert r2.exit_code == 0 and "reusing" in r2.stderr
+    s2 = json.loads((folder / "summary.json").read_text())
+    assert s2["metrics"] == s["metrics"]
+
+
+def test_cv_rejects_model(tmp_path):
+    r = run_cli(["audit", "--cv", "3", "--model", str(tmp_path / "m.keras"), "--output", str(tmp_path)])
+    assert r.exit_code != 0 and "--cv trains its own fold models" in r.stderr
+
+
+def test_train_ensemble_then_audit_it(tmp_path, mnist_npz):
+    models = tmp_path / "models"
+    r = run_cli(["--quiet", "train", "--data", str(mnist_npz), "--ensemble", "2", "--epochs", "1", "--train-size", "600",
+                 "--output", str(models), "--name", "ens"])
+    assert r.exit_code == 0, r.output
+    paths = r.stdout.split()
+    assert [Path(p).name for p in paths] == ["ens-0.keras", "ens-1.keras"]
+    seeds = [json.loads(Path(p).with_suffix(".json").read_text())["seed"] for p in paths]
+    assert seeds == [0, 1]
+    r = run_cli(["--quiet", "audit", "--data", str(mnist_npz), "--model", paths[0], "--model", paths[1], "--output", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    s = json.loads((Path(r.stdout.strip()) / "summary.json").read_text())
+    assert s["method"]["method"] == "ensemble" and s["method"]["n_samples"] == 2
+    assert s["metrics"]["mean_epistemic"] > 0
+    assert s["model"]["kind"] == "ensemble of 2 Keras models"
