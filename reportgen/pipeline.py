@@ -106,6 +106,9 @@ def train_default(ds: Dataset, *, epochs: int, batch_size: int, seed: int, path:
 
 def run_train(opts: TrainOptions, progress: Progress | None = None) -> list[Path]:
     """`reportgen train`: train the default CNN (or an ensemble of K seeds) and save it."""
+    from ._tf import load_quietly
+
+    load_quietly()
     splits = _load_data(opts.data, None, progress)
     train_ds, _ = _training_set(splits, opts.seed)
     train_ds = take(train_ds, opts.train_size, seed=opts.seed)
@@ -379,7 +382,10 @@ def run_audit(opts: AuditOptions, progress: Progress | None = None) -> Path:
     from . import figures, report
     from .archive import staged_folder
 
+    from ._tf import load_quietly
+
     _validate_options(opts)
+    load_quietly()
     if opts.predictions:
         r = _resolve_predictions(opts)
     elif opts.cv:

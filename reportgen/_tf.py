@@ -1,0 +1,39 @@
+"""Import TensorFlow once, with its C++ start-up logging (absl, oneDNN, CUDA probes) silenced."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull():
+    """Point file descriptor 2 at /dev/null (C++ logs bypass sys.stderr), then restore it."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # captured or replaced stderr: nothing to silence
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def load_quietly() -> None:
+    """Import tensorflow, tensorflow_probability and keras, and initialise devices, without log noise."""
+    if "tensorflow" in sys.modules and "tensorflow_probability" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _stderr_to_devnull():
+        import tensorflow as tf
+        import tensorflow_probability  # noqa: F401  (validates the TF environment once)
+        import keras  # noqa: F401
+
+        tf.config.list_physical_devices()
