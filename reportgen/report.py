@@ -436,16 +436,12 @@ def flagged_rows(audit, result) -> list[dict]:
 # --------------------------------------------------------------------------- rendering
 
 def templates_dir() -> Path:
-    """The Jinja templates: shipped as the `reportgen.templates` package, or the checkout's templates/."""
-    try:
-        from importlib.resources import files
-
-        d = Path(str(files("reportgen.templates")))
+    """The Jinja templates: installed inside the package, or the checkout's top-level templates/."""
+    here = Path(__file__).resolve().parent
+    for d in (here / "templates", here.parent / "templates"):
         if (d / "report.html").is_file():
             return d
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / "templates"
+    raise FileNotFoundError(f"reportgen templates not found beside {here}")
 
 
 def _globals() -> dict:
