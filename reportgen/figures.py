@@ -208,36 +208,62 @@ def plot_bars(values, class_names, *, ylabel: str, ax=None):
 def gallery(images, items, class_names, *, mean_probs=None, std_probs=None, ncols: int = 5):
     """A grid of images, each with a title and, when given, its probability bars (mean ± spread).
 
+    Everything is drawn on ONE axes in cell coordinates (one image mosaic, one bar call), which
+    is an order of magnitude faster than a subplot per image.
+
     Args:
         images: (N,H,W,C) uint8.
         items: list of (index, title) pairs, in display order.
+        mean_probs, std_probs: (N,K) class probabilities and their spread across samples, or None.
     """
     n = len(items)
     ncols = min(ncols, max(1, n))
     nrows = int(np.ceil(n / ncols))
-    with_bars = mean_probs is not None
-    rows = nrows * (2 if with_bars else 1)
-    fig, axes = new_figure(1.9 * ncols, (2.9 if with_bars else 1.9) * nrows, ncols=ncols, nrows=rows)
+    h, w, c = images.shape[1:]
     k = len(class_names)
-    for a in axes.ravel():
-        a.axis("off")
+    bars = mean_probs is not None
+    gap = 0.25 * w
+    cell_w = w + gap
+    bar_h = 0.7 * h if bars else 0.0
+    title_h = 0.55 * h
+    cell_h = title_h + h + (bar_h + 0.25 * h if bars else 0.1 * h)
+    fig, axes = new_figure(1.6 * ncols, 1.6 * nrows * cell_h / (w + gap))
+    ax = axes[0, 0]
+    canvas = np.full((int(np.ceil(nrows * cell_h)), int(np.ceil(ncols * cell_w)), 3), 255, np.uint8)
+    xs, ys, heights, errs, labels = [], [], [], [], []
     for t, (i, title) in enumerate(items):
-        r, c = divmod(t, ncols)
-        ax = axes[r * (2 if with_bars else 1), c]
+        r, col = divmod(t, ncols)
+        x0, y0 = int(col * cell_w), int(r * cell_h + title_h)
         img = images[i]
-        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray_r" if img.shape[-1] == 1 else None)
-        ax.set_title(title, fontsize=7)
-        if with_bars:
-            bx = axes[r * 2 + 1, c]
-            bx.axis("on")
-            err = None if std_probs is None else std_probs[i]
-            bx.bar(range(k), mean_probs[i], yerr=err, color=PALETTE["sky"], ecolor=PALETTE["black"], capsize=1, error_kw={"lw": 0.6})
-            bx.set_ylim(0, 1.05)
-            bx.set_xticks(range(k))
-            bx.set_xticklabels(class_names if k <= 10 else [""] * k, fontsize=5)
-            bx.tick_params(axis="y", labelsize=5)
-            bx.set_ylabel("p", fontsize=6)
-    fig.tight_layout()
+        rgb = np.repeat(255 - img, 3, axis=2) if c == 1 else img[..., :3]
+        canvas[y0:y0 + h, x0:x0 + w] = rgb
+        ax.text(x0 + w / 2, r * cell_h + title_h - 1, title, ha="center", va="bottom", fontsize=5.5)
+        if bars:
+            base = y0 + h + bar_h + 0.1 * h
+            width = w / k
+            for j in range(k):
+                xs.append(x0 + (j + 0.5) * width)
+                ys.append(base)
+                heights.append(-bar_h * mean_probs[i, j])
+                errs.append(0.0 if std_probs is None else bar_h * std_probs[i, j])
+            labels.append((x0, base, width))
+    ax.imshow(canvas, interpolation="nearest")
+    if bars:
+        # A light band marks the 0..1 range of every bar chart, so short bars read as small p.
+        ax.bar([x0 + w / 2 for x0, _, _ in labels], [-bar_h] * len(labels), width=w, bottom=[b for _, b, _ in labels],
+               color="#eeeeee", linewidth=0)
+        ax.bar(xs, heights, width=w / k * 0.85, bottom=ys, color=PALETTE["blue"], linewidth=0)
+        if std_probs is not None:
+            tops = np.array(ys) + np.array(heights)
+            ax.vlines(xs, tops - np.array(errs), tops + np.array(errs), color=PALETTE["black"], linewidth=0.5)
+        for x0, base, width in labels:
+            ax.hlines(base, x0, x0 + w, color=PALETTE["grey"], linewidth=0.4)
+            if k <= 10:
+                for j, name in enumerate(class_names):
+                    ax.text(x0 + (j + 0.5) * width, base + 0.5, name[:2], ha="center", va="top", fontsize=3.5)
+    ax.set_xlim(0, canvas.shape[1])
+    ax.set_ylim(canvas.shape[0], 0)
+    ax.axis("off")
     return fig
 
 

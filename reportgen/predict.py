@@ -111,7 +111,12 @@ class _Sampler:
 
     def __init__(self, m: LoadedModel, chain: list, split: int, s: int, seed: int):
         self.m, self.head, self.tail, self.s, self.seed = m, chain[:split], chain[split:], s, seed
-        self.droppers = [l for l in self.tail if isinstance(l, _dropout_layers())]
+        self.linear = _channel_dropout_dense(self.tail)
+
+    @property
+    def features(self) -> int:
+        """Activations per image that the sampled tail holds S copies of (1 on the linear path)."""
+        return 1 if self.linear else int(np.prod(self.tail[0].input.shape[1:]))
 
     def masks_for(self, batch_index: int, b: int) -> dict:
         """Masks of every dropout layer in the tail, for S samples of a batch of `b` images."""
@@ -128,10 +133,29 @@ class _Sampler:
         h = _run(self.head, xb)
         b = int(h.shape[0])
         masks = self.masks_for(batch_index, b)
+        if self.linear:
+            return self._sample_linear(h, masks[id(self.tail[0])])
         hs = tf.reshape(tf.repeat(h[None], self.s, axis=0), [self.s * b] + list(h.shape[1:]))
         flat = {k: tf.reshape(v, [self.s * b] + list(v.shape[2:])) for k, v in masks.items()}
         out = _run(self.tail, hs, masks=flat)
         return _to_probs(tf.reshape(out, [self.s, b, -1]), self.m.outputs_probs)
+
+    def _sample_linear(self, h, mask) -> np.ndarray:
+        """SpatialDropout2D -> Flatten -> Dense is linear in the channel mask m (S, B, C):
+        logits_s = sum_c m_sc * (h_c . W_c) + bias, so each channel's contribution to the
+        logits is computed once per batch and the S samples cost one small einsum."""
+        import tensorflow as tf
+
+        dense = self.tail[-1]
+        hh, ww, cc = (int(d) for d in h.shape[1:])
+        w = tf.reshape(dense.kernel, [hh, ww, cc, -1])
+        contrib = tf.einsum("bhwc,hwck->bck", h, w)
+        m = tf.reshape(mask, [self.s, -1, cc])
+        out = tf.einsum("sbc,bck->sbk", m, contrib)
+        if dense.use_bias:
+            out = out + dense.bias
+        out = dense.activation(out)
+        return _to_probs(out, self.m.outputs_probs)
 
     def sample_full(self, xb, batch_index: int) -> np.ndarray:
         """(S, B, K) probabilities from S complete forward passes with the same masks (reference)."""
@@ -141,6 +165,21 @@ class _Sampler:
             h = _run(self.head, xb)
             outs.append(_run(self.tail, h, masks={k: v[i] for k, v in masks.items()}))
         return _to_probs(np.stack([np.asarray(o) for o in outs]), self.m.outputs_probs)
+
+
+def _channel_dropout_dense(tail: list) -> bool:
+    """True when the sampled tail is SpatialDropout2D (channels_last) -> Flatten -> Dense."""
+    import keras
+
+    L = keras.layers
+    return (
+        len(tail) == 3
+        and isinstance(tail[0], L.SpatialDropout2D)
+        and getattr(tail[0], "data_format", "channels_last") == "channels_last"
+        and isinstance(tail[1], L.Flatten)
+        and isinstance(tail[2], L.Dense)
+        and getattr(tail[2].activation, "__name__", "") in ("linear", "softmax")
+    )
 
 
 def _batch_size(features: int, s: int) -> int:
@@ -186,12 +225,14 @@ def predict(
     tail_ok = split is not None and all(isinstance(l, _dropout_layers()) or not _is_stochastic(l) for l in chain[split:])
     if tail_ok:
         sampler = _Sampler(m, chain, split, mc_samples, seed)
-        feats = int(np.prod([d for d in chain[split].input.shape[1:]]))
+        feats = sampler.features
         first = chain[split]
         desc = (
             f"MC dropout, S = {mc_samples}: layers up to '{chain[split - 1].name if split else 'input'}' run once per batch; "
             f"'{first.name}' ({first.__class__.__name__}, rate {float(first.rate):g}) and the {len(chain) - split - 1} layer(s) after it are sampled S times"
         )
+        if sampler.linear:
+            desc += "; the dense layer is linear in the channel mask, so each channel's contribution to the logits is computed once and the S samples cost one small product"
         fn = sampler.sample_full if full_passes else sampler.sample_efficient
         info = PredictInfo("mc_dropout_full" if full_passes else "mc_dropout", mc_samples, desc)
         return _loop(n, k, images, fn, _batch_size(feats, mc_samples), progress), info
