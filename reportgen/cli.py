@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -143,7 +144,17 @@ def audit(obj: Ctx, data, models, predictions, labels, images, class_names, outp
 
 
 def main() -> None:
-    cli(prog_name="reportgen")
+    try:
+        cli(prog_name="reportgen")
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if "tensorflow" not in sys.modules:
+            raise
+        # TensorFlow's interpreter teardown takes seconds and does nothing for us: every report
+        # file is written and closed by now, so flush the streams and leave at once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 try:  # archive commands (list, verify, compare) live in their own module

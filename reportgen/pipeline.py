@@ -367,6 +367,12 @@ def _validate_options(opts: AuditOptions) -> None:
         raise ReportgenError("give either --predictions or --model, not both")
     if opts.cv is not None and (opts.predictions or opts.models):
         raise ReportgenError("--cv trains its own fold models: it cannot be combined with --model or --predictions")
+    for path in opts.models:  # before any slow work (data loading, downloads, TensorFlow)
+        if not Path(path).is_file():
+            raise ModelError(f"{path}: no such model file")
+    for path in (opts.predictions, opts.labels, opts.images, opts.class_names):
+        if path and not Path(path).is_file():
+            raise DataError(f"{path}: no such file")
     if opts.version:
         check_component(opts.version, "version")
     if opts.name:
