@@ -94,14 +94,26 @@ def _training_set(splits: Splits, seed: int) -> tuple[Dataset, Dataset]:
     return split_train_audit(splits.test, audit_fraction=AUDIT_FRACTION, seed=seed)
 
 
-def train_default(ds: Dataset, *, epochs: int, batch_size: int, seed: int, path: Path, force: bool, progress: Progress | None) -> Path:
-    """Train the default CNN on `ds` and save it (plus metadata) at `path`."""
+def train_default(ds: Dataset, *, epochs: int, batch_size: int, seed: int, path: Path, force: bool,
+                  progress: Progress | None, held_out: dict | None = None) -> Path:
+    """Train the default CNN on `ds` and save it (plus metadata) at `path`.
+
+    `held_out` records how the audit part of the same file was split off (seed, fraction), so a
+    later `audit --model` on that file audits only what the model did not train on.
+    """
     from . import model as M
 
     cfg = M.TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed)
     _say(progress, f"training the default CNN on {len(ds.labels)} images ({epochs} epoch(s), seed {seed})")
     net, meta = M.train(ds, config=cfg, progress=progress)
+    if held_out:
+        meta["held_out"] = held_out
     return M.save(net, meta, path, force=force)
+
+
+def _held_out(splits: Splits, seed: int) -> dict | None:
+    """The split record of a single-split source (None when the source has its own test split)."""
+    return None if splits.train is not None else {"seed": seed, "fraction": AUDIT_FRACTION}
 
 
 def run_train(opts: TrainOptions, progress: Progress | None = None) -> list[Path]:
@@ -120,7 +132,8 @@ def run_train(opts: TrainOptions, progress: Progress | None = None) -> list[Path
             if p.exists():
                 raise OutputError(f"{p}: exists; pass --force to overwrite")
     return [
-        train_default(train_ds, epochs=opts.epochs, batch_size=opts.batch_size, seed=opts.seed + i, path=p, force=opts.force, progress=progress)
+        train_default(train_ds, epochs=opts.epochs, batch_size=opts.batch_size, seed=opts.seed + i, path=p, force=opts.force,
+                      progress=progress, held_out=_held_out(splits, opts.seed))
         for i, p in enumerate(paths)
     ]
 
@@ -252,13 +265,19 @@ def _resolve_models(opts: AuditOptions, progress: Progress | None) -> _Resolved:
     splits = _load_data(opts.data, opts.class_names, progress)
     notes = list(splits.notes)
     if opts.models:
-        audit = take(splits.test, opts.audit_size, seed=opts.seed)
         models = [M.load(p, trust=opts.trust_model) for p in opts.models]
+        audit, role = splits.test, "test split of the data" if splits.train is not None else "whole data set (make sure the model did not train on it)"
+        held = [m.metadata.get("held_out") for m in models
+                if m.metadata.get("data", {}).get("sha256") == splits.test.provenance.sha256 and m.metadata.get("held_out")]
+        if splits.train is None and held:
+            # The model's metadata says it trained on part of this very file: audit only the rest.
+            _, audit = split_train_audit(splits.test, audit_fraction=held[0]["fraction"], seed=held[0]["seed"])
+            role = f"held out from training (the {held[0]['fraction']:.0%} of this file the model's metadata says it did not train on)"
+        audit = take(audit, opts.audit_size, seed=opts.seed)
         for m in models:
             M.check_fits(m, audit)
         name = opts.name or models[0].name
         sha = models[0].sha256 if len(models) == 1 else hashlib.sha256("".join(m.sha256 for m in models).encode()).hexdigest()
-        role = "test split of the data" if splits.train is not None else "whole data set (make sure the model did not train on it)"
     else:
         train_ds, audit = _training_set(splits, opts.seed)
         train_ds = take(train_ds, opts.train_size, seed=opts.seed)
@@ -273,7 +292,8 @@ def _resolve_models(opts: AuditOptions, progress: Progress | None) -> _Resolved:
             _say(progress, f"reusing the default model trained earlier with the same data and options: {cached}")
         else:
             try:
-                train_default(train_ds, epochs=opts.epochs, batch_size=opts.batch_size, seed=opts.seed, path=cached, force=False, progress=progress)
+                train_default(train_ds, epochs=opts.epochs, batch_size=opts.batch_size, seed=opts.seed, path=cached, force=False,
+                              progress=progress, held_out=_held_out(splits, opts.seed))
             except OutputError as e:
                 raise OutputError(f"{Path(opts.output)}: cannot write the model cache ({e})") from e
         models = [M.load(cached, name=name)]

@@ -18,7 +18,7 @@ from conftest import N_AUDIT, N_TRAIN, run_cli
 
 from reportgen.report import fmt
 
-FILES = {"report.html", "report.pdf", "summary.json", "flagged.csv", "manifest.json"}
+FILES = {"report.html", "report.pdf", "report.md", "summary.json", "flagged.csv", "manifest.json"}
 
 
 def load_summary(folder: Path) -> dict:

@@ -103,3 +103,16 @@ def test_train_ensemble_then_audit_it(tmp_path, mnist_npz):
     assert s["method"]["method"] == "ensemble" and s["method"]["n_samples"] == 2
     assert s["metrics"]["mean_epistemic"] > 0
     assert s["model"]["kind"] == "ensemble of 2 Keras models"
+
+
+def test_audit_model_on_its_own_training_file_audits_only_the_held_out_part(tmp_path):
+    """`train --data X` then `audit --model m --data X` must not score samples the model trained on."""
+    r = run_cli(["--quiet", "train", "--data", str(MNIST_DIR), "--epochs", "1", "--train-size", "400",
+                 "--output", str(tmp_path / "m"), "--name", "own"])
+    assert r.exit_code == 0, r.output
+    model = r.stdout.strip()
+    r = run_cli(["--quiet", "audit", "--data", str(MNIST_DIR), "--model", model, "--mc-samples", "2", "--output", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    s = json.loads((Path(r.stdout.strip()) / "summary.json").read_text())
+    assert s["data"]["count"] == 2000  # the 20 % held out of 10,000, not all of them
+    assert s["data"]["role"].startswith("held out from training")
