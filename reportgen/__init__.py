@@ -9,3 +9,10 @@ __version__ = "0.1.0"
 
 # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) is noise in a CLI's stderr.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def audit(model_or_probs, images=None, labels=None, **options):
+    """Audit a model (or probabilities) in Python; see `reportgen.pipeline.audit`."""
+    from .pipeline import audit as _audit
+
+    return _audit(model_or_probs, images, labels, **options)

@@ -208,6 +208,21 @@ def load(path: str | Path, *, trust: bool = False, name: str | None = None) -> L
     )
 
 
+def from_keras(model, *, name: str | None = None) -> LoadedModel:
+    """Wrap an in-memory Keras model; its sha256 is that of its weights."""
+    import hashlib
+
+    if not hasattr(model, "layers") or not getattr(model, "outputs", None):
+        raise ModelError(f"{type(model).__name__}: not a built Keras model")
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    out_shape = tuple(model.outputs[0].shape)
+    in_shape = tuple(int(d) if d is not None else -1 for d in model.inputs[0].shape[1:])
+    return LoadedModel(model=model, path="<in memory>", name=name or model.name, sha256=h.hexdigest(),
+                       outputs_probs=_ends_in_softmax(model), n_outputs=int(out_shape[-1]), input_shape=in_shape)
+
+
 def check_fits(m: LoadedModel, ds: Dataset) -> None:
     """Raise ModelError when the model cannot take these images or predict these labels."""
     want, got = m.input_shape, tuple(ds.images.shape[1:])

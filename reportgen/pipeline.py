@@ -399,29 +399,60 @@ def _validate_options(opts: AuditOptions) -> None:
         check_component(opts.name, "model name")
 
 
-def run_audit(opts: AuditOptions, progress: Progress | None = None) -> Path:
-    """`reportgen audit`: resolve inputs, compute every statistic, write the report folder atomically.
+@dataclass
+class Audit:
+    """One finished audit: the numbers (same as the CLI's summary.json) and how to write the report."""
 
-    Returns:
-        The version folder `<output>/<name>/<version>/`.
-    """
-    from . import figures, report
-    from .archive import staged_folder
+    dataset: Dataset
+    result: AuditResult
+    method: dict
+    model_name: str
+    version: str
+    model_info: dict
+    data_role: str
+    notes: list[str]
+    options: dict
+    has_images: bool = True
+    command: str = ""
 
-    from ._tf import load_quietly
+    @property
+    def metrics(self) -> dict:
+        """Headline metrics, keyed as in summary.json's "metrics"."""
+        return self.result.metrics
 
-    _validate_options(opts)
-    load_quietly()
-    if opts.predictions:
-        r = _resolve_predictions(opts)
-    elif opts.cv:
-        r = _resolve_cv(opts, progress)
-    else:
-        r = _resolve_models(opts, progress)
-    final = version_dir(opts.output, r.name, r.version)
-    if final.exists() and not opts.force:
-        raise OutputError(f"{final}: already exists; pass --force to overwrite it")
+    def context(self) -> dict:
+        """The report context (figures included), as report.html/pdf/summary.json see it."""
+        from . import figures, report
 
+        assets = figures.report_figures(self.dataset, self.result, has_images=self.has_images)
+        return report.build_context(
+            audit=self.dataset, result=self.result, figures=assets, method=self.method, model_name=self.model_name,
+            version=self.version, model_info=self.model_info, data_role=self.data_role, notes=self.notes,
+            command=self.command, options=self.options, reportgen_version=__version__,
+            created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        )
+
+    def write(self, folder: str | Path, *, force: bool = False, paper: str = "a4", progress: Progress | None = None) -> Path:
+        """Write the report files into `folder` atomically (refuses an existing folder unless `force`)."""
+        from . import report
+        from .archive import staged_folder
+
+        final = Path(folder)
+        if final.exists() and not force:
+            raise OutputError(f"{final}: already exists; pass --force to overwrite it")
+        _say(progress, "drawing figures")
+        context = self.context()
+        _say(progress, f"rendering the report into {final}")
+        try:
+            with staged_folder(final, force=force) as stage:
+                report.write_all(stage, context, flagged_rows=report.flagged_rows(self.dataset, self.result), paper=paper)
+        except OSError as e:
+            raise OutputError(f"{final}: cannot write the report ({e.strerror or e})") from e
+        return final
+
+
+def _compute(r: _Resolved, opts: AuditOptions, progress: Progress | None) -> Audit:
+    """Predict (unless probabilities are given) and compute every statistic."""
     if r.sampled is not None:
         sampled, method = r.sampled, r.method
     elif r.probs is not None:
@@ -438,21 +469,88 @@ def run_audit(opts: AuditOptions, progress: Progress | None = None) -> Path:
         _say(progress, f"predicting {len(r.audit.labels)} images (S = {opts.mc_samples if len(r.models) == 1 else len(r.models)})")
         sampled, pinfo = predict(r.models, r.audit.images, mc_samples=opts.mc_samples, seed=opts.seed, progress=progress)
         method = asdict(pinfo)
-
     _say(progress, "computing uncertainty, calibration and label issues")
     result = analyse(r.audit, sampled, rank_by=opts.rank_by, seed=opts.seed)
-    _say(progress, "drawing figures")
-    assets = figures.report_figures(r.audit, result, has_images=r.probs is None or bool(opts.images))
-    context = report.build_context(
-        audit=r.audit, result=result, figures=assets, method=method, model_name=r.name, version=r.version,
-        model_info=r.model_info, data_role=r.data_role, notes=r.notes, command=opts.command,
-        options=asdict(opts), reportgen_version=__version__,
-        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    )
-    _say(progress, f"rendering the report into {final}")
-    try:
-        with staged_folder(final, force=opts.force) as stage:
-            report.write_all(stage, context, flagged_rows=report.flagged_rows(r.audit, result), paper=opts.paper)
-    except OSError as e:
-        raise OutputError(f"{final}: cannot write the report ({e.strerror or e})") from e
-    return final
+    return Audit(dataset=r.audit, result=result, method=method, model_name=r.name, version=r.version,
+                 model_info=r.model_info, data_role=r.data_role, notes=r.notes, options=asdict(opts),
+                 has_images=r.probs is None or bool(opts.images), command=opts.command)
+
+
+def run_audit(opts: AuditOptions, progress: Progress | None = None) -> Path:
+    """`reportgen audit`: resolve inputs, compute every statistic, write the report folder atomically.
+
+    Returns:
+        The version folder `<output>/<name>/<version>/`.
+    """
+    from ._tf import load_quietly
+
+    _validate_options(opts)
+    load_quietly()
+    if opts.predictions:
+        r = _resolve_predictions(opts)
+    elif opts.cv:
+        r = _resolve_cv(opts, progress)
+    else:
+        r = _resolve_models(opts, progress)
+    final = version_dir(opts.output, r.name, r.version)
+    if final.exists() and not opts.force:
+        raise OutputError(f"{final}: already exists; pass --force to overwrite it")
+    return _compute(r, opts, progress).write(final, force=opts.force, paper=opts.paper, progress=progress)
+
+
+def audit(model_or_probs, images=None, labels=None, *, class_names: list[str] | None = None, mc_samples: int = 30,
+          seed: int = 0, rank_by: str = "self_confidence", name: str | None = None, version: str | None = None,
+          trust_model: bool = False) -> Audit:
+    """Audit in a notebook: the same numbers as `reportgen audit`, without touching the disk.
+
+    Args:
+        model_or_probs: a Keras model, a path to a .keras/.h5 file, a list of either (a deep
+            ensemble), or saved probabilities (N, K) from any framework.
+        images: (N, H, W[, C]) pixels, uint8 or floats in [0, 1]; optional with probabilities.
+        labels: (N,) integer labels.
+        class_names: K display names (default "0".."K-1").
+    Returns:
+        An Audit; `Audit.metrics` are the headline numbers, `Audit.write(folder)` writes the report.
+    """
+    from . import model as M
+    from ._tf import load_quietly
+    from .data import as_images, as_labels
+
+    if labels is None:
+        raise ReportgenError("audit(): labels are required")
+    opts = AuditOptions(mc_samples=mc_samples, seed=seed, rank_by=rank_by, command="reportgen.audit()")
+    _validate_options(opts)
+    load_quietly()
+    if isinstance(model_or_probs, np.ndarray):
+        from .label_issues import validate_probs
+
+        y, probs = validate_probs(labels, model_or_probs, source="probabilities")
+        k = probs.shape[1]
+        x = as_images(images, "images") if images is not None else np.zeros((len(y), 1, 1, 1), np.uint8)
+        names = list(class_names) if class_names else [str(i) for i in range(k)]
+        prov = Provenance("arrays", "<in memory>", hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest(), int(len(y)))
+        ds = Dataset(x, y.astype(np.int64), names, prov, "arrays")
+        sha = hashlib.sha256(np.ascontiguousarray(probs).tobytes()).hexdigest()
+        r = _Resolved(audit=ds, name=name or "probabilities", version=version or sha[:VERSION_DIGITS], probs=probs,
+                      model_info={"path": "<in memory>", "sha256": sha, "kind": "saved probabilities", "outputs_probs": True, "metadata": {}},
+                      data_role="given probabilities (assumed out-of-sample)")
+        opts = AuditOptions(mc_samples=mc_samples, seed=seed, rank_by=rank_by, images="<in memory>" if images is not None else None,
+                            command="reportgen.audit()")
+        return _compute(r, opts, None)
+    members = model_or_probs if isinstance(model_or_probs, (list, tuple)) else [model_or_probs]
+    models = [M.load(m, trust=trust_model) if isinstance(m, (str, Path)) else M.from_keras(m) for m in members]
+    x = as_images(images, "images")
+    k = models[0].n_outputs
+    names = list(class_names) if class_names else [str(i) for i in range(k)]
+    y = as_labels(labels, len(x), len(names), "labels")
+    prov = Provenance("arrays", "<in memory>", hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest(), int(len(y)))
+    ds = Dataset(x, y, names, prov, "arrays")
+    for m in models:
+        M.check_fits(m, ds)
+    sha = models[0].sha256 if len(models) == 1 else hashlib.sha256("".join(m.sha256 for m in models).encode()).hexdigest()
+    info = {"path": models[0].path if len(models) == 1 else [m.path for m in models], "sha256": sha,
+            "kind": "Keras model" if len(models) == 1 else f"ensemble of {len(models)} Keras models",
+            "outputs_probs": models[0].outputs_probs, "metadata": models[0].metadata}
+    r = _Resolved(audit=ds, name=name or models[0].name, version=version or sha[:VERSION_DIGITS], models=models,
+                  model_info=info, data_role="given images (make sure the model did not train on them)")
+    return _compute(r, opts, None)

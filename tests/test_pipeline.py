@@ -116,3 +116,39 @@ def test_audit_model_on_its_own_training_file_audits_only_the_held_out_part(tmp_
     s = json.loads((Path(r.stdout.strip()) / "summary.json").read_text())
     assert s["data"]["count"] == 2000  # the 20 % held out of 10,000, not all of them
     assert s["data"]["role"].startswith("held out from training")
+
+
+def test_python_api_returns_the_cli_numbers(deterministic_audit, mnist, tmp_path):
+    import reportgen
+    from conftest import N_AUDIT, N_TRAIN
+
+    folder, model_path = deterministic_audit
+    x, y = mnist
+    a = reportgen.audit(str(model_path), x[N_TRAIN:N_TRAIN + N_AUDIT], y[N_TRAIN:N_TRAIN + N_AUDIT], mc_samples=1)
+    cli_metrics = json.loads((folder / "summary.json").read_text())["metrics"]
+    assert set(a.metrics) == set(cli_metrics)
+    for key, value in cli_metrics.items():
+        assert a.metrics[key] == (pytest.approx(value, abs=1e-12) if value is not None else None), key
+    out = a.write(tmp_path / "nb")
+    assert json.loads((out / "summary.json").read_text())["metrics"] == cli_metrics
+    from reportgen.errors import OutputError
+
+    with pytest.raises(OutputError, match="already exists"):
+        a.write(tmp_path / "nb")
+
+
+def test_python_api_with_in_memory_model_and_probabilities(mnist):
+    import keras
+
+    import reportgen
+    from reportgen.model import build_default_cnn
+
+    x, y = mnist
+    keras.utils.set_random_seed(0)
+    net = build_default_cnn((28, 28, 1), 10)
+    a = reportgen.audit(net, x[:300], y[:300], mc_samples=4)
+    assert a.method["n_samples"] == 4 and a.metrics["n_samples"] == 300
+    p, given, _ = _noisy_probs(n=400, k=3)
+    b = reportgen.audit(p, labels=given)
+    assert b.metrics["accuracy"] == pytest.approx(float(np.mean(p.argmax(1) == given)))
+    assert b.metrics["mean_epistemic"] is None
