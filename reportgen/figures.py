@@ -91,11 +91,12 @@ def plot_confidence_by_class(confidence, labels, class_names, *, correct=None, a
     return ax
 
 
-def plot_entropy_hist(entropy, correct, *, k: int, label: str = "predictive entropy (nats)", ax=None):
-    """Histograms of an entropy for correct vs wrong predictions (density, shared bins)."""
+def plot_entropy_hist(entropy, correct, *, k: int, label: str = "predictive entropy (nats)", upper: float | None = None, ax=None):
+    """Histograms of an entropy for correct vs wrong predictions (density, shared bins up to `upper`, default log K)."""
     if ax is None:
         ax = new_figure()[1][0, 0]
-    bins = np.linspace(0, np.log(k), 31)
+    top = upper if upper is not None else np.log(k)
+    bins = np.linspace(0, max(top, 1e-6), 31)
     for mask, col, name in ((correct, CORRECT, "correct"), (~correct, WRONG, "wrong")):
         if mask.any():
             ax.hist(entropy[mask], bins=bins, density=True, alpha=0.6, color=col, label=f"{name} (n={int(mask.sum())})")
@@ -290,11 +291,22 @@ def report_figures(ds, result, *, has_images: bool = True) -> list[FigureAsset]:
     out.append(encode(fig, key="confidence_by_class", title="Confidence per true class",
                       alt="Box and strip plot of the model's confidence (maximum probability) for each true class; wrong predictions in red.",
                       note=sub_note))
-    fig, ax = new_figure(6.4, 3.2)
-    plot_entropy_hist(st.total, st.correct, k=k, ax=ax[0, 0])
-    ax[0, 0].set_title("Predictive entropy, correct vs wrong")
-    out.append(encode(fig, key="entropy_hist", title="Predictive entropy for correct and wrong predictions",
-                      alt="Histograms of predictive entropy for correct and wrong predictions."))
+    if st.epistemic_measured:
+        fig, ax = new_figure(10.5, 3.0, ncols=3)
+        plot_entropy_hist(st.total, st.correct, k=k, label="total = H[E p] (nats)", ax=ax[0, 0])
+        plot_entropy_hist(st.aleatoric, st.correct, k=k, label="aleatoric = E[H p] (nats)", ax=ax[0, 1])
+        plot_entropy_hist(st.epistemic, st.correct, k=k, label="epistemic = mutual information (nats)",
+                          upper=float(np.quantile(st.epistemic, 0.999)) if n else None, ax=ax[0, 2])
+        ax[0, 0].set_title("Total")
+        ax[0, 1].set_title("Aleatoric")
+        ax[0, 2].set_title("Epistemic")
+        alt = "Three histograms (total, aleatoric and epistemic uncertainty) for correct and wrong predictions."
+    else:
+        fig, ax = new_figure(6.4, 3.2)
+        plot_entropy_hist(st.total, st.correct, k=k, ax=ax[0, 0])
+        ax[0, 0].set_title("Predictive entropy, correct vs wrong")
+        alt = "Histograms of predictive entropy for correct and wrong predictions."
+    out.append(encode(fig, key="entropy_hist", title="Entropy for correct and wrong predictions", alt=alt))
     if st.epistemic_measured:
         fig, ax = new_figure(6.0, 4.0)
         plot_aleatoric_epistemic(st.aleatoric, st.epistemic, st.correct, ax=ax[0, 0])
