@@ -42,6 +42,8 @@ class ChildRun:
     cpu_s: user + system CPU seconds of the child (and its waited-for descendants).
     peak_mb: peak resident set size in MiB.
     lines: (seconds since spawn, text) for every stderr line, stamped as it arrived.
+    out_lines: the same for stdout.
+    rss: (seconds since spawn, MiB) samples of the child's resident set (with rss_every).
     """
 
     cmd: list[str]
@@ -51,6 +53,8 @@ class ChildRun:
     peak_mb: float
     stdout: str
     lines: list[tuple[float, str]] = field(default_factory=list)
+    out_lines: list[tuple[float, str]] = field(default_factory=list)
+    rss: list[tuple[float, float]] = field(default_factory=list)
 
     def check(self) -> "ChildRun":
         """Raise with the child's last stderr lines when it failed."""
@@ -60,35 +64,74 @@ class ChildRun:
         return self
 
 
-def run_child(cmd: list[str], *, env: dict | None = None, echo: bool = False) -> ChildRun:
-    """Run `cmd`, stamping each stderr line; return its wall time, CPU time and peak RSS."""
+def _measured_pid(pid: int) -> int | None:
+    """The process whose memory counts: `pid` itself, or the one child of a GNU time wrapper."""
+    if not GNU_TIME:
+        return pid
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(kids[0]) if kids else None
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def run_child(cmd: list[str], *, rss_every: float | None = None) -> ChildRun:
+    """Run `cmd`, stamping each stderr line; return its wall time, CPU time and peak RSS.
+
+    rss_every: when given, also sample the child's VmRSS every that many seconds (Linux /proc),
+    so a peak can be placed in a stage.
+    """
     stats_file = None
     full = list(cmd)
     if GNU_TIME:
         fd, stats_file = tempfile.mkstemp(prefix="bench-time-", suffix=".txt")
         os.close(fd)
         full = [GNU_TIME, "-f", TIME_FORMAT, "-o", stats_file, *cmd]
-    child_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **(env or {})}
+    # Unbuffered, so each line is stamped when the child writes it.
+    child_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     lines: list[tuple[float, str]] = []
-    out_chunks: list[str] = []
+    out_lines: list[tuple[float, str]] = []
     start = time.perf_counter()
     proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env, cwd=ROOT)
 
     def read_err():
         for line in proc.stderr:
             lines.append((time.perf_counter() - start, line.rstrip("\n")))
-            if echo:
-                print(f"    | {line.rstrip()}", file=sys.stderr)
 
     def read_out():
-        out_chunks.append(proc.stdout.read())
+        for line in proc.stdout:
+            out_lines.append((time.perf_counter() - start, line.rstrip("\n")))
+
+    rss: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def sample_rss():
+        target = None
+        while not done.wait(rss_every):
+            target = target or _measured_pid(proc.pid)
+            mb = _rss_mb(target) if target else None
+            if mb is not None:
+                rss.append((time.perf_counter() - start, mb))
 
     threads = [threading.Thread(target=read_err, daemon=True), threading.Thread(target=read_out, daemon=True)]
+    if rss_every:
+        threads.append(threading.Thread(target=sample_rss, daemon=True))
     for t in threads:
         t.start()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
+    done.set()
     for t in threads:
         t.join()
     cpu, peak = usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
@@ -100,23 +143,43 @@ def run_child(cmd: list[str], *, env: dict | None = None, echo: bool = False) ->
             pass  # the child was killed before time could write: keep wait4's figures
         finally:
             Path(stats_file).unlink(missing_ok=True)
-    return ChildRun(list(cmd), proc.returncode, wall, cpu, peak, "".join(out_chunks), lines)
+    stdout = "".join(t + "\n" for _, t in out_lines)
+    return ChildRun(list(cmd), proc.returncode, wall, cpu, peak, stdout, lines, out_lines, rss)
 
 
 def stages(run: ChildRun, first: str = "start-up (imports, loading)", *, named_by: str = "start",
-           last: str = "exit") -> list[tuple[str, float]]:
-    """Split a child's wall time at its top-level stderr lines.
+           last: str = "exit", result: str | None = None) -> list[tuple[str, float, float]]:
+    """Split a child's wall time at its top-level stderr lines: (name, start s, end s) per stage.
 
     named_by="start": the child announces what it is about to do (reportgen's progress);
     each stage is named after the line that started it and lasts until the next line, the
     first one (named `first`) from spawn to the first line.
     named_by="end": the child reports what it has just done; each stage is named after the
     line that ended it, and a final stage named `last` runs from the last line to the reap.
+    result: when given, the child's first stdout line (its result) also ends a stage, and the
+    time from it to the reap gets this name (interpreter shutdown, mostly).
     """
-    marks = [(t, text.strip()[:70]) for t, text in run.lines if text.strip() and not SUB_PROGRESS.match(text.strip())]
+    marks = [(t, _short(text)) for t, text in run.lines if text.strip() and not SUB_PROGRESS.match(text.strip())]
+    if result is not None and run.out_lines:
+        marks = sorted(marks + [(run.out_lines[0][0], result)])
     times = [0.0] + [t for t, _ in marks] + [run.wall_s]
     names = [first] + [m for _, m in marks] if named_by == "start" else [m for _, m in marks] + [last]
-    return [(nm, times[i + 1] - times[i]) for i, nm in enumerate(names)]
+    return [(nm, times[i], times[i + 1]) for i, nm in enumerate(names)]
+
+
+def _short(line: str) -> str:
+    """A progress line as a stage name: without a trailing path ("... into /tmp/x" -> "... into ...")."""
+    text = line.strip()
+    for sep in (" into /", " into ./", " under /"):
+        if sep in text:
+            text = text[: text.index(sep)] + sep.rstrip("/.").rstrip() + " ..."
+    return text[:70]
+
+
+def stage_peak_mb(run: ChildRun, start: float, end: float) -> float | None:
+    """Largest sampled RSS of the child between `start` and `end` seconds, or None."""
+    inside = [mb for t, mb in run.rss if start <= t <= end]
+    return max(inside) if inside else None
 
 
 def median(xs) -> float:
@@ -126,11 +189,6 @@ def median(xs) -> float:
 def self_peak_mb() -> float:
     """Peak RSS of this process so far, MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def children_peak_mb() -> float:
-    """Largest peak RSS among this process's reaped children, MiB."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def load_average() -> str:
@@ -168,6 +226,15 @@ def _num(x) -> str:
             return "nan"
         return f"{x:.4f}" if abs(x) < 10 else f"{x:.1f}"
     return str(x)
+
+
+def quiet_tensorflow() -> None:
+    """Import TensorFlow in this process without its C++ start-up log lines, as reportgen's CLI does."""
+    try:
+        from reportgen._tf import load_quietly
+    except ImportError:  # older or newer layout: the chatter is cosmetic
+        return
+    load_quietly()
 
 
 def reportgen_cmd(*args: str) -> list[str]:

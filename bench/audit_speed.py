@@ -25,11 +25,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import OUT, load_average, median, reportgen_cmd, rss_source, run_child, stages, table, self_peak_mb
+from _common import OUT, load_average, median, reportgen_cmd, rss_source, run_child, self_peak_mb, stage_peak_mb, stages, table
 
 MNIST = Path("/work/shared/data/mnist")
 # Ratio b/a that issue 3 asks for.
 TARGET_RATIO = 2.0
+# Seconds between RSS samples of a timed child (cheap: one /proc read).
+RSS_EVERY = 0.05
 
 SEED_SCRIPT = r'''
 """Seed-style run: what the original TFP example does after training."""
@@ -111,7 +113,8 @@ def main() -> None:
         seed_py.write_text(SEED_SCRIPT)
 
         def run_a(i):
-            return run_child([sys.executable, str(seed_py), str(model), str(MNIST), str(scratch / f"seed-{i}.png"), str(n)]).check()
+            return run_child([sys.executable, str(seed_py), str(model), str(MNIST), str(scratch / f"seed-{i}.png"), str(n)],
+                             rss_every=RSS_EVERY).check()
 
         audit_args = ["audit", "--model", str(model), "--data", str(MNIST), "--mc-samples", str(args.mc_samples),
                       "--seed", str(args.seed), "--output", str(scratch / "reports"), "--force"]
@@ -119,7 +122,7 @@ def main() -> None:
             audit_args += ["--audit-size", str(n)]
 
         def run_b(i):
-            return run_child(reportgen_cmd(*audit_args, "--version", f"run{i}")).check()
+            return run_child(reportgen_cmd(*audit_args, "--version", f"run{i}"), rss_every=RSS_EVERY).check()
 
         if not args.quick:
             print("warm-up (untimed): one run of each")
@@ -148,15 +151,22 @@ def main() -> None:
         print(f"  CPU-time ratio b/a                 {cpu:.2f}")
         print(f"  peak-RSS ratio b/a                 {rss:.2f}")
 
-        for label, runs, kw in (("(b) reportgen audit", b_runs, {"first": "start-up (imports, load data + model)"}),
+        for label, runs, kw in (("(b) reportgen audit", b_runs, {"first": "start-up (imports, load data + model)",
+                                                                 "result": "exit (after printing the report folder)"}),
                                 ("(a) seed-style script", a_runs, {"named_by": "end", "last": "interpreter exit"})):
-            per = [stages(r, **kw) for r in runs]
-            names = [s for s, _ in per[0]]
-            if any([s for s, _ in p] != names for p in per):
+            per = [(r, stages(r, **kw)) for r in runs]
+            names = [s[0] for s in per[0][1]]
+            if any([s[0] for s in p] != names for _, p in per):
                 per = per[:1]  # runs printed different progress lines: show the first run only
             how = "starts" if kw.get("named_by", "start") == "start" else "ends"
-            print(f"\nstage breakdown of {label} (median s, from stderr line timestamps; each stage named by the line that {how} it):")
-            print(table(["stage", "s"], [[nm, f"{median([p[j][1] for p in per]):.2f}"] for j, nm in enumerate(names)]))
+            print(f"\nstage breakdown of {label} (median over runs, from stderr line timestamps; each stage named by the line that {how} it;"
+                  f"\n  RSS sampled from /proc every {RSS_EVERY} s):")
+            rows = []
+            for j, nm in enumerate(names):
+                peaks = [stage_peak_mb(r, p[j][1], p[j][2]) for r, p in per]
+                peaks = [x for x in peaks if x is not None]
+                rows.append([nm, f"{median([p[j][2] - p[j][1] for _, p in per]):.2f}", f"{max(peaks):.0f}" if peaks else "-"])
+            print(table(["stage", "s", "max sampled RSS MB"], rows))
         last = b_runs[-1]
         folder = last.stdout.strip().splitlines()[-1] if last.stdout.strip() else ""
         if folder and Path(folder).is_dir():

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata as md
 import sys
 import time
 import warnings
@@ -33,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import OUT, ROOT, load_average, median, self_peak_mb, table
+from _common import OUT, ROOT, load_average, median, quiet_tensorflow, self_peak_mb, table
 
 sys.path.insert(0, str(ROOT))
 
@@ -109,8 +110,8 @@ def timed(fn, repeats: int):
     return out, median(times)
 
 
-def draw_top(ds, issues, path: Path) -> None:
-    """The top flagged images in a grid, titled '#index given g -> s / self-conf'."""
+def draw_top(ds, issues, path: Path, index: np.ndarray) -> None:
+    """The top flagged images in a grid, titled '#index given g -> s / self-conf' (index[i] = MNIST test index of row i)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -126,7 +127,7 @@ def draw_top(ds, issues, path: Path) -> None:
         for r, (i, s, sc) in enumerate(zip(issues.flagged[:m], issues.suggested[:m], issues.self_confidence[:m])):
             a = axes.ravel()[r]
             a.imshow(ds.images[i, :, :, 0], cmap="gray_r", vmin=0, vmax=255)
-            a.set_title(f"{r + 1}. #{i}: given {ds.class_names[ds.labels[i]]} → {ds.class_names[s]}\nself-conf. {sc:.3f}", fontsize=8)
+            a.set_title(f"{r + 1}. #{index[i]}: given {ds.class_names[ds.labels[i]]} → {ds.class_names[s]}\nself-conf. {sc:.4f}", fontsize=8)
         fig.suptitle(f"Top {m} reportgen flags on the clean MNIST test set (out-of-sample CV probabilities)", fontsize=10)
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,15 +150,19 @@ def main() -> None:
     args.mc_samples = args.mc_samples or (10 if args.quick else 30)
     n = args.n or (2000 if args.quick else None)
 
+    quiet_tensorflow()
     from cleanlab.filter import find_label_issues as cl_find
 
-    from reportgen.data import Dataset, load, take
+    from reportgen.data import Dataset, load
     from reportgen.label_issues import find_label_issues
 
-    import importlib.metadata as md
 
     t0 = time.perf_counter()
-    ds = take(load(MNIST).test, n, seed=args.seed)
+    full = load(MNIST).test
+    # Row i of `ds` is image index[i] of the MNIST test set (all of them unless --n/--quick).
+    index = np.arange(len(full.labels)) if n is None or n >= len(full.labels) else \
+        np.sort(np.random.default_rng(args.seed).choice(len(full.labels), size=n, replace=False))
+    ds = full.subset(index)
     k = ds.n_classes
     print(f"label_noise: {len(ds.labels):,} MNIST test images, {args.folds}-fold CV of the default CNN, "
           f"{args.epochs} epoch(s), S = {args.mc_samples}; cleanlab {md.version('cleanlab')}")
@@ -196,12 +201,12 @@ def main() -> None:
     if clean is not None:
         nds, issues, cl_mask = clean
         png = OUT / ("top20_clean_quick.png" if args.quick else "top20_clean.png")
-        draw_top(nds, issues, png)
+        draw_top(nds, issues, png, index)
         print(f"\nclean set: reportgen flags {len(issues.flagged)}, cleanlab flags {int(cl_mask.sum())}, "
               f"both {int(np.sum(issues.issue_mask & cl_mask))}; estimated issues {issues.n_issues_estimated}")
         print(f"top {min(TOP, len(issues.flagged))} reportgen flags (drawn in {png.relative_to(ROOT)}):")
-        print(table(["rank", "index", "given", "suggested", "self-conf.", "also cleanlab"],
-                    [[str(r + 1), str(int(i)), nds.class_names[nds.labels[i]], nds.class_names[s], f"{sc:.4f}",
+        print(table(["rank", "MNIST test index", "given", "suggested", "self-conf.", "also cleanlab"],
+                    [[str(r + 1), str(int(index[i])), nds.class_names[nds.labels[i]], nds.class_names[s], f"{sc:.4f}",
                       "yes" if cl_mask[i] else "no"]
                      for r, (i, s, sc) in enumerate(zip(issues.flagged[:TOP], issues.suggested[:TOP], issues.self_confidence[:TOP]))]))
     print(f"\n  peak RSS of this process (TensorFlow, CV training in-process): {self_peak_mb():.0f} MB")

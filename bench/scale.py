@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import OUT, ROOT, load_average, reportgen_cmd, rss_source, run_child, self_peak_mb, stages, table
+from _common import OUT, ROOT, load_average, reportgen_cmd, rss_source, run_child, self_peak_mb, stage_peak_mb, stages, table
 
 # Targets of issue 4 for the whole audit.
 TARGET_S, TARGET_MB = 30.0, 2048.0
@@ -41,8 +41,13 @@ BACKGROUND_ALPHA, TRUE_ALPHA = 0.1, (1.0, 100.0)
 CHUNK = 250_000
 # Flagging methods run by the worker, by name.
 METHODS = ("reportgen", "cleanlab (default args)", "cleanlab n_jobs=1")
+# Seconds between RSS samples of the audit child (cheap: one /proc read).
+RSS_EVERY = 0.05
 # Lines of the cProfile listing printed.
 PROFILE_LINES = 25
+# Frames left out of the listing: they only restate their callee's cumulative time.
+PROFILE_SKIP = ("<frozen importlib", "{built-in method builtins.exec}", "{built-in method builtins.__import__}",
+                "/click/", "importlib/__init__.py", "<string>:")
 
 
 def generate(n: int, k: int, noise: float, seed: int, folder: Path) -> None:
@@ -119,23 +124,39 @@ def audit_command(folder: Path, version: str) -> list[str]:
             "--output", str(folder / "reports"), "--version", version, "--force", "--seed", "0"]
 
 
+# Runs the audit under cProfile in one process. Click's standalone_mode=False returns instead of
+# exiting, so the profile is written (reportgen's main() ends with os._exit, which `python -m
+# cProfile -m reportgen` would not survive).
+PROFILE_SNIPPET = """
+import cProfile, sys
+from reportgen.cli import cli
+prof = cProfile.Profile()
+try:
+    prof.runcall(cli.main, args=sys.argv[2:], prog_name="reportgen", standalone_mode=False)
+finally:
+    prof.dump_stats(sys.argv[1])
+"""
+
+
 def print_profile(folder: Path) -> None:
-    """Run the audit once under cProfile (in its process) and print the top functions by cumtime."""
+    """Run the audit once under cProfile and print the top functions by cumulative time."""
     import io
     import pstats
 
     prof = folder / "audit.prof"
-    cmd = [sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "reportgen", *audit_command(folder, "profiled")]
-    run = run_child(cmd)
+    run = run_child([sys.executable, "-c", PROFILE_SNIPPET, str(prof), *audit_command(folder, "profiled")])
     if run.returncode != 0 or not prof.exists():
         print(f"  profiling run failed (exit {run.returncode}): {run.lines[-1][1] if run.lines else ''}")
         return
     buf = io.StringIO()
-    pstats.Stats(str(prof), stream=buf).sort_stats("cumulative").print_stats(PROFILE_LINES)
+    pstats.Stats(str(prof), stream=buf).sort_stats("cumulative").print_stats(PROFILE_LINES * 4)
     text = buf.getvalue()
     body = text[text.index("   ncalls"):] if "   ncalls" in text else text
-    print(f"\ncProfile of the audit ({run.wall_s:.1f} s under the profiler), top {PROFILE_LINES} by cumulative time:")
-    print("\n".join("  " + ln for ln in body.rstrip().splitlines()))
+    lines = body.rstrip().splitlines()
+    kept = [lines[0]] + [ln for ln in lines[1:] if ln.strip() and not any(s in ln for s in PROFILE_SKIP)][:PROFILE_LINES]
+    print(f"\ncProfile of the audit ({run.wall_s:.1f} s under the profiler), top {PROFILE_LINES} by cumulative time"
+          f" (import machinery and click frames left out):")
+    print("\n".join("  " + ln.replace(str(ROOT) + "/", "").replace(sys.prefix + "/lib/python3.11/site-packages/", "") for ln in kept))
 
 
 def main() -> None:
@@ -171,7 +192,7 @@ def main() -> None:
               f" ({g['accuracy_vs_given']:.4f} vs given), median confidence {g['median_confidence']:.3f}, {g['flipped']:,} flipped")
 
         print("\n1. whole audit: reportgen audit --predictions probs.npy --labels labels.npy --output TMP")
-        audit = run_child(reportgen_cmd(*audit_command(folder, "bench")))
+        audit = run_child(reportgen_cmd(*audit_command(folder, "bench")), rss_every=RSS_EVERY)
         if audit.returncode != 0:
             print(f"  FAILED (exit {audit.returncode}) after {audit.wall_s:.1f} s, peak RSS {audit.peak_mb:.0f} MB:")
             print("\n".join(f"    {t}" for _, t in audit.lines[-10:]))
@@ -181,8 +202,14 @@ def main() -> None:
             ["CPU time s (user+sys)", f"{audit.cpu_s:.1f}", "", ""],
             ["peak RSS MB", f"{audit.peak_mb:.0f}", f"<= {TARGET_MB:.0f}", "meets" if ok_m else "MISSES"],
         ]))
-        print("\n  stage breakdown (from stderr line timestamps; each stage named by the line that starts it):")
-        print(table(["stage", "s"], [[nm, f"{s:.2f}"] for nm, s in stages(audit, "start-up (imports, load + validate arrays)")], indent="  "))
+        print(f"\n  stage breakdown (from stderr line timestamps, each stage named by the line that starts it;"
+              f" RSS sampled from /proc every {RSS_EVERY} s):")
+        parts = stages(audit, "start-up (imports, load + validate arrays)", result="exit (after printing the report folder)")
+        rows = []
+        for nm, a, b in parts:
+            peak = stage_peak_mb(audit, a, b)
+            rows.append([nm, f"{b - a:.2f}", f"{peak:.0f}" if peak is not None else "-"])
+        print(table(["stage", "s", "max sampled RSS MB"], rows))
         if audit.returncode == 0:
             out = Path(audit.stdout.strip().splitlines()[-1])
             sizes = ", ".join(f"{p.name} {p.stat().st_size / 2**20:.1f} MB" for p in sorted(out.iterdir()) if p.is_file())

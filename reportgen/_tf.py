@@ -26,14 +26,15 @@ def _stderr_to_devnull():
         os.close(saved)
 
 
-def load_quietly() -> None:
-    """Import tensorflow, tensorflow_probability and keras, and initialise devices, without log noise."""
-    if "tensorflow" in sys.modules and "tensorflow_probability" in sys.modules:
+def load_quietly(*, keras: bool = True) -> None:
+    """Import tensorflow, tensorflow_probability (and keras unless told not to) without log noise."""
+    wanted = ["tensorflow", "tensorflow_probability"] + (["keras"] if keras else [])
+    if all(m in sys.modules for m in wanted):
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with _stderr_to_devnull():
-        import tensorflow as tf
-        import tensorflow_probability  # noqa: F401  (validates the TF environment once)
-        import keras  # noqa: F401
+        import importlib
 
-        tf.config.list_physical_devices()
+        for m in wanted:
+            importlib.import_module(m)
+        sys.modules["tensorflow"].config.list_physical_devices()

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from .errors import ReportgenError
+from .model import DEFAULT_EPOCHS
 
 
 class Ctx:
@@ -53,7 +54,7 @@ def handle_errors(fn):
 def training_options(fn):
     """Options that decide how the default CNN is trained (shared by train and audit)."""
     for opt in reversed([
-        click.option("--epochs", type=click.IntRange(1), default=3, show_default=True, help="Training epochs of the default CNN."),
+        click.option("--epochs", type=click.IntRange(1), default=DEFAULT_EPOCHS, show_default=True, help="Training epochs of the default CNN."),
         click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True, help="Training batch size."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed for splits, training and MC sampling."),
         click.option("--train-size", type=click.IntRange(2), default=None, help="Train on at most N images (seeded choice)."),

@@ -15,6 +15,7 @@ from . import __version__
 from .archive import check_component, version_dir
 from .data import Dataset, Provenance, Splits, load, load_class_names, load_mnist, sha256_file, split_train_audit, take
 from .errors import DataError, ModelError, OutputError, ReportgenError
+from .model import DEFAULT_EPOCHS
 
 Progress = Callable[[str], None]
 # Share of a single-split data set held out for the audit when reportgen trains the model itself.
@@ -34,7 +35,7 @@ class TrainOptions:
     data: str | None = None
     output: str = "output/models"
     name: str | None = None
-    epochs: int = 3
+    epochs: int = DEFAULT_EPOCHS
     batch_size: int = 128
     seed: int = 0
     train_size: int | None = None
@@ -58,7 +59,7 @@ class AuditOptions:
     force: bool = False
     mc_samples: int = 30
     seed: int = 0
-    epochs: int = 3
+    epochs: int = DEFAULT_EPOCHS
     batch_size: int = 128
     train_size: int | None = None
     audit_size: int | None = None
@@ -485,7 +486,7 @@ def run_audit(opts: AuditOptions, progress: Progress | None = None) -> Path:
     from ._tf import load_quietly
 
     _validate_options(opts)
-    load_quietly()
+    load_quietly(keras=not opts.predictions)
     if opts.predictions:
         r = _resolve_predictions(opts)
     elif opts.cv:
