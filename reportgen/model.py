@@ -15,10 +15,13 @@ from .data import Dataset, sha256_file, split_train_audit
 from .errors import ModelError, OutputError
 
 # Bumped whenever the default architecture changes, so cached models are not reused across it.
-ARCHITECTURE_VERSION = 2
+ARCHITECTURE_VERSION = 3
 # The stochastic layer of the default CNN. Channel-wise dropout on the 13x13x32 pooled maps draws
-# 32 mask bits per image instead of 5,408, which is what makes S=30 MC samples cheap.
-DEFAULT_DROPOUT = 0.25
+# 32 mask bits per image instead of 5,408, which is what makes S=30 MC samples cheap. Rate 0.5
+# (Gal & Ghahramani's usual choice): measured on MNIST vs Fashion-MNIST, 5 epochs on 5,000 digits,
+# the AUROC of epistemic uncertainty as an OOD score was 0.805 at 0.5 against 0.751 at 0.25, at
+# the same accuracy (0.90).
+DEFAULT_DROPOUT = 0.5
 ARCHITECTURE = (
     "Conv2D(32, 3x3, relu) -> MaxPooling2D(2x2) -> SpatialDropout2D({rate}) -> Flatten -> Dense(K logits)"
 )
