@@ -39,3 +39,8 @@ bench: install system-deps
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# PNGs of the newest report under output/ for the README (runs the default audit first if there is none).
+screenshots: install system-deps
+	@ls output/*/*/report.pdf >/dev/null 2>&1 || $(MAKE) run
+	$(BIN)/python -c 'from reportgen.report import screenshots; print(*screenshots("output", "docs"), sep="\n")'

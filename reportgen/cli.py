@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from .errors import ReportgenError
+from .cli_archive import GATE, config_file, config_option, enforce_gates, option_sources, register
 from .model import DEFAULT_EPOCHS
 
 
@@ -63,7 +64,8 @@ def training_options(fn):
     return fn
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "REPORTGEN"})
+@config_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress messages (warnings and errors still shown).")
 @click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
 @click.version_option(package_name="reportgen")
@@ -118,12 +120,13 @@ def train(obj: Ctx, data, output, name, ensemble, force, epochs, batch_size, see
 @click.option("--audit-size", type=click.IntRange(2), default=None, help="Audit at most N images (seeded choice).")
 @click.option("--cv", type=click.IntRange(2), default=None, help="Audit every sample with out-of-sample probabilities from K-fold cross-validation of the default CNN.")
 @click.option("--rank-by", type=click.Choice(["self_confidence", "normalized_margin"]), default="self_confidence", show_default=True, help="Ranking of flagged samples.")
-@click.option("--trust-model", is_flag=True, help="Allow models with Lambda layers (runs code stored in the file).")
+@click.option("--fail-on", "fail_on", multiple=True, type=GATE, help="Exit 3 after writing the report when EXPR holds, e.g. 'accuracy<0.98' (repeatable; any summary.json metric, < <= > >=).")
+@click.option("--trust-model", is_flag=True, allow_from_autoenv=False, help="Allow models with Lambda layers (runs code stored in the file).")
 @click.option("--paper", type=click.Choice(["a4", "letter"]), default="a4", show_default=True, help="PDF paper size.")
 @training_options
 @handle_errors
 def audit(obj: Ctx, data, models, predictions, labels, images, class_names, output, name, version, force, mc_samples,
-          audit_size, cv, rank_by, trust_model, paper, epochs, batch_size, seed, train_size) -> None:
+          audit_size, cv, rank_by, fail_on, trust_model, paper, epochs, batch_size, seed, train_size) -> None:
     """Audit a model (or saved probabilities) and write report.html, report.pdf, summary.json, flagged.csv.
 
     \b
@@ -138,10 +141,12 @@ def audit(obj: Ctx, data, models, predictions, labels, images, class_names, outp
         data=data, models=tuple(models), predictions=predictions, labels=labels, images=images, class_names=class_names,
         output=output, name=name, version=version, force=force, mc_samples=mc_samples, seed=seed, epochs=epochs,
         batch_size=batch_size, train_size=train_size, audit_size=audit_size, cv=cv, rank_by=rank_by, trust_model=trust_model,
-        paper=paper, command=" ".join(shlex.quote(a) for a in ["reportgen", *sys.argv[1:]]),
+        paper=paper, fail_on=tuple(fail_on), config_file=config_file(), option_sources=option_sources(),
+        command=" ".join(shlex.quote(a) for a in ["reportgen", *sys.argv[1:]]),
     )
     folder = run_audit(opts, progress=obj.progress)
     click.echo(str(folder))
+    enforce_gates(folder, fail_on)
 
 
 def main() -> None:
@@ -158,9 +163,4 @@ def main() -> None:
         os._exit(code)
 
 
-try:  # archive commands (list, verify, compare) live in their own module
-    from .cli_archive import register as _register_archive
-except ImportError:  # pragma: no cover - during development only
-    _register_archive = None
-if _register_archive is not None:
-    _register_archive(cli)
+register(cli)  # list, verify, compare

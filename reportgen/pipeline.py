@@ -67,6 +67,9 @@ class AuditOptions:
     cv: int | None = None
     trust_model: bool = False
     paper: str = "a4"
+    fail_on: tuple[str, ...] = ()
+    config_file: str | None = None
+    option_sources: dict | None = None
     command: str = ""
 
 
@@ -496,7 +499,11 @@ def run_audit(opts: AuditOptions, progress: Progress | None = None) -> Path:
     final = version_dir(opts.output, r.name, r.version)
     if final.exists() and not opts.force:
         raise OutputError(f"{final}: already exists; pass --force to overwrite it")
-    return _compute(r, opts, progress).write(final, force=opts.force, paper=opts.paper, progress=progress)
+    folder = _compute(r, opts, progress).write(final, force=opts.force, paper=opts.paper, progress=progress)
+    from .archive import write_index
+
+    write_index(opts.output)
+    return folder
 
 
 def audit(model_or_probs, images=None, labels=None, *, class_names: list[str] | None = None, mc_samples: int = 30,

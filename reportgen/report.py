@@ -72,8 +72,8 @@ LABEL_RATE_LEVELS = ((0.01, "good"), (0.05, "warn"), (math.inf, "bad"))
 ACCURACY_LEVELS = (0.98, 0.90)
 # Coverage at 1 % error at or above which selective prediction reads as good; below the second, bad.
 COVERAGE_LEVELS = (0.90, 0.50)
-# Options not shown in the effective configuration table (shown elsewhere in the provenance).
-HIDDEN_OPTIONS = ("command",)
+# Options not shown in the effective configuration table (shown elsewhere, or describing the table itself).
+HIDDEN_OPTIONS = ("command", "config_file", "option_sources")
 # Headless Chromium flags: no network side-channels, no first-run work, a throwaway profile.
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars")
@@ -342,11 +342,16 @@ def build_context(*, audit, result, figures, method: dict, model_name: str, vers
     """The plain-data context that every rendering uses (JSON-serialisable as it is).
 
     Args:
-        config_file: the configuration file the options' defaults came from, if any.
+        config_file: the configuration file the options' defaults came from, if any
+            (default: options["config_file"]).
         option_sources: option name -> where its value came from ("commandline", "environment",
-            "default_map" (the configuration file), "default").
-        gates: --fail-on expressions; their pass/fail is recorded in the context (and summary.json).
+            "default_map" (the configuration file), "default") (default: options["option_sources"]).
+        gates: --fail-on expressions; their pass/fail is recorded in the context (and summary.json)
+            (default: options["fail_on"]).
     """
+    config_file = config_file if config_file is not None else options.get("config_file")
+    option_sources = option_sources if option_sources is not None else options.get("option_sources")
+    gates = tuple(gates) or tuple(options.get("fail_on") or ())
     names = metric_names()
     m = _plain(result.metrics)
     iss, tri, st = result.issues, result.triage, result.stats

@@ -1,0 +1,303 @@
+"""`reportgen compare`: the pure comparisons, then two real audits of two models, compared, listed, verified, indexed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+from reportgen import compare
+from reportgen.archive import list_versions, write_index
+
+# --------------------------------------------------------------------------- pure functions
+
+
+@pytest.mark.parametrize("key, old, new, expected", [
+    ("accuracy", 0.90, 0.92, "better"),
+    ("accuracy", 0.92, 0.90, "worse"),
+    ("accuracy", 0.900, 0.905, "same"),  # within 1 % of the old value
+    ("ece", 0.05, 0.04, "better"),
+    ("ece", 0.04, 0.05, "worse"),
+    ("aurc", 0.02, 0.03, "worse"),
+    ("coverage_1pct", 0.5, 0.6, "better"),
+    ("temperature", 0.8, 1.1, "better"),  # |0.2| from 1 -> |0.1|
+    ("temperature", 1.05, 0.8, "worse"),
+    ("n_samples", 1000, 2000, "changed"),  # describes the data: no better direction
+    ("mean_epistemic", None, 0.01, "n/a"),
+    ("ece", 0.0, 1e-9, "same"),
+])
+def test_change_direction_per_metric(key, old, new, expected):
+    assert compare.change(key, old, new) == expected
+
+
+def test_fmt_delta_units():
+    assert compare.fmt_delta("accuracy", 0.0123) == "+1.23 pp"
+    assert compare.fmt_delta("ece", -0.0117) == "−0.0117"
+    assert compare.fmt_delta("n_flagged", 4.0) == "+4"
+    assert compare.fmt_delta("ece", None) == "—"
+
+
+def test_flagged_sets():
+    s = compare.flagged_sets([5, 3, 9, 1], [9, 2, 5, 7])
+    assert (s["new"], s["resolved"], s["still"]) == ([2, 7], [1, 3], [5, 9])
+    assert s["counts"] == {"new": 2, "resolved": 2, "still": 2, "old": 4, "new_total": 4}
+
+
+def deltas(**pairs):
+    return compare.metric_deltas({k: v[0] for k, v in pairs.items()}, {k: v[1] for k, v in pairs.items()})
+
+
+def test_verdict_words():
+    v = compare.verdict(deltas(accuracy=(0.90, 0.95), ece=(0.05, 0.02)), old_label="m a", new_label="m b")
+    assert (v["word"], v["level"]) == ("better", "good")
+    assert v["text"] == "m b is better than m a: accuracy +5.00 pp; also better in ECE −0.0300."
+    # Accuracy that moved decides, whatever calibration did.
+    v = compare.verdict(deltas(accuracy=(0.90, 0.80), ece=(0.30, 0.02), nll=(1.0, 2.0)), old_label="m a", new_label="m b")
+    assert v["word"] == "worse"
+    assert v["text"] == "m b is worse than m a: accuracy −10.00 pp; also worse in Negative log-likelihood +1.0000; but better in ECE −0.2800."
+    # Accuracy unchanged: the other metrics decide, and disagree.
+    v = compare.verdict(deltas(accuracy=(0.90, 0.901), ece=(0.02, 0.05), brier=(0.2, 0.1)), old_label="m a", new_label="m b")
+    assert v["word"] == "mixed" and v["text"] == "Mixed: m b is better than m a in Brier score −0.1000, but worse in ECE +0.0300."
+    v = compare.verdict(deltas(accuracy=(0.90, 0.901), n_samples=(10, 20)), old_label="m a", new_label="m b")
+    assert v["word"] == "unchanged"
+    v = compare.verdict(deltas(accuracy=(0.90, 0.85)), old_label="a", new_label="b", comparable=False, reason="the data files differ (sha256)")
+    assert v["level"] == "warn" and v["text"].startswith("Caution, not the same samples (the data files differ (sha256)): b is worse")
+
+
+def test_accuracy_within_sampling_noise_does_not_decide():
+    old, new = {"accuracy": 0.90, "n_samples": 1000, "ece": 0.05}, {"accuracy": 0.92, "n_samples": 1000, "ece": 0.08}
+    noise = compare.accuracy_noise(old, new)
+    assert noise == pytest.approx(2 * ((0.9 * 0.1 + 0.92 * 0.08) / 1000) ** 0.5)
+    v = compare.verdict(compare.metric_deltas(old, new), old_label="a", new_label="b", noise=noise)
+    assert v["word"] == "worse"  # +2 pp is within ±2.56 pp; the ECE got worse
+    assert v["text"] == ("b is worse than a in ECE +0.0300; the accuracy change (+2.00 pp) is within sampling noise "
+                         "(±2.56 pp at 2 standard errors).")
+    big = {"accuracy": 0.99, "n_samples": 1000, "ece": 0.08}
+    v = compare.verdict(compare.metric_deltas(old, big), old_label="a", new_label="b", noise=compare.accuracy_noise(old, big))
+    assert v["word"] == "better" and "beyond sampling noise of ±" in v["text"]
+
+
+def test_same_samples():
+    base = {"data": {"sha256": "ab", "count": 10, "class_counts": [5, 5], "role": "test split"},
+            "provenance": {"options": {"seed": 0, "audit_size": None}}}
+    assert compare.same_samples(base, base) == (True, "")
+    other = json.loads(json.dumps(base))
+    other["data"]["sha256"] = "cd"
+    assert compare.same_samples(base, other) == (False, "the data files differ (sha256)")
+    seeded = json.loads(json.dumps(base))
+    seeded["data"]["role"] = "held out from training (seeded stratified split)"
+    reseeded = json.loads(json.dumps(seeded))
+    reseeded["provenance"]["options"]["seed"] = 1
+    assert compare.same_samples(seeded, reseeded)[0] is False
+    other_seed = json.loads(json.dumps(base))
+    other_seed["provenance"]["options"]["seed"] = 1  # a fixed test split: the seed does not pick the samples
+    assert compare.same_samples(base, other_seed) == (True, "")
+
+
+def test_per_class_changes_match_by_name():
+    rows = compare.per_class_changes(
+        [{"name": "cat", "count": 10, "accuracy": 0.5, "ece": 0.1}, {"name": "dog", "count": 10, "accuracy": 0.8, "ece": 0.2}],
+        [{"name": "dog", "count": 10, "accuracy": 0.9, "ece": 0.1}, {"name": "cat", "count": 10, "accuracy": 0.4, "ece": 0.1}],
+    )
+    assert [r["name"] for r in rows] == ["dog", "cat"]
+    assert rows[0]["delta_accuracy"] == pytest.approx(0.1) and rows[0]["change_accuracy"] == "better"
+    assert rows[1]["change_accuracy"] == "worse" and rows[1]["change_ece"] == "same"
+
+
+def test_missing_files_are_named(tmp_path):
+    from reportgen.errors import ReportgenError
+
+    (tmp_path / "v").mkdir()
+    with pytest.raises(ReportgenError, match=r"summary\.json: missing"):
+        compare.load_version(tmp_path / "v")
+    (tmp_path / "v" / "summary.json").write_text('{"metrics": {}}')
+    with pytest.raises(ReportgenError, match=r"flagged\.csv: missing"):
+        compare.load_version(tmp_path / "v")
+    (tmp_path / "v" / "flagged.csv").write_text("rank,index\n1,x\n")
+    with pytest.raises(ReportgenError, match=r"flagged\.csv: unreadable"):
+        compare.load_version(tmp_path / "v")
+
+
+# --------------------------------------------------------------------------- two real versions
+
+
+@pytest.fixture(scope="module")
+def two_versions(deterministic_audit, mnist_npz, tmp_path_factory):
+    """(root, v1, v2): the session's deterministic audit (copied), and a second CNN (500 images, seed 1, S = 5)."""
+    root = tmp_path_factory.mktemp("two-versions")
+    src, _ = deterministic_audit
+    v1 = root / src.parent.name / src.name
+    shutil.copytree(src, v1)
+    models = tmp_path_factory.mktemp("second-model")
+    r = run_cli(["--quiet", "train", "--data", str(mnist_npz), "--epochs", "1", "--train-size", "500", "--seed", "1",
+                 "--output", str(models), "--name", "second"])
+    assert r.exit_code == 0, r.output
+    r = run_cli(["--quiet", "audit", "--data", str(mnist_npz), "--model", str(models / "second.keras"), "--name", src.parent.name,
+                 "--version", "v2", "--mc-samples", "5", "--output", str(root)])
+    assert r.exit_code == 0, r.output
+    v2 = Path(r.stdout.strip().splitlines()[-1])
+    assert v2 == root / src.parent.name / "v2"
+    return root, v1, v2
+
+
+@pytest.fixture(scope="module")
+def compared(two_versions):
+    root, v1, v2 = two_versions
+    r = run_cli(["--quiet", "compare", str(v1), str(v2)])
+    assert r.exit_code == 0, r.output
+    out = Path(r.stdout.strip())
+    return out, json.loads((out / "compare.json").read_text())
+
+
+def summary(folder: Path) -> dict:
+    return json.loads((folder / "summary.json").read_text())
+
+
+def flagged(folder: Path) -> set[int]:
+    return {int(row["index"]) for row in csv.DictReader(open(folder / "flagged.csv"))}
+
+
+def test_compare_writes_its_files_inside_the_new_version(two_versions, compared):
+    _, v1, v2 = two_versions
+    out, _ = compared
+    assert out == v2 / f"compare-{v1.name}"
+    assert {p.name for p in out.iterdir()} == {"compare.html", "compare.pdf", "compare.json", "manifest.json"}
+
+
+def test_metric_deltas_are_new_minus_old_with_direction(two_versions, compared):
+    _, v1, v2 = two_versions
+    _, c = compared
+    old, new = summary(v1)["metrics"], summary(v2)["metrics"]
+    rows = {d["key"]: d for d in c["metrics"]}
+    assert set(rows) == set(old) | set(new)
+    assert rows["accuracy"]["delta"] == pytest.approx(new["accuracy"] - old["accuracy"], abs=1e-12)
+    assert rows["mean_epistemic"]["old"] is None and rows["mean_epistemic"]["change"] == "n/a"  # v1 had S = 1
+    assert rows["n_passes"]["change"] == "changed"
+    for key in ("accuracy", "ece", "nll", "brier", "aurc"):
+        d = new[key] - old[key]
+        if abs(d) <= 0.01 * abs(old[key]):
+            assert rows[key]["change"] == "same", key
+        else:
+            improved = d > 0 if key == "accuracy" else d < 0
+            assert rows[key]["change"] == ("better" if improved else "worse"), key
+    # A CNN trained on 500 images instead of 2,000: the accuracy change is far beyond sampling noise, so it decides.
+    noise = compare.accuracy_noise(old, new)
+    assert abs(new["accuracy"] - old["accuracy"]) > noise
+    assert c["verdict"]["word"] == rows["accuracy"]["change"]
+    assert c["verdict"]["text"].startswith(f"{v2.parent.name} v2 is {rows['accuracy']['change']} than {v1.parent.name} {v1.name}: accuracy ")
+    assert c["same_samples"] is True
+
+
+def test_flagged_sets_follow_the_two_csv_files(two_versions, compared):
+    _, v1, v2 = two_versions
+    _, c = compared
+    a, b = flagged(v1), flagged(v2)
+    assert c["flagged"]["new"] == sorted(b - a)
+    assert c["flagged"]["resolved"] == sorted(a - b)
+    assert c["flagged"]["still"] == sorted(a & b)
+    assert len(a) > 0 and len(b) > 0
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.hrefs, self.changes = [], {}
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "a":
+            self.hrefs.append(a["href"])
+        if tag == "tr" and "data-change" in a:
+            self.changes[a["data-key"]] = a["data-change"]
+
+
+def test_compare_html_links_both_reports_and_shows_each_verdict(two_versions, compared):
+    _, v1, v2 = two_versions
+    out, c = compared
+    p = _Links()
+    p.feed((out / "compare.html").read_text())
+    assert [os.path.normpath(out / h) for h in p.hrefs[:2]] == [str(v1 / "report.html"), str(v2 / "report.html")]
+    assert p.changes == {d["key"]: d["change"] for d in c["metrics"]}
+    assert 'alt="Accuracy against mean confidence per confidence bin' in (out / "compare.html").read_text()
+
+
+@pytest.mark.skipif(not shutil.which("pdftotext"), reason="poppler-utils (pdftotext) not installed")
+def test_compare_pdf_states_the_verdict(compared):
+    out, c = compared
+    text = subprocess.run(["pdftotext", str(out / "compare.pdf"), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Verdict:" in text
+    assert c["verdict"]["text"][:40] in " ".join(text.split())
+
+
+def test_compare_refuses_to_overwrite_without_force(two_versions, compared):
+    _, v1, v2 = two_versions
+    out, _ = compared
+    before = (out / "compare.json").read_bytes()
+    r = run_cli(["compare", str(v1), str(v2)])
+    assert r.exit_code == 1
+    assert r.stderr.strip().splitlines()[-1] == f"Error: {out}: already exists; pass --force to overwrite it"
+    assert (out / "compare.json").read_bytes() == before
+    r = run_cli(["--quiet", "compare", str(v1), str(v2), "--force", "--paper", "letter"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "compare.json").read_text())["metrics"] == json.loads(before)["metrics"]
+
+
+def test_list_shows_both_versions_newest_first(two_versions, compared):
+    root, v1, v2 = two_versions
+    r = run_cli(["list", "--output", str(root), "--json"])
+    assert r.exit_code == 0, r.output
+    listed = json.loads(r.stdout)
+    assert [(v["model"], v["version"]) for v in listed] == [(v2.parent.name, "v2"), (v1.parent.name, v1.name)]
+    assert listed[0]["metrics"]["accuracy"] == summary(v2)["metrics"]["accuracy"]
+    assert listed[0]["compares"] == [{"name": v1.name, "path": f"{v2.parent.name}/v2/compare-{v1.name}/compare.html"}]
+
+
+def test_verify_passes_and_fails_after_one_byte_of_summary_changes(two_versions, compared, tmp_path):
+    root, v1, v2 = two_versions
+    r = run_cli(["verify", str(root)])
+    assert r.exit_code == 0, r.output
+    assert sorted(r.stdout.split()) == sorted(["ok:", str(v1), "ok:", str(v2)])
+    copy = tmp_path / "v1"
+    shutil.copytree(v1, copy)
+    s = bytearray((copy / "summary.json").read_bytes())
+    i = s.index(b'"accuracy": 0.') + len(b'"accuracy": 0.')
+    s[i] = ord("0") if s[i] != ord("0") else ord("1")
+    (copy / "summary.json").write_bytes(bytes(s))
+    r = run_cli(["verify", str(copy)])
+    assert r.exit_code != 0
+    assert r.stderr.strip() == f"Error: verification failed: {copy / 'summary.json'}: changed (sha256 differs from the manifest)"
+
+
+class _IndexRows(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.rows, self.hrefs, self.alts = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "tr" and "data-version" in a:
+            self.rows.append(a["data-version"])
+        if tag == "a" and not a["href"].startswith("#"):
+            self.hrefs.append(a["href"])
+        if tag == "img":
+            self.alts.append(a["alt"])
+
+
+def test_index_page_shows_both_versions(two_versions, compared):
+    root, v1, v2 = two_versions
+    p = _IndexRows()
+    p.feed(write_index(root).read_text())
+    assert p.rows == ["v2", v1.name]
+    assert {f"{v1.parent.name}/{v1.name}/report.html", f"{v2.parent.name}/v2/report.html",
+            f"{v2.parent.name}/v2/compare-{v1.name}/compare.html"} <= set(p.hrefs)
+    assert all((root / h).is_file() for h in p.hrefs)
+    assert len(p.alts) == 1 and f"{v1.name} " in p.alts[0] and "v2 " in p.alts[0]
+    assert [v["version"] for v in list_versions(root)] == ["v2", v1.name]

@@ -1,0 +1,142 @@
+"""--fail-on gates: parsing (usage errors before any work) and evaluation (the expression is the failure condition)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conftest import run_cli
+
+from reportgen import gates
+from reportgen.errors import ReportgenError
+from reportgen.report import metric_names
+
+
+@pytest.mark.parametrize("expr, key, op, threshold", [
+    ("accuracy<0.98", "accuracy", "<", 0.98),
+    ("  ece > 0.03 ", "ece", ">", 0.03),
+    ("acc_at_90<=.9", "acc_at_90", "<=", 0.9),
+    ("n_flagged>=25", "n_flagged", ">=", 25.0),
+    ("nll>3e-1", "nll", ">", 0.3),
+    ("temperature<-1", "temperature", "<", -1.0),
+])
+def test_parse_valid(expr, key, op, threshold):
+    g = gates.parse(expr)
+    assert (g.key, g.op, g.threshold) == (key, op, threshold)
+    assert g.expr == expr.strip()
+
+
+@pytest.mark.parametrize("expr, says", [
+    ("accuracy<<1", "expected <metric><op><number>"),
+    ("accuracy=<1", "expected <metric><op><number>"),
+    ("accuracy==1", "expected <metric><op><number>"),
+    ("accuracy<", "expected <metric><op><number>"),
+    ("<0.5", "expected <metric><op><number>"),
+    ("accuracy<0.5 and ece>1", "expected <metric><op><number>"),
+    ("accuracy<nan", "expected <metric><op><number>"),
+    ("bogus<1", "unknown metric 'bogus'"),
+    ("Accuracy<1", "unknown metric 'Accuracy'"),
+])
+def test_parse_rejects(expr, says):
+    with pytest.raises(gates.GateError) as e:
+        gates.parse(expr)
+    assert says in str(e.value)
+    assert repr(expr) in str(e.value)
+
+
+def test_unknown_key_lists_every_valid_key_and_is_a_reportgen_error():
+    with pytest.raises(ReportgenError) as e:
+        gates.parse("bogus<1")
+    for key in metric_names():
+        assert key in str(e.value)
+
+
+def test_known_keys_are_the_summary_metric_keys():
+    assert set(gates.known_keys()) == set(metric_names())
+    assert {"accuracy", "ece", "mean_epistemic", "n_flagged", "label_error_rate"} <= set(gates.known_keys())
+
+
+def test_evaluate_reports_only_failed_gates_in_order():
+    m = {"accuracy": 0.97, "ece": 0.02, "n_flagged": 30}
+    gs = gates.parse_all(["accuracy<0.98", "ece>0.03", "n_flagged>=30"])
+    failed = gates.evaluate(gs, m)
+    assert len(failed) == 2
+    assert "'accuracy<0.98'" in failed[0] and "0.97" in failed[0]
+    assert "'n_flagged>=30'" in failed[1] and "30" in failed[1]
+    assert gates.evaluate(gates.parse_all(["accuracy<0.9", "ece>0.05"]), m) == []
+
+
+def test_strict_and_inclusive_operators_at_the_boundary():
+    m = {"accuracy": 0.97}
+    assert gates.evaluate([gates.parse("accuracy<0.97")], m) == []
+    assert len(gates.evaluate([gates.parse("accuracy<=0.97")], m)) == 1
+    assert gates.evaluate([gates.parse("accuracy>0.97")], m) == []
+    assert len(gates.evaluate([gates.parse("accuracy>=0.97")], m)) == 1
+
+
+@pytest.mark.parametrize("value", [None, float("nan")])
+def test_unmeasured_metric_fails_with_a_clear_message(value):
+    failed = gates.evaluate([gates.parse("mean_epistemic>0.5")], {"mean_epistemic": value})
+    assert failed == ["gate 'mean_epistemic>0.5' failed: mean_epistemic was not measured in this run"]
+    assert gates.evaluate([gates.parse("ece>0.5")], {}) == ["gate 'ece>0.5' failed: ece was not measured in this run"]
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6)
+
+
+@given(x=finite, t=finite)
+def test_complementary_gates_fail_exactly_once(x, t):
+    m = {"accuracy": x}
+    for a, b in (("<", ">="), (">", "<=")):
+        ga, gb = gates.Gate("accuracy", a, t, f"accuracy{a}{t}"), gates.Gate("accuracy", b, t, f"accuracy{b}{t}")
+        assert len(gates.evaluate([ga, gb], m)) == 1
+
+
+# --------------------------------------------------------------------------- exit codes through the CLI
+
+def _fail_on_wired() -> bool:
+    from reportgen.cli import cli
+
+    return any(p.name == "fail_on" for p in cli.commands["audit"].params)
+
+
+needs_fail_on = pytest.mark.skipif(not _fail_on_wired(), reason="reportgen audit --fail-on is not wired into cli.py yet")
+
+
+@needs_fail_on
+@pytest.mark.parametrize("expr", ["bogus<1", "accuracy<<1"])
+def test_bad_gate_is_a_usage_error_before_any_work(expr, tmp_path, mnist_npz):
+    out = tmp_path / "out"
+    r = run_cli(["--quiet", "audit", "--data", str(mnist_npz), "--output", str(out), "--fail-on", expr])
+    assert r.exit_code == 2, r.output
+    assert expr in r.stderr
+    assert not out.exists()
+
+
+@needs_fail_on
+def test_failed_gate_exits_3_after_writing_the_report(tmp_path, mnist_npz, deterministic_audit):
+    _, model = deterministic_audit
+    out = tmp_path / "out"
+    r = run_cli(["--quiet", "audit", "--data", str(mnist_npz), "--model", str(model), "--name", "m", "--version", "g",
+                 "--mc-samples", "1", "--output", str(out), "--fail-on", "accuracy>0.5", "--fail-on", "ece>1"])
+    assert r.exit_code == 3, r.output
+    assert "accuracy>0.5" in r.stderr
+    assert "'ece>1' failed" not in r.stderr
+    folder = out / "m" / "g"
+    assert (folder / "report.html").is_file() and (folder / "summary.json").is_file()
+    s = json.loads((folder / "summary.json").read_text())
+    # When cli.py passes the gates on to the report, summary.json records each outcome.
+    assert [g["failed"] for g in s.get("gates", [])] in ([True, False], [])
+
+
+@needs_fail_on
+def test_passing_gates_exit_0(tmp_path, mnist_npz, deterministic_audit):
+    _, model = deterministic_audit
+    r = run_cli(["--quiet", "audit", "--data", str(mnist_npz), "--model", str(model), "--name", "m", "--version", "p",
+                 "--mc-samples", "1", "--output", str(tmp_path), "--fail-on", "accuracy<0.5"])
+    assert r.exit_code == 0, r.output
+    assert Path(r.stdout.strip().splitlines()[-1]).is_dir()

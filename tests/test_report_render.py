@@ -1,0 +1,307 @@
+"""The report as people see it: escaping, findings, Markdown, the PDF's pages and contents, the HTML in Chromium,
+and WeasyPrint's URL fetcher (data: URIs and files in the report folder only)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reportgen import report
+
+PDFTOOLS = shutil.which("pdftoppm") and shutil.which("pdftotext") and shutil.which("pdfinfo")
+needs_poppler = pytest.mark.skipif(not PDFTOOLS, reason="poppler-utils (pdftoppm, pdftotext, pdfinfo) not installed")
+needs_chromium = pytest.mark.skipif(report.chromium() is None, reason="chromium not installed")
+XSS = "<script>alert(1)</script>"
+
+
+def pdf_text(pdf: Path, page: int | None = None) -> str:
+    pages = ["-f", str(page), "-l", str(page)] if page else []
+    return subprocess.run(["pdftotext", "-layout", *pages, str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+
+
+def pdf_pages(pdf: Path) -> tuple[int, tuple[float, float]]:
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    w, h = re.search(r"Page size:\s+([\d.]+) x ([\d.]+) pts", info).groups()
+    return int(re.search(r"Pages:\s+(\d+)", info).group(1)), (float(w), float(h))
+
+
+def context_from_summary(folder: Path) -> dict:
+    """A rendering context from summary.json (no figures): enough to re-render the text of a report."""
+    ctx = json.loads((folder / "summary.json").read_text())
+    return {**ctx, "figures": {}, "metric_names": report.metric_names()}
+
+
+# --------------------------------------------------------------------------- escaping
+
+
+@pytest.fixture(scope="module")
+def hostile_context():
+    """A context built by report.build_context from a small real analysis whose user strings carry HTML."""
+    from reportgen.data import Dataset, Provenance
+    from reportgen.pipeline import analyse
+    from reportgen.uncertainty import SampleAccumulator
+
+    rng = np.random.default_rng(0)
+    n, k = 240, 3
+    labels = np.repeat(np.arange(k), n // k)
+    logits = rng.normal(size=(n, k)) + 3.0 * np.eye(k)[labels]
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    names = [XSS, "cat & dog", '"quoted"']
+    ds = Dataset(np.zeros((n, 1, 1, 1), np.uint8), labels, names,
+                 Provenance("predictions", "/data/<b>bold</b>.npy", "ab" * 32, n, warning="<img src=x onerror=alert(2)>"), "set<i>")
+    acc = SampleAccumulator(n, k)
+    acc.add(0, probs[None])
+    result = analyse(ds, acc.result())
+    return report.build_context(
+        audit=ds, result=result, figures=[], method={"method": "saved_probabilities", "n_samples": 1, "description": "saved <u>probs</u>"},
+        model_name="<b>model</b>", version="v1", model_info={"path": "/m/<x>.npy", "sha256": "cd" * 32, "kind": "saved probabilities"},
+        data_role="held out", notes=["note with <iframe src=//evil>"], command=f"reportgen audit --name '{XSS}'",
+        options={"seed": 0, "name": XSS, "command": "x"}, reportgen_version="0.1.0", created_at="2026-01-01T00:00:00+00:00",
+        config_file="/tmp/<cfg>.toml", option_sources={"seed": "commandline", "name": "default_map"}, gates=["accuracy<0.99"],
+    )
+
+
+def test_html_escapes_every_user_string(hostile_context):
+    html = report.render_html(hostile_context)
+    for raw in (XSS, "<b>model</b>", "<img src=x", "<iframe", "<b>bold</b>", "<u>probs</u>", "<cfg>", "set<i>"):
+        assert raw not in html, raw
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;b&gt;model&lt;/b&gt;" in html
+    assert "cat &amp; dog" in html
+    # The class names reach the per-class table, the findings and the flagged table.
+    assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 3
+    assert "<script" not in html.lower()
+
+
+def test_markdown_escapes_every_user_string(hostile_context):
+    md = report.render_markdown(hostile_context)
+    for raw in (XSS, "<b>", "<img", "<iframe"):
+        assert raw not in md, raw
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md
+    assert "Model **&lt;b&gt;model&lt;/b&gt;**" in md
+    assert "**Calibration:**" in md  # the template's own markup survives
+
+
+@needs_poppler
+def test_pdf_shows_hostile_strings_as_text(hostile_context, tmp_path):
+    pdf = report.write_pdf(hostile_context, tmp_path)
+    text = " ".join(pdf_text(pdf).split())
+    assert XSS in text and "<b>model</b>" in text
+
+
+def test_md_escape():
+    assert report.md_escape("a|b") == "a\\|b"
+    assert report.md_escape("**x** _y_ `z` [l](u)") == "\\*\\*x\\*\\* \\_y\\_ \\`z\\` \\[l\\](u)"
+    assert report.md_escape("<b>&") == "&lt;b&gt;&amp;"
+    assert report.md_escape("two\nlines") == "two lines"
+    assert report.md_escape(None) == ""
+
+
+# --------------------------------------------------------------------------- findings and verdicts
+
+
+def fake_context(**metrics) -> dict:
+    m = {"accuracy": 0.95, "n_samples": 1000, "mean_confidence": 0.99, "ece": 0.08, "temperature": 1.6,
+         "ece_temperature_scaled": 0.01, "coverage_1pct": 0.9, "threshold_1pct": 0.97, "mean_entropy": 0.2, "mean_epistemic": None}
+    m.update(metrics)
+    per_class = [{"name": "cat", "count": 100, "accuracy": 0.80}, {"name": "dog", "count": 100, "accuracy": 0.99},
+                 {"name": "eel", "count": 100, "accuracy": 0.96}]
+    li = {"n_flagged": 2, "n_estimated": 1, "rate": 0.001, "triage_counts": {"likely_mislabelled": 1},
+          "rows": [{"index": 7, "given": "cat", "suggested": "dog"}]}
+    return {"metrics": m, "per_class": per_class, "label_issues": li, "epistemic_measured": False, "method": {"n_samples": 1},
+            "reading": [], "gates": []}
+
+
+def test_findings_rank_by_score_and_name_the_numbers():
+    found = report.findings(fake_context())
+    # calibration 10*0.08 = 0.8; performance 4*0.05 + 2*0.15 = 0.5; epistemic not measured 0.35; selective 0.06; labels 0.02.
+    assert [f["topic"] for f in found] == ["calibration", "performance", "epistemic"]
+    assert found[0]["text"] == ("The model is moderately over-confident (ECE 0.080; mean confidence 0.990 vs accuracy 0.950); "
+                                "temperature scaling with T = 1.60 brings the held-out ECE to 0.010.")
+    assert found[1]["text"] == ("Accuracy is 95.00 % on 1,000 audited samples; the weakest class is ‘cat’ at 80.0 % "
+                                "(20 of 100 wrong), the strongest ‘dog’ at 99.0 %.")
+    assert found[0]["level"] == "bad" and found[1]["level"] == "warn"
+    everything = report.findings(fake_context(), limit=None)
+    assert [f["topic"] for f in everything][3:] == ["selective", "label_issues"]
+    assert everything[4]["text"].endswith("the top one, sample #7, is labelled ‘cat’ but looks like ‘dog’.")
+
+
+def test_findings_when_no_threshold_reaches_one_percent_error():
+    ctx = fake_context(coverage_1pct=None, threshold_1pct=None, ece=0.001)
+    found = report.findings(ctx)
+    assert found[0]["topic"] == "performance"
+    assert any(f["topic"] == "selective" and f["text"].startswith("No confidence threshold") for f in found)
+
+
+def test_verdict_badges():
+    ctx = fake_context(ece=0.005)
+    ctx["label_issues"]["rate"] = 0.06
+    ctx["gates"] = [{"expr": "accuracy<0.99", "failed": True}, {"expr": "ece>0.1", "failed": False}]
+    v = {b["label"]: b for b in report.verdicts(ctx)}
+    assert (v["Calibration"]["level"], v["Calibration"]["text"]) == ("good", "well calibrated (ECE 0.005)")
+    assert v["Label issues"]["level"] == "bad"
+    assert (v["CI gates"]["level"], v["CI gates"]["text"]) == ("bad", "1 of 2 failed")
+    assert v["Epistemic uncertainty"] == {"label": "Epistemic uncertainty", "text": "not measured", "level": "warn"}
+
+
+def test_gate_outcomes_are_in_the_context(hostile_context):
+    (g,) = hostile_context["gates"]
+    assert g["expr"] == "accuracy<0.99"
+    assert g["failed"] is (hostile_context["metrics"]["accuracy"] < 0.99)
+
+
+def test_effective_configuration_names_its_sources(hostile_context):
+    cfg = hostile_context["configuration"]
+    assert cfg["file"] == "/tmp/<cfg>.toml"
+    assert cfg["options"] == [{"key": "seed", "value": 0, "source": "commandline"}, {"key": "name", "value": XSS, "source": "default_map"}]
+    html = report.render_html(hostile_context)
+    assert "<td>command line</td>" in html and "<td>configuration file</td>" in html
+
+
+# --------------------------------------------------------------------------- the real report (session audit, S = 30)
+
+
+def test_report_md_matches_summary(mc_audit):
+    md = (mc_audit / "report.md").read_text()
+    s = json.loads((mc_audit / "summary.json").read_text())
+    m = s["metrics"]
+    assert f"| Accuracy | accuracy | {report.fmt(m['accuracy'], 'accuracy')} |" in md
+    assert f"| Expected calibration error (ECE) | ece | {report.fmt(m['ece'], 'ece')} |" in md
+    numbered = re.findall(r"^(\d)\. ", md, flags=re.M)
+    assert numbered == ["1", "2", "3"] and len(s["findings"]) == 3
+    assert "[report.html](report.html)" in md
+
+
+def test_html_has_sidebar_alt_text_and_real_tables(mc_audit):
+    html = (mc_audit / "report.html").read_text()
+    nav = re.search(r'<nav class="sidebar".*?</nav>', html, flags=re.S).group(0)
+    assert re.findall(r'href="#([\w-]+)"', nav) == [sid for sid, _ in report.SECTIONS]
+    for sid, _ in report.SECTIONS:
+        assert f'<section id="{sid}">' in html
+    imgs = re.findall(r"<img [^>]*>", html)
+    assert len(imgs) >= 8
+    assert all(re.search(r'alt="[^"]{20,}"', tag) for tag in imgs)
+    assert all(re.search(r'src="data:image/png;base64,', tag) for tag in imgs)  # self-contained
+    assert html.count("<th scope=\"col\"") >= 20
+    assert "<link" not in html and "http://" not in html and "https://" not in html
+
+
+@needs_poppler
+def test_pdf_contents_page_numbers_point_at_the_sections(mc_audit):
+    pdf = mc_audit / "report.pdf"
+    n, (w, h) = pdf_pages(pdf)
+    assert (w, h) == pytest.approx((595.3, 841.9), abs=0.5)  # A4
+    cover = pdf_text(pdf, 1)
+    entries = re.findall(r"^\s*\d+\. (.+?) \.{3,}\s*(\d+)\s*$", cover, flags=re.M)
+    assert [t for t, _ in entries] == [title for _, title in report.SECTIONS]
+    pages = [int(p) for _, p in entries]
+    assert pages == sorted(pages) and pages[0] == 2 and pages[-1] <= n
+    for title, page in entries:
+        text = pdf_text(pdf, int(page))
+        header = text.strip().splitlines()[0]
+        assert header.split()[:2] == ["Audit", "of"] and header.rstrip().endswith(title), header  # running header
+        assert re.search(rf"^\s*{re.escape(title)}\s*$", text, flags=re.M), title  # the heading itself
+        assert f"Page {page} of {n}" in text
+
+
+@needs_poppler
+def test_letter_paper(mc_audit, tmp_path):
+    ctx = context_from_summary(mc_audit)
+    pdf = report.write_pdf(ctx, tmp_path, paper="letter")
+    _, size = pdf_pages(pdf)
+    assert size == pytest.approx((612, 792), abs=0.5)
+
+
+@needs_poppler
+@needs_chromium
+def test_screenshots_of_the_newest_report(mc_audit, tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "archive"
+    shutil.copytree(mc_audit, root / "m" / "v")
+    out = report.screenshots(root, tmp_path / "docs")
+    assert [p.name for p in out] == ["report-page1.png", "report-page2.png", "report-html.png"]
+    page = Image.open(out[0])
+    assert page.height / page.width == pytest.approx(2 ** 0.5, abs=0.01)  # an A4 page
+    shot = Image.open(out[2]).convert("RGB")
+    assert shot.size == (1280, 900)
+    assert shot.getpixel((100, 880)) == (0xF4, 0xF6, 0xF8)  # the navigation sidebar, on screen
+    assert shot.getpixel((1200, 880)) == (0xFF, 0xFF, 0xFF)  # the page beside it
+    colours = {shot.getpixel((x, y)) for x in range(240, 1280, 7) for y in range(0, 900, 7)}
+    assert len(colours) > 20  # text, badges and figures drew
+
+
+# --------------------------------------------------------------------------- WeasyPrint's URL fetcher
+
+
+@pytest.fixture()
+def folders(tmp_path):
+    inside, outside = tmp_path / "report", tmp_path / "elsewhere"
+    inside.mkdir()
+    outside.mkdir()
+    png = _tiny_png()
+    (inside / "in.png").write_bytes(png)
+    (outside / "out.png").write_bytes(png)
+    return inside, outside
+
+
+def _tiny_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (0, 114, 178)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:9/x.png",
+    "https://example.com/x.png",
+    "ftp://example.com/x.png",
+    "file://otherhost/etc/hostname",
+])
+def test_fetcher_refuses_the_network(folders, url):
+    inside, _ = folders
+    with pytest.raises(ValueError, match="refuses"):
+        report._data_only_fetcher(inside).fetch(url)
+
+
+def test_fetcher_refuses_files_outside_the_folder(folders):
+    inside, outside = folders
+    f = report._data_only_fetcher(inside)
+    for url in ((outside / "out.png").as_uri(), "FILE://" + str(outside / "out.png"), (inside / ".." / "elsewhere" / "out.png").as_uri(),
+                "file:///etc/hostname"):
+        with pytest.raises(ValueError, match="outside the report folder"):
+            f.fetch(url)
+    (inside / "link.png").symlink_to(outside / "out.png")
+    with pytest.raises(ValueError, match="outside the report folder"):
+        f.fetch((inside / "link.png").as_uri())
+
+
+def test_fetcher_serves_data_uris_and_files_inside(folders):
+    inside, _ = folders
+    f = report._data_only_fetcher(inside)
+    r = f.fetch((inside / "in.png").as_uri())
+    try:
+        assert r.read() == (inside / "in.png").read_bytes()
+    finally:
+        r.close()
+    assert f.fetch("data:text/plain;base64,aGk=").read() == b"hi"
+
+
+@pytest.mark.skipif(not shutil.which("pdfimages"), reason="poppler-utils (pdfimages) not installed")
+def test_pdf_embeds_only_the_image_inside_the_folder(folders):
+    inside, outside = folders
+    html = (f'<html><body><img src="in.png"><img src="{(outside / "out.png").as_uri()}"><img src="../elsewhere/out.png">'
+            '<img src="http://127.0.0.1:9/x.png"></body></html>')
+    pdf = report.html_to_pdf(html, inside, inside / "t.pdf")
+    listing = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True).stdout
+    rows = [ln for ln in listing.splitlines()[2:] if ln.strip()]
+    assert len(rows) == 1
