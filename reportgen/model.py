@@ -25,8 +25,9 @@ DEFAULT_DROPOUT = 0.5
 ARCHITECTURE = (
     "Conv2D(32, 3x3, relu) -> MaxPooling2D(2x2) -> SpatialDropout2D({rate}) -> Flatten -> Dense(K logits)"
 )
-# Epochs of the default CNN: 5 reach ~95 % on 4,000 MNIST digits in seconds on 2 cores.
-DEFAULT_EPOCHS = 5
+# Epochs of the default CNN: on the 3,600 training digits of the offline subset, 5 epochs reach
+# ~92 % validation accuracy and 10 about 93.5 %, in seconds on 2 cores.
+DEFAULT_EPOCHS = 10
 # Share of the training images held out for the validation accuracy in the metadata.
 VALIDATION_FRACTION = 0.1
 METADATA_SUFFIX = ".json"
