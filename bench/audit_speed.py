@@ -72,7 +72,9 @@ print("scatter plot saved as PNG", file=sys.stderr)
 def train_model(epochs: int, seed: int, retrain: bool) -> Path:
     """Train (or reuse) the default CNN for this benchmark; returns the .keras path."""
     folder = OUT / "models"
-    name = f"audit-speed-e{epochs}-s{seed}"
+    from reportgen.model import ARCHITECTURE_VERSION
+
+    name = f"audit-speed-arch{ARCHITECTURE_VERSION}-e{epochs}-s{seed}"
     path = folder / f"{name}.keras"
     if path.exists() and not retrain:
         print(f"reusing {path.relative_to(OUT.parents[1])} (pass --retrain to train it again)")

@@ -75,10 +75,13 @@ def inject(labels: np.ndarray, kind: str | None, rate: float, *, k: int, seed: i
 
 def cv_probs(ds, key: str, args, progress) -> tuple[np.ndarray, float]:
     """Out-of-sample mean probabilities for `ds` by K-fold CV, cached on the labels' hash."""
+    from reportgen.model import ARCHITECTURE_VERSION
     from reportgen.pipeline import cross_val_predictions
 
     h = hashlib.sha256(ds.labels.tobytes() + ds.images.tobytes()).hexdigest()[:12]
-    path = CACHE / f"cv-{key}-n{len(ds.labels)}-f{args.folds}-e{args.epochs}-S{args.mc_samples}-seed{args.seed}-{h}.npy"
+    # The architecture version is in the name so a changed default CNN never reuses old probabilities.
+    path = CACHE / (f"cv-{key}-arch{ARCHITECTURE_VERSION}-n{len(ds.labels)}-f{args.folds}-e{args.epochs}"
+                    f"-S{args.mc_samples}-seed{args.seed}-{h}.npy")
     if path.exists():
         return np.load(path), 0.0
     start = time.perf_counter()

@@ -61,7 +61,9 @@ def write_split(path: Path) -> None:
 def train_members(data: Path, *, epochs: int, members: int, seed: int, retrain: bool) -> tuple[list[Path], float | None]:
     """Train (or reuse) `members` default CNNs on the train split of `data`; (paths, training peak RSS MB)."""
     folder = OUT / "ood" / "models"
-    name = f"ood-mnist{N_TRAIN}-e{epochs}-s{seed}"
+    from reportgen.model import ARCHITECTURE_VERSION
+
+    name = f"ood-mnist{N_TRAIN}-arch{ARCHITECTURE_VERSION}-e{epochs}-s{seed}"
     paths = [folder / f"{name}-{i}.keras" for i in range(members)]
     if all(p.exists() for p in paths) and not retrain:
         print(f"reusing {members} trained model(s) {folder.relative_to(ROOT)}/{name}-*.keras (--retrain to train again)")
