@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import os
 import re
@@ -12,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
+from .data import sha256_file
 from .errors import OutputError, ReportgenError
 
 # Per-version file that lists the sha256 of every other file in the folder.
@@ -79,14 +79,6 @@ def _remove_created(created: list[Path]) -> None:
             d.rmdir()
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _shallow_first(paths) -> list[Path]:
     """Paths sorted by depth, then name, so an outer sealed folder is seen before the ones inside it."""
     return sorted(paths, key=lambda p: (len(p.parts), p))
@@ -117,7 +109,7 @@ def write_manifest(folder: Path) -> Path:
     """
     files = {}
     for p in _unit_files(folder):
-        files[p.relative_to(folder).as_posix()] = {"sha256": file_sha256(p), "bytes": p.stat().st_size}
+        files[p.relative_to(folder).as_posix()] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
     out = folder / MANIFEST
     out.write_text(json.dumps({"algorithm": "sha256", "files": files}, indent=2) + "\n")
     return out
@@ -146,7 +138,7 @@ def verify(folder: str | Path) -> list[str]:
         p = d / rel
         if not p.is_file():
             problems.append(f"{p}: missing")
-        elif not isinstance(entry, dict) or file_sha256(p) != entry.get("sha256"):
+        elif not isinstance(entry, dict) or sha256_file(p) != entry.get("sha256"):
             problems.append(f"{p}: changed (sha256 differs from the manifest)")
     for p in _unit_files(d):
         if p.relative_to(d).as_posix() not in listed:
