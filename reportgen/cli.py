@@ -12,6 +12,7 @@ import click
 
 from .errors import ReportgenError
 from .cli_archive import GATE, config_file, config_option, enforce_gates, option_sources, register
+from .label_issues import RANKERS
 from .model import DEFAULT_EPOCHS
 
 
@@ -119,7 +120,7 @@ def train(obj: Ctx, data, output, name, ensemble, force, epochs, batch_size, see
 @click.option("--mc-samples", type=click.IntRange(1), default=30, show_default=True, help="MC dropout samples S (1 = deterministic).")
 @click.option("--audit-size", type=click.IntRange(2), default=None, help="Audit at most N images (seeded choice).")
 @click.option("--cv", type=click.IntRange(2), default=None, help="Audit every sample with out-of-sample probabilities from K-fold cross-validation of the default CNN.")
-@click.option("--rank-by", type=click.Choice(["self_confidence", "normalized_margin"]), default="self_confidence", show_default=True, help="Ranking of flagged samples.")
+@click.option("--rank-by", type=click.Choice(sorted(RANKERS)), default="self_confidence", show_default=True, help="Ranking of flagged samples.")
 @click.option("--fail-on", "fail_on", multiple=True, type=GATE, help="Exit 3 after writing the report when EXPR holds, e.g. 'accuracy<0.98' (repeatable; any summary.json metric, < <= > >=).")
 @click.option("--trust-model", is_flag=True, allow_from_autoenv=False, help="Allow models with Lambda layers (runs code stored in the file).")
 @click.option("--paper", type=click.Choice(["a4", "letter"]), default="a4", show_default=True, help="PDF paper size.")

@@ -24,8 +24,6 @@ AUDIT_FRACTION = 0.2
 MODEL_CACHE = ".models"
 # Number of characters of the model's sha256 used as the default version.
 VERSION_DIGITS = 12
-# Label-issue methods offered on the command line (names of label_issues.RANKERS).
-RANK_BY = ("self_confidence", "normalized_margin")
 
 
 @dataclass(frozen=True)
@@ -181,15 +179,21 @@ def cross_val_predictions(ds: Dataset, *, folds: int, epochs: int, batch_size: i
 
     if not 2 <= folds <= len(ds.labels):
         raise ReportgenError(f"--cv {folds}: need 2 <= K <= {len(ds.labels)} (the number of samples)")
+    if cache_dir is None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="reportgen-cv-") as tmp:
+            return cross_val_predictions(ds, folds=folds, epochs=epochs, batch_size=batch_size, seed=seed,
+                                         mc_samples=mc_samples, cache_dir=Path(tmp), name=name, progress=progress)
     parts, shas, info = [], [], None
     for f, held in enumerate(kfold_indices(ds.labels, folds, seed=seed)):
         train_idx = np.setdiff1d(np.arange(len(ds.labels)), held)
         tr = ds.subset(train_idx)
         key = M.TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed + f, train_size=len(train_idx)).key(
             tr.provenance.sha256 + ":" + hashlib.sha256(tr.labels.tobytes() + train_idx.tobytes()).hexdigest())
-        path = (cache_dir or Path(".")) / f"{name}-fold{f + 1}of{folds}-{key}.keras"
+        path = cache_dir / f"{name}-fold{f + 1}of{folds}-{key}.keras"
         _say(progress, f"fold {f + 1}/{folds}: {len(train_idx)} training images, {len(held)} held out")
-        if cache_dir is not None and path.exists():
+        if path.exists():
             _say(progress, f"fold {f + 1}/{folds}: reusing {path}")
         else:
             train_default(tr, epochs=epochs, batch_size=batch_size, seed=seed + f, path=path, force=True, progress=progress)
@@ -281,7 +285,9 @@ def _resolve_models(opts: AuditOptions, progress: Progress | None) -> _Resolved:
         for m in models:
             M.check_fits(m, audit)
         name = opts.name or models[0].name
-        sha = models[0].sha256 if len(models) == 1 else hashlib.sha256("".join(m.sha256 for m in models).encode()).hexdigest()
+        if role.startswith("whole data set"):
+            _say(progress, f"warning: auditing every sample of {splits.test.provenance.path}; if the model trained on any of them, "
+                           "its probabilities there are not evidence (use --cv instead)")
     else:
         train_ds, audit = _training_set(splits, opts.seed)
         train_ds = take(train_ds, opts.train_size, seed=opts.seed)
@@ -302,18 +308,23 @@ def _resolve_models(opts: AuditOptions, progress: Progress | None) -> _Resolved:
                 raise OutputError(f"{Path(opts.output)}: cannot write the model cache ({e})") from e
         models = [M.load(cached, name=name)]
         M.check_fits(models[0], audit)
-        sha = models[0].sha256
         role = "held out from training (seeded stratified split)" if splits.train is None else "test split (the model trained on the train split)"
+    info = _model_info(models)
+    return _Resolved(audit=audit, name=name, version=opts.version or info["sha256"][:VERSION_DIGITS], models=models,
+                     notes=notes, model_info=info, data_role=role)
+
+
+def _model_info(models: list) -> dict:
+    """Provenance of one model or an ensemble; an ensemble's sha256 is that of its members' sha256s."""
     m0 = models[0]
-    info = {
-        "path": m0.path if len(models) == 1 else [m.path for m in models],
-        "sha256": sha,
-        "kind": "Keras model" if len(models) == 1 else f"ensemble of {len(models)} Keras models",
+    one = len(models) == 1
+    return {
+        "path": m0.path if one else [m.path for m in models],
+        "sha256": m0.sha256 if one else hashlib.sha256("".join(m.sha256 for m in models).encode()).hexdigest(),
+        "kind": "Keras model" if one else f"ensemble of {len(models)} Keras models",
         "outputs_probs": m0.outputs_probs,
         "metadata": m0.metadata,
     }
-    return _Resolved(audit=audit, name=name, version=opts.version or sha[:VERSION_DIGITS], models=models,
-                     notes=notes, model_info=info, data_role=role)
 
 
 @dataclass(frozen=True)
@@ -555,10 +566,7 @@ def audit(model_or_probs, images=None, labels=None, *, class_names: list[str] | 
     ds = Dataset(x, y, names, prov, "arrays")
     for m in models:
         M.check_fits(m, ds)
-    sha = models[0].sha256 if len(models) == 1 else hashlib.sha256("".join(m.sha256 for m in models).encode()).hexdigest()
-    info = {"path": models[0].path if len(models) == 1 else [m.path for m in models], "sha256": sha,
-            "kind": "Keras model" if len(models) == 1 else f"ensemble of {len(models)} Keras models",
-            "outputs_probs": models[0].outputs_probs, "metadata": models[0].metadata}
-    r = _Resolved(audit=ds, name=name or models[0].name, version=version or sha[:VERSION_DIGITS], models=models,
+    info = _model_info(models)
+    r = _Resolved(audit=ds, name=name or models[0].name, version=version or info["sha256"][:VERSION_DIGITS], models=models,
                   model_info=info, data_role="given images (make sure the model did not train on them)")
     return _compute(r, opts, None)
