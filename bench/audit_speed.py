@@ -14,7 +14,7 @@ the medians, and as the median of the per-pair ratios (each b with the a just be
 Peak RSS is each child's own, and CPU time (user + sys) is printed too: it moves less than wall
 time when other work competes for the two cores.
 
-    .venv/bin/python bench/audit_speed.py [--quick] [--repeats 3] [--epochs 3] [--mc-samples 30]
+    .venv/bin/python bench/audit_speed.py [--quick] [--repeats 3] [--epochs 10] [--mc-samples 30]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 from _common import OUT, load_average, median, reportgen_cmd, rss_source, run_child, self_peak_mb, stage_peak_mb, stages, table
+from reportgen.model import DEFAULT_EPOCHS
 
 MNIST = Path("/work/shared/data/mnist")
 # Ratio b/a that issue 3 asks for.
@@ -90,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 epoch, 2,000 images, 1 repeat, no warm-up")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs of each (default 3; 1 with --quick)")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 3; 1 with --quick)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: reportgen's default CNN epochs; 1 with --quick)")
     parser.add_argument("--mc-samples", type=int, default=30)
     parser.add_argument("--n", type=int, default=None, help="images predicted (default 10,000; 2,000 with --quick)")
     parser.add_argument("--seed", type=int, default=0)
@@ -98,7 +99,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the reports under bench/out/audit_speed/")
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
-    epochs = args.epochs or (1 if args.quick else 3)
+    epochs = args.epochs or (1 if args.quick else DEFAULT_EPOCHS)
     n = args.n or (2000 if args.quick else 10_000)
 
     print(f"audit_speed: {n:,} MNIST test images, S = {args.mc_samples}, {repeats} timed run(s) of each")

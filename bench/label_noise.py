@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import OUT, ROOT, load_average, median, quiet_tensorflow, self_peak_mb, table
+from reportgen.model import DEFAULT_EPOCHS
 
 sys.path.insert(0, str(ROOT))
 
@@ -142,13 +143,13 @@ def draw_top(ds, issues, path: Path, index: np.ndarray) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 images, 3 folds, 1 epoch, S = 10")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs per fold (default 3; 1 with --quick)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs per fold (default: reportgen's default CNN epochs; 1 with --quick)")
     parser.add_argument("--folds", type=int, default=None, help="CV folds (default 5; 3 with --quick)")
     parser.add_argument("--mc-samples", type=int, default=None, help="MC dropout samples per fold prediction (default 30; 10 with --quick)")
     parser.add_argument("--n", type=int, default=None, help="images (default all 10,000; a seeded 2,000 with --quick)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the noise, the folds and training")
     args = parser.parse_args()
-    args.epochs = args.epochs or (1 if args.quick else 3)
+    args.epochs = args.epochs or (1 if args.quick else DEFAULT_EPOCHS)
     args.folds = args.folds or (3 if args.quick else 5)
     args.mc_samples = args.mc_samples or (10 if args.quick else 30)
     n = args.n or (2000 if args.quick else None)

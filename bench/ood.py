@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import OUT, ROOT, load_average, quiet_tensorflow, reportgen_cmd, run_child, self_peak_mb, table
+from reportgen.model import DEFAULT_EPOCHS
 
 sys.path.insert(0, str(ROOT))
 
@@ -91,14 +92,14 @@ def fpr_at_95_tpr(is_ood: np.ndarray, score: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 epoch, 2 members, 1,000 + 1,000 images, S = 10")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 3; 1 with --quick)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: reportgen's default CNN epochs; 1 with --quick)")
     parser.add_argument("--members", type=int, default=None, help="ensemble size (default 5; 2 with --quick; 1 = no ensemble)")
     parser.add_argument("--mc-samples", type=int, default=None, help="MC dropout samples (default 30; 10 with --quick)")
     parser.add_argument("--n", type=int, default=None, help="images per side (default 5,000; 1,000 with --quick)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retrain", action="store_true", help="train the models even if cached ones exist")
     args = parser.parse_args()
-    epochs = args.epochs or (1 if args.quick else 3)
+    epochs = args.epochs or (1 if args.quick else DEFAULT_EPOCHS)
     members = args.members or (2 if args.quick else 5)
     s = args.mc_samples or (10 if args.quick else 30)
     n = args.n or (1000 if args.quick else 5000)
