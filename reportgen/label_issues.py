@@ -1,12 +1,34 @@
 """Find likely label errors with confident learning (Northcutt, Jiang & Chuang, JAIR 2021).
 
-Pure numpy: no TensorFlow, no cleanlab. Two kinds of work are kept apart, as STYLE.md asks:
+Pure numpy: no TensorFlow, no cleanlab. The algorithm is the reference implementation's
+default path, ``cleanlab.filter.find_label_issues(labels, pred_probs)`` (prune by noise rate,
+frac_noise = 1, min_examples_per_class = 1), vectorised and re-written here; on the same
+inputs it flags the same samples, except where the reference's choice is arbitrary (exact
+ties at a prune cut-off, see _prune_by_noise_rate). Every convention below matches the
+reference implementation's, so the two can be compared sample for sample:
 
-- dataset-level summaries built from mergeable pieces: per-class self-confidence sums
-  (-> thresholds) and the confident-joint counts, accumulated over row batches;
-- per-class selection (prune by noise rate), which needs only the samples of one given label.
+1. The probabilities are used as given, in their own precision (float32 stays float32) and
+   NOT renormalised: validation only checks that rows sum to 1 within ROW_SUM_TOLERANCE.
+   Renormalising moves values by a few ulps, enough to create or break an exact tie or move a
+   probability across t_j - CONFIDENCE_SLACK. Other dtypes (float16, integers) are computed
+   in float64; the reference would use their own arithmetic there, so rounding may differ.
+2. Thresholds t_j = numpy's mean of probs[:, j] over the samples given label j, in the input
+   precision and in sample order, floored at MIN_THRESHOLD; a never-given class has none.
+3. Confident joint: a sample counts when some class passes p_j >= t_j - CONFIDENCE_SLACK. With
+   exactly one passing class it counts there; with several it counts in the row's overall
+   argmax (first index on ties), even if that class itself missed its threshold.
+4. Calibration: the diagonal is floored at 1, each row is scaled to its given-label count,
+   the matrix rescaled to N, and each row rounded to integers keeping its total (largest
+   remainders take the rounding units; see _round_rows for equal remainders).
+5. Prune counts: the rounded calibrated off-diagonal counts; a given class whose rounded
+   diagonal is 0 gets MIN_KEPT_PER_CLASS sample back (see _compute_prune_counts).
+6. Per given class i with more than MIN_KEPT_PER_CLASS samples and each true class j, flag the
+   prune_counts[i, j] samples with the largest p_j - p_i (union over j).
+7. A flagged sample is dropped when its given label is still the argmax after MARGIN_SLACK is
+   added to the given label's probability.
 
-Memory stays O(N*K): one float64 copy of the probabilities plus a batch-sized scratch.
+Memory stays O(N*K): the caller's probabilities are read, not copied (apart from the float64
+conversion of non-float inputs); scratch is one batch (confident joint) or one class's rows.
 """
 
 from __future__ import annotations
@@ -20,18 +42,25 @@ from reportgen.errors import DataError
 
 # Rows may sum to 1 within this before we call them broken (float32 softmax drifts ~1e-6).
 ROW_SUM_TOLERANCE = 1e-3
-# A probability this close below a class threshold still counts as confident: a sample whose
-# probability equals its class mean must not drop out through float rounding of that mean.
+# A probability this close below a class threshold still counts as confident (the reference
+# implementation's convention: p >= t - 1e-6). A plain Python float on purpose: numpy then
+# subtracts it in the thresholds' own precision (float32 for float32 input), as the reference does.
 CONFIDENCE_SLACK = 1e-6
-# Floor for thresholds: a class whose mean self-confidence is 0 would otherwise make
-# every sample "confidently" that class.
+# Floor for thresholds (the reference's 2 * 1e-6): a class whose mean self-confidence is 0
+# would otherwise make every sample "confidently" that class.
 MIN_THRESHOLD = 2 * CONFIDENCE_SLACK
-# The top other class must beat the given label by more than this to flag a sample.
+# Added to the given label's probability before the final "is the given label the argmax"
+# check (the reference's convention); a sample stays flagged only if another class still wins.
 MARGIN_SLACK = 1e-6
-# Rows per batch when accumulating the confident joint (bounds scratch memory to ~batch*K*9 B).
+# Rows per batch when accumulating the confident joint (bounds scratch memory to ~batch*K*10 B).
 BATCH_ROWS = 1 << 16
-# Samples of one given label always left unflagged (nobody believes a whole class is wrong).
+# Samples of one given label always left unflagged (the reference's min_examples_per_class=1):
+# a class this small is never pruned, and a calibrated diagonal of 0 is lifted to this.
 MIN_KEPT_PER_CLASS = 1
+# Clip for divisions by row / matrix totals (the reference's TINY_VALUE).
+_TINY = 1e-100
+# Rounding a row of the calibrated joint stops when the rounded total is this close to the target.
+_ROUND_TOLERANCE = 1e-6
 
 
 def self_confidence(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -82,14 +111,20 @@ class LabelIssues:
     """Confident-learning estimates for one data set and the samples it flags.
 
     Attributes:
-        thresholds: (K,) float64 per-class mean self-confidence t_j; NaN for a class that is
+        thresholds: (K,) float64 per-class mean self-confidence t_j (computed in the
+            probabilities' own precision, floored at MIN_THRESHOLD); NaN for a class that is
             never given (no sample can be confidently counted into it).
-        confident_joint: (K, K) int64, C[i][j] = count with given label i, confidently-true label j.
-        calibrated_joint: (K, K) float64, Q[i][j] estimate of P(given=i, true=j); sums to 1,
-            row sums equal the given-label class frequencies.
+        confident_joint: (K, K) int64, C[i][j] = count with given label i, confidently-true label j
+            (raw counts; the diagonal floor of 1 is applied only inside the calibration).
+        calibrated_joint: (K, K) float64, Q[i][j] estimate of P(given=i, true=j): C with its
+            diagonal floored at 1, rows scaled to the given-label counts, divided by N, before
+            the row rounding that gives the prune counts; sums to 1, row sums equal the
+            given-label class frequencies.
         noise_matrix: (K, K) float64, P(given=i | true=j), column-stochastic (identity column
-            for a class with no confident evidence).
-        n_issues_estimated: int, round((1 - trace(Q)) * N), the estimated number of label errors.
+            for a class with no mass in Q).
+        n_issues_estimated: int, round((1 - trace(Q)) * N), the estimated number of label errors
+            (as the reference's 'off_diagonal_calibrated' estimate, but from the unrounded Q,
+            so the two can differ by a few samples).
         issue_mask: (N,) bool, True for flagged samples.
         flagged: (M,) int64 indices of flagged samples, most likely issue first.
         suggested: (M,) int64 suggested label per flagged sample (argmax of probs; never the given one).
@@ -151,6 +186,21 @@ def validate_probs(
     Raises:
         DataError: one line naming `source`, the problem, and an offending count/index.
     """
+    labels, probs = _checked_inputs(labels, probs, source=source)
+    probs = probs.astype(np.float64)  # always a copy: we renormalise in place below
+    probs /= probs.sum(axis=1)[:, None]
+    return labels, probs
+
+
+def _checked_inputs(labels, probs, *, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """validate_probs without the renormalisation: the probabilities as given.
+
+    Returns:
+        (labels, probs): (N,) int64, and (N, K) probabilities in their own precision when
+        float32 or float64 (not copied), else converted to float64.
+    Raises:
+        DataError: as validate_probs.
+    """
     labels = np.asarray(labels)
     probs = np.asarray(probs)
     for name, arr in (("labels", labels), ("probabilities", probs)):
@@ -170,7 +220,8 @@ def validate_probs(
             source, f"wrong length: {labels.shape[0]} labels for {n} probability rows"
         )
 
-    probs = probs.astype(np.float64)  # always a copy: we renormalise in place below
+    if probs.dtype not in (np.float32, np.float64):
+        probs = probs.astype(np.float64)
     bad_rows = ~np.isfinite(probs).all(axis=1)
     if bad_rows.any():
         first = int(np.flatnonzero(bad_rows)[0])
@@ -185,7 +236,7 @@ def validate_probs(
             source,
             f"{int(negative.sum())} negative values (row {row} column {col} is {probs[row, col]:.4g})",
         )
-    sums = probs.sum(axis=1)
+    sums = probs.sum(axis=1, dtype=np.float64)
     off = np.abs(sums - 1.0) > ROW_SUM_TOLERANCE
     if off.any():
         first = int(np.flatnonzero(off)[0])
@@ -193,7 +244,6 @@ def validate_probs(
             source,
             f"{int(off.sum())} rows do not sum to 1 (row {first} sums to {sums[first]:.6g})",
         )
-    probs /= sums[:, None]
 
     if labels.dtype.kind == "f":
         not_int = ~np.isfinite(labels) | (labels != np.round(labels))
@@ -220,6 +270,10 @@ def find_label_issues(
 ) -> LabelIssues:
     """Flag likely label errors by confident learning, pruning by noise rate.
 
+    Follows the reference implementation's default path (cleanlab.filter.find_label_issues
+    with default arguments) convention for convention; see the module docstring. The
+    probabilities are used as given (validated, not renormalised).
+
     Args:
         labels: (N,) integer given labels in [0, K).
         probs: (N, K) out-of-sample predicted probabilities, rows sum to 1.
@@ -234,26 +288,28 @@ def find_label_issues(
         raise ValueError(
             f"unknown rank_by {rank_by!r}; valid: {', '.join(sorted(RANKERS))}"
         )
-    labels, probs = validate_probs(labels, probs)
+    labels, probs = _checked_inputs(labels, probs, source="probabilities")
     return _compute_label_issues(labels, probs, rank_by=rank_by)
 
 
 def _compute_label_issues(
     labels: np.ndarray, probs: np.ndarray, *, rank_by: str
 ) -> LabelIssues:
-    """find_label_issues on already-validated (N,) int64 labels and (N, K) float64 probs."""
+    """find_label_issues on already-validated (N,) int64 labels and (N, K) float32/64 probs."""
     n, k = probs.shape
     class_counts = np.bincount(labels, minlength=k)
-    thresholds = _compute_thresholds(*_threshold_sums(labels, probs))
+    by_label, starts = _group_by_label(labels, k)
+    thresholds = _compute_thresholds(labels, probs, by_label, starts)
     confident_joint = np.zeros((k, k), dtype=np.int64)
     for start in range(0, n, BATCH_ROWS):
         stop = start + BATCH_ROWS
         confident_joint += _confident_counts(labels[start:stop], probs[start:stop], thresholds)
 
-    calibrated = _compute_calibrated_joint(confident_joint, class_counts)
+    calibrated_counts = _calibrate(confident_joint, class_counts)
+    calibrated = calibrated_counts / n
     noise_matrix = _compute_noise_matrix(calibrated)
-    prune_counts = _compute_prune_counts(calibrated * n, class_counts)
-    issue_mask = _prune_by_noise_rate(labels, probs, prune_counts)
+    prune_counts = _compute_prune_counts(_round_rows(calibrated_counts))
+    issue_mask = _prune_by_noise_rate(labels, probs, prune_counts, by_label, starts)
 
     candidates = np.flatnonzero(issue_mask)
     score = RANKERS[rank_by](labels[candidates], probs[candidates])
@@ -261,7 +317,7 @@ def _compute_label_issues(
     order = np.argsort(score, kind="stable")
     flagged = candidates[order].astype(np.int64)
     return LabelIssues(
-        thresholds=thresholds,
+        thresholds=thresholds.astype(np.float64),
         confident_joint=confident_joint,
         calibrated_joint=calibrated,
         noise_matrix=noise_matrix,
@@ -276,31 +332,48 @@ def _compute_label_issues(
     )
 
 
-def _threshold_sums(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mergeable piece of the thresholds: per-class self-confidence sums and counts.
+def _group_by_label(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sample indices grouped by given label, in sample order within each label.
+
+    Returns:
+        (order (N,) int64, starts (K+1,) int64): the samples given label i are
+        order[starts[i]:starts[i + 1]], in increasing index order.
+    """
+    # A stable sort keeps sample order inside a class (the thresholds' summation order);
+    # 16-bit keys let numpy use its O(N) radix sort.
+    keys = labels.astype(np.int16) if k <= np.iinfo(np.int16).max else labels
+    order = np.argsort(keys, kind="stable")
+    starts = np.concatenate(([0], np.cumsum(np.bincount(labels, minlength=k))))
+    return order, starts
+
+
+def _compute_thresholds(
+    labels: np.ndarray, probs: np.ndarray, by_label: np.ndarray, starts: np.ndarray
+) -> np.ndarray:
+    """Per-class mean self-confidence t_j, as the reference implementation computes it.
+
+    numpy's mean over the class's self-confidences in sample order, in the probabilities' own
+    precision, floored at MIN_THRESHOLD. When every class is given the result keeps that
+    precision (float32 for float32 input, so `t - CONFIDENCE_SLACK` is then a float32
+    subtraction); when some class is never given it is float64 with NaN there (the reference
+    promotes to float64 with a sentinel of 2 there; `p >= NaN` is False, as `p >= 2 - 1e-6` is
+    for valid rows). The last bit of a mean depends on summation order, so, like the
+    reference's, a threshold can move by an ulp when the samples are permuted.
 
     Args:
-        labels: (n,) int64; probs: (n, K) float64 — any batch of rows.
+        labels: (N,) int64; probs: (N, K) float32/64; by_label, starts: from _group_by_label.
     Returns:
-        ((K,) float64 sums of probs[i, labels_i] per given label, (K,) int64 counts).
+        (K,) thresholds (probs.dtype, or float64 with NaN for never-given classes).
     """
     k = probs.shape[1]
-    sums = np.bincount(labels, weights=self_confidence(labels, probs), minlength=k)
-    return sums, np.bincount(labels, minlength=k)
-
-
-def _compute_thresholds(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Per-class mean self-confidence t_j; NaN where class j is never given.
-
-    Args:
-        sums: (K,) float64; counts: (K,) int64, summed over all batches.
-    Returns:
-        (K,) float64.
-    """
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = sums / counts
-    # NaN (not a big sentinel) keeps "undefined" honest in the report; `p >= NaN` is False.
-    return np.where(counts > 0, np.maximum(means, MIN_THRESHOLD), np.nan)
+    grouped = probs[by_label, labels[by_label]]
+    given = starts[1:] > starts[:-1]
+    means = [np.mean(grouped[starts[j] : starts[j + 1]]) for j in range(k) if given[j]]
+    if given.all():
+        return np.maximum(np.array(means, dtype=probs.dtype), MIN_THRESHOLD)
+    thresholds = np.full(k, np.nan)
+    thresholds[given] = np.maximum(np.array(means, dtype=np.float64), MIN_THRESHOLD)
+    return thresholds
 
 
 def _confident_counts(
@@ -308,41 +381,78 @@ def _confident_counts(
 ) -> np.ndarray:
     """Mergeable piece of the confident joint for one batch of rows.
 
-    A sample counts in C[given][j] when p_j >= t_j and j has the largest probability among
-    the classes that pass their threshold (paper eq. 1); samples passing none are not counted.
+    A class passes when p_j >= t_j - CONFIDENCE_SLACK. A sample passing exactly one class counts
+    in C[given][that class]; one passing several counts in C[given][argmax of its whole row]
+    (first index on ties), even when that class missed its own threshold: the reference
+    implementation's convention (the paper's eq. 1 takes the argmax among passing classes
+    only). Samples passing none are not counted.
 
     Args:
-        labels: (n,) int64; probs: (n, K) float64; thresholds: (K,) float64 (NaN = never).
+        labels: (n,) int64; probs: (n, K) float; thresholds: (K,) (NaN = never passes).
     Returns:
         (K, K) int64 counts.
     """
     k = probs.shape[1]
-    confident = probs >= thresholds - CONFIDENCE_SLACK
-    # Only confident classes may win the argmax; -1 is below any probability.
-    true_guess = np.where(confident, probs, -1.0).argmax(axis=1)
-    counted = confident.any(axis=1)
+    passing = probs >= thresholds - CONFIDENCE_SLACK
+    n_passing = passing.sum(axis=1)
+    true_guess = np.where(n_passing > 1, probs.argmax(axis=1), passing.argmax(axis=1))
+    counted = n_passing > 0
     cells = labels[counted] * k + true_guess[counted]
     return np.bincount(cells, minlength=k * k).reshape(k, k).astype(np.int64)
 
 
-def _compute_calibrated_joint(confident_joint: np.ndarray, class_counts: np.ndarray) -> np.ndarray:
-    """Calibrate the confident joint so row i sums to the frequency of given label i.
+def _calibrate(confident_joint: np.ndarray, class_counts: np.ndarray) -> np.ndarray:
+    """Calibrated confident joint in counts: row i sums to the number of samples given label i.
+
+    The reference implementation's convention, operation for operation (the rounding in
+    _round_rows is sensitive to the last bit): the diagonal is floored at 1 (so a given class
+    nobody was confidently counted in keeps its mass on the diagonal), each row is divided by
+    its total and multiplied by its class count, and the matrix is rescaled to sum to N.
 
     Args:
         confident_joint: (K, K) int64 C.
         class_counts: (K,) int64 number of samples per given label.
     Returns:
-        (K, K) float64 Q summing to 1.
+        (K, K) float64 counts summing to N (all-zero rows for never-given classes).
     """
-    rows = confident_joint.astype(np.float64)
-    row_sums = rows.sum(axis=1)
-    # An empty row means no sample of that given label passed any threshold (only possible
-    # when all its probabilities are ~0): no evidence of noise, so keep its mass on the diagonal.
-    empty = row_sums == 0
-    rows[empty, empty] = 1.0
-    row_sums[empty] = 1.0
-    joint = rows / row_sums[:, None] * class_counts[:, None]
-    return joint / class_counts.sum()
+    floored = confident_joint.copy()
+    diagonal = np.diag_indices(len(floored))
+    floored[diagonal] = np.maximum(floored[diagonal], 1)
+    row_totals = np.maximum(floored.sum(axis=1), _TINY)
+    counts = floored / row_totals[:, None] * class_counts[:, None]
+    # The reference adds the cells up column by column; the order changes the sum's last bit.
+    total = np.ascontiguousarray(counts.T).sum()
+    return counts / max(total, _TINY) * int(class_counts.sum())
+
+
+def _round_rows(counts: np.ndarray) -> np.ndarray:
+    """Round each row to integers keeping its rounded total (the reference's convention).
+
+    Cells are first rounded half to even; while the row's total is off, the cells with the
+    largest (to add) or smallest (to take away) remainder cell - rounded get the units.
+    Equal remainders (common: two cells with the same raw count) are ordered by numpy's
+    default argsort, as in the reference. That order is deterministic and independent of
+    sample order (it sees only the K cells), but it is numpy's: its SIMD sorts (AVX2 /
+    AVX-512) do not keep equal values in index order, so on a different CPU both this and
+    the reference can give the unit to a different one of two equal cells.
+
+    Args:
+        counts: (K, K) float64 calibrated counts.
+    Returns:
+        (K, K) int64.
+    """
+    k = counts.shape[1]
+    rounded = np.round(counts)
+    for row, out in zip(counts, rounded):
+        target = np.round(np.sum(row))
+        while abs(gap := target - np.round(np.sum(out))) > _ROUND_TOLERANCE:
+            units = min(int(abs(np.round(gap))), k)
+            by_remainder = np.argsort(row - out)  # default kind on purpose, see above
+            if gap > 0:
+                out[by_remainder[::-1][:units]] += 1
+            else:
+                out[by_remainder[:units]] -= 1
+    return rounded.astype(np.int64)
 
 
 def _compute_noise_matrix(calibrated_joint: np.ndarray) -> np.ndarray:
@@ -361,80 +471,86 @@ def _compute_noise_matrix(calibrated_joint: np.ndarray) -> np.ndarray:
     return noise
 
 
-def _compute_prune_counts(joint_counts: np.ndarray, class_counts: np.ndarray) -> np.ndarray:
-    """Number of samples to prune per (given i, true j != i), about Q[i][j] * N.
+def _compute_prune_counts(rounded: np.ndarray) -> np.ndarray:
+    """Samples to prune per (given i, true j != i): the rounded calibrated counts.
 
-    Rounding each cell on its own would bias the total: calibration scales counts up a
-    little, and 5.3 -> 5 in every cell loses the estimated noise. So each row's noise total
-    is rounded once and shared out by largest remainder (ties to the lower class index).
-    A row whose noise would leave fewer than MIN_KEPT_PER_CLASS samples is scaled down.
+    A given class whose rounded diagonal is below MIN_KEPT_PER_CLASS would lose every sample.
+    The reference implementation then lifts the diagonal to MIN_KEPT_PER_CLASS and takes the
+    difference evenly from the row: every cell of the row drops by
+    lift / max(number of nonzero cells - 1, 1), negatives become 0, and the result is
+    truncated to an integer. With a lift of 1 that takes one unit from each nonzero cell
+    (so more than one sample when the row has several). We follow it exactly.
 
     Args:
-        joint_counts: (K, K) float64 Q * N (row i sums to class_counts[i]).
-        class_counts: (K,) int64.
+        rounded: (K, K) int64 rounded calibrated counts (row i sums to class_counts[i]).
     Returns:
-        (K, K) int64 with a zero diagonal; row i sums to at most class_counts[i] - 1
-        (0 for an empty class).
+        (K, K) int64 with a zero diagonal; row i sums to at most class_counts[i] - 1.
     """
-    k = len(class_counts)
-    noise = np.where(np.eye(k, dtype=bool), 0.0, joint_counts)
-    budget = np.maximum(class_counts - MIN_KEPT_PER_CLASS, 0)
-    counts = np.zeros((k, k), dtype=np.int64)
-    for i in range(k):
-        total = noise[i].sum()
-        target = min(int(np.rint(total)), int(budget[i]))
-        if target <= 0:
-            continue
-        cells = noise[i] * (target / total)
-        floors = np.floor(cells).astype(np.int64)
-        short = target - int(floors.sum())
-        by_remainder = np.argsort(-(cells - floors), kind="stable")
-        floors[by_remainder[:short]] += 1
-        counts[i] = floors
+    diagonal = np.diagonal(rounded)
+    lift = np.maximum(diagonal, MIN_KEPT_PER_CLASS) - diagonal
+    share = lift / np.maximum(np.count_nonzero(rounded, axis=1) - 1.0, 1.0)
+    counts = rounded - share[:, None]
+    counts[counts < 0] = 0
+    counts = counts.astype(np.int64)  # truncation, as the reference's astype(int)
+    np.fill_diagonal(counts, 0)
     return counts
 
 
 def _prune_by_noise_rate(
-    labels: np.ndarray, probs: np.ndarray, prune_counts: np.ndarray
+    labels: np.ndarray,
+    probs: np.ndarray,
+    prune_counts: np.ndarray,
+    by_label: np.ndarray,
+    starts: np.ndarray,
 ) -> np.ndarray:
     """Flag, per (given i, true j != i), the prune_counts[i, j] samples with largest p_j - p_i.
 
-    Samples tied with the last one selected are flagged too, so the result does not depend
-    on sample order (identical samples get identical verdicts; with exact ties this can
-    exceed the prune count, even flag a whole class of identical rows). A sample is then
-    unflagged unless some other class beats its given label by more than MARGIN_SLACK
-    (the model must actually disagree with the label).
+    As the reference implementation: margins are computed in the probabilities' own precision,
+    a class with at most MIN_KEPT_PER_CLASS samples is not pruned, the selections for the
+    different j are united, and a selected sample is then dropped if its given label is the
+    argmax of its row after adding MARGIN_SLACK to the given label's probability (argmax takes
+    the first of equal maxima, so a class j < i that ties the raised value keeps the flag).
+
+    Ties at the cut-off: samples whose margin equals the prune_counts[i, j]-th largest are all
+    flagged, so identical samples get identical verdicts and the result does not depend on
+    sample order (it can exceed the prune count when such ties occur). The reference keeps
+    exactly that many, chosen by numpy's unstable argsort: which of the tied samples it keeps
+    depends on sample order and CPU. Without an exact tie at the cut-off the two agree.
 
     Args:
-        labels: (N,) int64; probs: (N, K) float64; prune_counts: (K, K) int64.
+        labels: (N,) int64; probs: (N, K) float; prune_counts: (K, K) int64;
+        by_label, starts: from _group_by_label.
     Returns:
         (N,) bool issue mask.
     """
     n, k = probs.shape
     mask = np.zeros(n, dtype=bool)
-    by_label = np.argsort(labels, kind="stable")
-    starts = np.concatenate(([0], np.cumsum(np.bincount(labels, minlength=k))))
     for i in range(k):
-        to_prune = prune_counts[i].copy()
-        to_prune[i] = 0
-        if not to_prune.any():
-            continue
         members = by_label[starts[i] : starts[i + 1]]
+        size = len(members)
+        if size <= MIN_KEPT_PER_CLASS or not prune_counts[i].any():
+            continue
         class_probs = probs[members]
-        given = class_probs[:, i].copy()  # a view would turn -inf below
-        hit = np.zeros(len(members), dtype=bool)
-        for j in np.flatnonzero(to_prune):
-            margin = class_probs[:, j] - given
-            take = int(to_prune[j])
-            if take >= len(members):
+        hit = np.zeros(size, dtype=bool)
+        for j in np.flatnonzero(prune_counts[i]):
+            if j == i:
+                continue
+            take = int(prune_counts[i, j])
+            if take >= size:
                 hit[:] = True
                 break
+            margin = class_probs[:, j] - class_probs[:, i]
             # The take-th largest margin, found in O(n) rather than a full sort.
-            cutoff = np.partition(margin, len(members) - take)[len(members) - take]
+            cutoff = np.partition(margin, size - take)[size - take]
             hit |= margin >= cutoff
-        class_probs[:, i] = -np.inf
-        hit &= class_probs.max(axis=1) > given + MARGIN_SLACK
         mask[members[hit]] = True
+
+    candidates = np.flatnonzero(mask)
+    given = labels[candidates]
+    rows = probs[candidates]  # a copy (fancy indexing): raised below
+    at = np.arange(len(candidates))
+    rows[at, given] = rows[at, given] + MARGIN_SLACK  # in the probabilities' own precision
+    mask[candidates[rows.argmax(axis=1) == given]] = False
     return mask
 
 
