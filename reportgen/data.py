@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -299,7 +300,9 @@ def _download_keras_mnist(origin: str = MNIST_URL, cache_dir: str | None = None)
     try:
         from keras.utils import get_file
 
-        return Path(get_file("mnist.npz", origin=origin, file_hash=MNIST_SHA256, cache_dir=cache_dir))
+        # Keras announces the download on stdout, which is reserved for the report folder's path.
+        with contextlib.redirect_stdout(sys.stderr):
+            return Path(get_file("mnist.npz", origin=origin, file_hash=MNIST_SHA256, cache_dir=cache_dir))
     except Exception:  # any network or hash failure means: no download here
         return None
     finally:

@@ -118,7 +118,7 @@ def test_keras_cache_is_used_when_present(monkeypatch, tmp_path, mnist):
     assert s.train.images.shape[0] == 30 and s.test.labels.tolist() == y[30:40].tolist()
 
 
-def test_download_gives_up_within_seconds(monkeypatch, tmp_path):
+def test_download_gives_up_within_seconds(monkeypatch, tmp_path, capsys):
     """A host that accepts the connection and never answers: the download stops at the timeout."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -132,6 +132,9 @@ def test_download_gives_up_within_seconds(monkeypatch, tmp_path):
     srv.close()
     assert got is None
     assert 0.9 <= elapsed < 10  # it waited for the (shortened) timeout, then gave up
+    out = capsys.readouterr()
+    assert out.out == ""  # stdout carries only the report folder's path
+    assert "Downloading data from" in out.err
 
 
 def test_split_is_stratified_disjoint_and_seeded():
