@@ -184,6 +184,10 @@ def same_samples(old: Mapping, new: Mapping) -> tuple[bool, str]:
         return False, f"the audited sample counts differ ({da.get('count')} vs {db.get('count')})"
     if da.get("class_counts") != db.get("class_counts"):
         return False, "the audited samples' class counts differ"
+    if da.get("index_sha256") and db.get("index_sha256"):
+        # Both summaries record which source rows were audited: that settles it.
+        same = da["index_sha256"] == db["index_sha256"]
+        return same, "" if same else "different rows of the data file were audited"
     oa = (old.get("provenance") or {}).get("options") or {}
     ob = (new.get("provenance") or {}).get("options") or {}
     seeded = any("seeded" in str(d.get("role", "")) for d in (da, db)) or oa.get("audit_size") or ob.get("audit_size")

@@ -59,15 +59,26 @@ class Dataset:
     class_names: list[str]
     provenance: Provenance
     name: str = "data"
+    index: np.ndarray | None = None
 
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def source_index(self) -> np.ndarray:
+        """(N,) int64 row of each sample in the source file (0..N-1 for a whole file)."""
+        return np.arange(len(self.labels), dtype=np.int64) if self.index is None else self.index
+
     def subset(self, index: np.ndarray) -> "Dataset":
-        """Rows `index` of this set, same classes and provenance (count updated)."""
+        """Rows `index` of this set, same classes and provenance (count updated), source rows kept."""
         prov = Provenance(**{**self.provenance.__dict__, "count": int(len(index))})
-        return Dataset(self.images[index], self.labels[index], self.class_names, prov, self.name)
+        return Dataset(self.images[index], self.labels[index], self.class_names, prov, self.name,
+                       self.source_index[index])
+
+    def index_sha256(self) -> str:
+        """sha256 of the source rows, so two audits can tell whether they saw the same samples."""
+        return hashlib.sha256(np.ascontiguousarray(self.source_index, dtype=np.int64).tobytes()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -288,6 +288,7 @@ def report_figures(ds, result, *, has_images: bool = True) -> list[FigureAsset]:
     """
     st, names, k = result.stats, ds.class_names, ds.n_classes
     y = ds.labels
+    src = ds.source_index  # image captions name the row in the source file
     n = len(y)
     sub_note = f"{min(n, MAX_POINTS_PER_CLASS * k):,} of {n:,} points drawn (random subsample)" if n > MAX_POINTS_PER_CLASS else ""
     out = []
@@ -351,18 +352,18 @@ def report_figures(ds, result, *, has_images: bool = True) -> list[FigureAsset]:
         if st.epistemic_measured:
             for key, vals, what in (("gallery_aleatoric", st.aleatoric, "aleatoric"), ("gallery_epistemic", st.epistemic, "epistemic")):
                 top = np.argsort(-vals, kind="stable")[:GALLERY_SIZE]
-                items = [(int(i), f"#{i} true {names[y[i]]} → {names[st.predicted[i]]}\n{what} {vals[i]:.2f}") for i in top]
+                items = [(int(i), f"#{src[i]} true {names[y[i]]} → {names[st.predicted[i]]}\n{what} {vals[i]:.2f}") for i in top]
                 fig = gallery(ds.images, items, names, mean_probs=sp.mean_probs, std_probs=sp.std_probs)
                 out.append(encode(fig, key=key, title=f"Most {what}-uncertain images",
                                   alt=f"The {len(items)} images with the highest {what} uncertainty, each with its true and predicted label and its mean class probabilities with their spread across samples."))
         else:
             top = np.argsort(-st.total, kind="stable")[:GALLERY_SIZE]
-            items = [(int(i), f"#{i} true {names[y[i]]} → {names[st.predicted[i]]}\nentropy {st.total[i]:.2f}") for i in top]
+            items = [(int(i), f"#{src[i]} true {names[y[i]]} → {names[st.predicted[i]]}\nentropy {st.total[i]:.2f}") for i in top]
             fig = gallery(ds.images, items, names, mean_probs=sp.mean_probs)
             out.append(encode(fig, key="gallery_entropy", title="Highest-entropy images",
                               alt=f"The {len(items)} images with the highest predictive entropy, with true and predicted labels and class probabilities."))
         if len(iss.flagged):
-            items = [(int(i), f"#{i} given {names[y[i]]} → {names[s]}\nself-conf. {sc:.2f}")
+            items = [(int(i), f"#{src[i]} given {names[y[i]]} → {names[s]}\nself-conf. {sc:.2f}")
                      for i, s, sc in zip(iss.flagged[:GALLERY_SIZE], iss.suggested[:GALLERY_SIZE], iss.self_confidence[:GALLERY_SIZE])]
             fig = gallery(ds.images, items, names, mean_probs=sp.mean_probs, std_probs=sp.std_probs if st.epistemic_measured else None)
             out.append(encode(fig, key="gallery_flagged", title="Flagged samples: given → suggested label",

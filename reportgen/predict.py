@@ -182,6 +182,21 @@ def _channel_dropout_dense(tail: list) -> bool:
     )
 
 
+def _stochastic_copy(model):
+    """The same model (shared weights) with every stochastic layer forced on, whatever `training` says."""
+    import keras
+
+    class _AlwaysOn(keras.layers.Layer):
+        def __init__(self, inner, **kwargs):
+            super().__init__(name=f"{inner.name}_always_on", **kwargs)
+            self.inner = inner
+
+        def call(self, x, training=None):
+            return self.inner(x, training=True)
+
+    return keras.models.clone_model(model, clone_function=lambda l: _AlwaysOn(l) if _is_stochastic(l) else l)
+
+
 def _batch_size(features: int, s: int) -> int:
     b = MAX_BATCH_BYTES // max(1, s * features * 4)
     return int(max(MIN_BATCH, min(MAX_BATCH, b)))
@@ -236,15 +251,17 @@ def predict(
         fn = sampler.sample_full if full_passes else sampler.sample_efficient
         info = PredictInfo("mc_dropout_full" if full_passes else "mc_dropout", mc_samples, desc)
         return _loop(n, k, images, fn, _batch_size(feats, mc_samples), progress), info
-    # Not splittable: S full passes with Keras' own stochastic layers switched on.
+    # Not splittable: S full passes of a copy whose stochastic layers are always on, run in
+    # inference mode so BatchNorm and friends keep their stored statistics (and are not updated).
     import keras
 
     keras.utils.set_random_seed(seed)
-    desc = f"MC sampling, S = {mc_samples} full forward passes with the model's stochastic layers active (model could not be split)"
+    sampling = _stochastic_copy(m.model)
+    desc = f"MC sampling, S = {mc_samples} full forward passes with only the model's stochastic layers active (model could not be split)"
     info = PredictInfo("mc_dropout_full", mc_samples, desc)
 
     def full(xb, bi):
-        return np.stack([_to_probs(m.model(xb, training=True), m.outputs_probs) for _ in range(mc_samples)])
+        return np.stack([_to_probs(sampling(xb, training=False), m.outputs_probs) for _ in range(mc_samples)])
 
     return _loop(n, k, images, full, MAX_BATCH, progress), info
 

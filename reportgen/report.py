@@ -357,12 +357,9 @@ def build_context(*, audit, result, figures, method: dict, model_name: str, vers
     iss, tri, st = result.issues, result.triage, result.stats
     cats = list(tri.category)
     k = audit.n_classes
-    flagged_rows = [
-        {
-            "index": int(i), "given": audit.class_names[audit.labels[i]], "suggested": audit.class_names[s],
-            "self_confidence": float(sc), "score": float(score), "category": str(c),
-        }
-        for i, s, sc, score, c in list(zip(iss.flagged, iss.suggested, iss.self_confidence, iss.score, cats))[:TABLE_ROWS]
+    flagged_table = [
+        {**row, "self_confidence": float(row["self_confidence"]), "score": float(row["score"])}
+        for row in flagged_rows(audit, result, limit=TABLE_ROWS)
     ]
     cal = result.calibration
     bins = [
@@ -377,7 +374,7 @@ def build_context(*, audit, result, figures, method: dict, model_name: str, vers
         "created_at": created_at,
         "model": {"name": model_name, "version": version, **model_info},
         "data": {"name": audit.name, **prov, "role": data_role, "n_classes": k, "class_names": list(audit.class_names),
-                 "class_counts": np.bincount(audit.labels, minlength=k).tolist()},
+                 "class_counts": np.bincount(audit.labels, minlength=k).tolist(), "index_sha256": audit.index_sha256()},
         "method": method,
         "metrics": m,
         "metric_names": names,
@@ -395,7 +392,7 @@ def build_context(*, audit, result, figures, method: dict, model_name: str, vers
             "per_class": [{"name": audit.class_names[c], "count": int(iss.per_class_issues[c])} for c in range(k)],
             "triage_rule": tri.rule,
             "triage_counts": {c: cats.count(c) for c in ("likely_mislabelled", "ambiguous", "model_unsure")},
-            "rows": flagged_rows,
+            "rows": flagged_table,
             "thresholds": iss.thresholds,
         },
         "figures": {f.key: {"title": f.title, "alt": f.alt, "uri": f.uri, "note": f.note} for f in figures},
@@ -427,14 +424,17 @@ def summary_of(context: dict) -> dict:
     return {k: v for k, v in context.items() if k not in ("figures", "metric_names")}
 
 
-def flagged_rows(audit, result) -> list[dict]:
-    """One CSV row per flagged sample, most likely issue first."""
+def flagged_rows(audit, result, *, limit: int | None = None) -> list[dict]:
+    """One CSV row per flagged sample (the first `limit`), most likely issue first; `index` is the row in the source file."""
     iss, tri = result.issues, result.triage
     names = audit.class_names
+    src = audit.source_index
+    top = slice(0, limit)
     return [
-        {"rank": r + 1, "index": int(i), "given": names[audit.labels[i]], "suggested": names[s],
+        {"rank": r + 1, "index": int(src[i]), "given": names[audit.labels[i]], "suggested": names[s],
          "self_confidence": f"{sc:.6f}", "score": f"{score:.6f}", "category": str(c)}
-        for r, (i, s, sc, score, c) in enumerate(zip(iss.flagged, iss.suggested, iss.self_confidence, iss.score, tri.category))
+        for r, (i, s, sc, score, c) in enumerate(zip(iss.flagged[top], iss.suggested[top], iss.self_confidence[top],
+                                                     iss.score[top], tri.category[top]))
     ]
 
 

@@ -152,3 +152,30 @@ def test_python_api_with_in_memory_model_and_probabilities(mnist):
     b = reportgen.audit(p, labels=given)
     assert b.metrics["accuracy"] == pytest.approx(float(np.mean(p.argmax(1) == given)))
     assert b.metrics["mean_epistemic"] is None
+
+
+def test_flagged_indices_are_rows_of_the_source_file_and_compare_sees_different_samples(tmp_path):
+    """Audits of a held-out subset name source rows; two different subsets are not 'the same samples'."""
+    import csv as _csv
+
+    from conftest import read_idx
+
+    labels = read_idx(MNIST_DIR / "t10k-labels-idx1-ubyte.gz")
+    folders = []
+    for seed in (0, 1):
+        r = run_cli(["--quiet", "audit", "--data", str(MNIST_DIR), "--epochs", "1", "--train-size", "300", "--seed", str(seed),
+                     "--mc-samples", "2", "--output", str(tmp_path / "out"), "--name", "sub", "--version", f"s{seed}"])
+        assert r.exit_code == 0, r.output
+        folders.append(Path(r.stdout.strip()))
+        rows = list(_csv.DictReader(open(folders[-1] / "flagged.csv")))
+        assert rows
+        names = json.loads((folders[-1] / "summary.json").read_text())["data"]["class_names"]
+        for row in rows:
+            assert names[labels[int(row["index"])]] == row["given"]
+        assert max(int(row["index"]) for row in rows) >= 2000  # source rows, not positions 0..1999
+    from reportgen.compare import same_samples
+
+    a, b = (json.loads((f / "summary.json").read_text()) for f in folders)
+    assert a["data"]["index_sha256"] != b["data"]["index_sha256"]
+    assert same_samples(a, b) == (False, "different rows of the data file were audited")
+    assert same_samples(a, a) == (True, "")

@@ -110,3 +110,28 @@ def test_ensemble_members_are_the_samples(tmp_path, images):
     pb, _ = predict([b], images, mc_samples=1)
     np.testing.assert_allclose(sp.mean_probs, (pa.mean_probs + pb.mean_probs) / 2, atol=1e-9)
     np.testing.assert_allclose(sp.expected_entropy, (_entropy(pa.mean_probs) + _entropy(pb.mean_probs)) / 2, atol=1e-5)
+
+
+def test_unsplittable_model_samples_dropout_only_and_leaves_batchnorm_alone(tmp_path, images):
+    """A skip connection forces the full-pass fallback; BatchNorm must stay in inference mode."""
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inp)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Add()([x, keras.layers.Conv2D(4, 1)(inp)])
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dropout(0.1)(x)
+    out = keras.layers.Dense(10)(x)
+    net = keras.Model(inp, out)
+    bn = next(l for l in net.layers if isinstance(l, keras.layers.BatchNormalization))
+    bn.moving_mean.assign(np.full(4, 0.3, np.float32))
+    m = _loaded(net, tmp_path)
+    bn_loaded = next(l for l in m.model.layers if isinstance(l, keras.layers.BatchNormalization))
+    before = bn_loaded.moving_mean.numpy().copy()
+    sp, info = predict([m], images, mc_samples=8, seed=0)
+    assert info.method == "mc_dropout_full"
+    np.testing.assert_array_equal(bn_loaded.moving_mean.numpy(), before)  # not updated by sampling
+    det, _ = predict([m], images, mc_samples=1)
+    gap = np.abs(sp.mean_probs - det.mean_probs).max()
+    assert 1e-4 < gap < 0.3  # dropout at rate 0.1 moves the mean a little, BatchNorm in training mode moved it ~0.8
+    assert sp.std_probs.max() > 1e-4
