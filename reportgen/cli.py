@@ -58,7 +58,7 @@ def training_options(fn):
     for opt in reversed([
         click.option("--epochs", type=click.IntRange(1), default=DEFAULT_EPOCHS, show_default=True, help="Training epochs of the default CNN."),
         click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True, help="Training batch size."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed for splits, training and MC sampling."),
+        click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed for splits, training and MC sampling."),
         click.option("--train-size", type=click.IntRange(2), default=None, help="Train on at most N images (seeded choice)."),
     ]):
         fn = opt(fn)
@@ -88,7 +88,7 @@ def cli(ctx: click.Context, quiet: bool, debug: bool) -> None:
 @click.option("--output", "-o", type=click.Path(file_okay=False), default="output/models", show_default=True, help="Folder for <name>.keras and <name>.json.")
 @click.option("--name", default=None, help="Model name (default: <data>-cnn).")
 @click.option("--ensemble", type=click.IntRange(1), default=1, show_default=True, help="Train K members with seeds seed..seed+K-1 (a deep ensemble).")
-@click.option("--force", is_flag=True, help="Overwrite existing model files.")
+@click.option("--force", is_flag=True, allow_from_autoenv=False, help="Overwrite existing model files.")
 @training_options
 @handle_errors
 def train(obj: Ctx, data, output, name, ensemble, force, epochs, batch_size, seed, train_size) -> None:
@@ -116,7 +116,7 @@ def train(obj: Ctx, data, output, name, ensemble, force, epochs, batch_size, see
 @click.option("--output", "-o", type=click.Path(file_okay=False), default="output", show_default=True, help="Archive root: reports go to <output>/<model>/<version>/.")
 @click.option("--name", default=None, help="Model name in the archive (default: model file stem).")
 @click.option("--version", "version", default=None, help="Version folder (default: first 12 hex digits of the model's sha256).")
-@click.option("--force", is_flag=True, help="Overwrite an existing version folder.")
+@click.option("--force", is_flag=True, allow_from_autoenv=False, help="Overwrite an existing version folder.")
 @click.option("--mc-samples", type=click.IntRange(1), default=30, show_default=True, help="MC dropout samples S (1 = deterministic).")
 @click.option("--audit-size", type=click.IntRange(2), default=None, help="Audit at most N images (seeded choice).")
 @click.option("--cv", type=click.IntRange(2), default=None, help="Audit every sample with out-of-sample probabilities from K-fold cross-validation of the default CNN.")

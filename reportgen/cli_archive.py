@@ -186,7 +186,7 @@ def register(group: click.Group) -> None:
     @click.argument("new", type=click.Path(exists=True, file_okay=False))
     @click.option("--output", "-o", "out", type=click.Path(file_okay=False), default=None,
                   help="Folder to write (default: NEW/compare-<OLD version>/).")
-    @click.option("--force", is_flag=True, help="Overwrite an existing comparison folder.")
+    @click.option("--force", is_flag=True, allow_from_autoenv=False, help="Overwrite an existing comparison folder.")
     @click.option("--paper", type=click.Choice(["a4", "letter"]), default="a4", show_default=True, help="PDF paper size.")
     @handle_errors
     def compare_cmd(obj, old: str, new: str, out: str | None, force: bool, paper: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -12,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .data import Dataset, sha256_file, split_train_audit
-from .errors import ModelError, OutputError
+from .errors import DataError, ModelError, OutputError
 
 # Bumped whenever the default architecture changes, so cached models are not reused across it.
 ARCHITECTURE_VERSION = 3
@@ -28,6 +29,10 @@ ARCHITECTURE = (
 # Epochs of the default CNN: on the 3,600 training digits of the offline subset, 5 epochs reach
 # ~92 % validation accuracy and 10 about 93.5 %, in seconds on 2 cores.
 DEFAULT_EPOCHS = 10
+# First bytes of every HDF5 file.
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# Fewest images the default CNN is trained on (a handful cannot even fill the validation split).
+MIN_TRAIN = 20
 # Share of the training images held out for the validation accuracy in the metadata.
 VALIDATION_FRACTION = 0.1
 METADATA_SUFFIX = ".json"
@@ -105,7 +110,11 @@ def train(ds: Dataset, *, config: TrainConfig, progress: Progress | None = None)
     import tensorflow as tf
 
     keras.utils.set_random_seed(config.seed)
+    if len(ds.labels) < MIN_TRAIN:
+        raise DataError(f"{ds.provenance.path}: {len(ds.labels)} training images; the default CNN needs at least {MIN_TRAIN} "
+                        "(raise --train-size or give more data)")
     fit_ds, val_ds = split_train_audit(ds, audit_fraction=VALIDATION_FRACTION, seed=config.seed)
+    has_val = len(val_ds.labels) > 0
     model = build_default_cnn(ds.images.shape[1:], ds.n_classes, dropout=config.dropout)
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
@@ -124,7 +133,7 @@ def train(ds: Dataset, *, config: TrainConfig, progress: Progress | None = None)
 
     hist = model.fit(
         preprocess(fit_ds.images), fit_ds.labels,
-        validation_data=(preprocess(val_ds.images), val_ds.labels),
+        validation_data=(preprocess(val_ds.images), val_ds.labels) if has_val else None,
         epochs=config.epochs, batch_size=config.batch_size, shuffle=True, verbose=0,
         callbacks=[_Report()],
     )
@@ -139,7 +148,7 @@ def train(ds: Dataset, *, config: TrainConfig, progress: Progress | None = None)
         "epochs": config.epochs,
         "batch_size": config.batch_size,
         "dropout": config.dropout,
-        "validation_accuracy": float(hist.history["val_accuracy"][-1]),
+        "validation_accuracy": float(hist.history["val_accuracy"][-1]) if has_val else None,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
@@ -185,6 +194,12 @@ def load(path: str | Path, *, trust: bool = False, name: str | None = None) -> L
         raise ModelError(f"{p}: no such model file")
     if p.suffix not in (".keras", ".h5"):
         raise ModelError(f"{p}: not a Keras model file (expected .keras or .h5)")
+    with open(p, "rb") as f:
+        head = f.read(8)
+    if p.suffix == ".keras" and not zipfile.is_zipfile(p):
+        raise ModelError(f"{p}: not a Keras model file (a .keras file is a zip archive; this one is not)")
+    if p.suffix == ".h5" and head != _HDF5_SIGNATURE:
+        raise ModelError(f"{p}: not a Keras model file (a .h5 file is HDF5; this one is not)")
     keras = _keras()
     try:
         model = keras.saving.load_model(p, compile=False, safe_mode=not trust)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -257,11 +258,12 @@ def _resolve_predictions(opts: AuditOptions) -> _Resolved:
             raise DataError(f"{opts.images}: {len(images)} images for {len(labels)} labels")
     else:
         images = np.zeros((len(labels), 1, 1, 1), np.uint8)
-    sha = hashlib.sha256((sha256_file(opts.predictions) + sha256_file(opts.labels)).encode()).hexdigest()
-    prov = Provenance("predictions", str(Path(opts.labels).resolve()), sha256_file(opts.labels), int(len(labels)))
+    probs_sha, labels_sha = sha256_file(opts.predictions), sha256_file(opts.labels)
+    sha = hashlib.sha256((probs_sha + labels_sha).encode()).hexdigest()
+    prov = Provenance("predictions", str(Path(opts.labels).resolve()), labels_sha, int(len(labels)))
     ds = Dataset(images, labels.astype(np.int64), names, prov, Path(opts.labels).stem)
     name = opts.name or Path(opts.predictions).stem
-    info = {"path": str(Path(opts.predictions).resolve()), "sha256": sha256_file(opts.predictions), "kind": "saved probabilities",
+    info = {"path": str(Path(opts.predictions).resolve()), "sha256": probs_sha, "kind": "saved probabilities",
             "outputs_probs": True, "metadata": {}}
     return _Resolved(audit=ds, name=name, version=opts.version or sha[:VERSION_DIGITS], probs=probs,
                      model_info=info, data_role="saved probabilities (assumed out-of-sample)")
@@ -275,13 +277,19 @@ def _resolve_models(opts: AuditOptions, progress: Progress | None) -> _Resolved:
     if opts.models:
         models = [M.load(p, trust=opts.trust_model) for p in opts.models]
         audit, role = splits.test, "test split of the data" if splits.train is not None else "whole data set (make sure the model did not train on it)"
+        if len({m.n_outputs for m in models}) > 1:
+            raise ModelError(f"{opts.models[0]}: ensemble members predict different numbers of classes "
+                             f"({', '.join(str(m.n_outputs) for m in models)})")
         held = [m.metadata.get("held_out") for m in models
                 if m.metadata.get("data", {}).get("sha256") == splits.test.provenance.sha256 and m.metadata.get("held_out")]
+        if splits.train is None and len({json.dumps(h, sort_keys=True) for h in held}) > 1:
+            raise ModelError(f"{opts.models[0]}: the ensemble members trained on different parts of {splits.test.provenance.path}, "
+                             "so no part of it is held out from all of them; audit them on other data")
         if splits.train is None and held:
             # The model's metadata says it trained on part of this very file: audit only the rest.
             _, audit = split_train_audit(splits.test, audit_fraction=held[0]["fraction"], seed=held[0]["seed"])
             role = f"held out from training (the {held[0]['fraction']:.0%} of this file the model's metadata says it did not train on)"
-        audit = take(audit, opts.audit_size, seed=opts.seed)
+        audit = take(audit, opts.audit_size, seed=opts.seed + 1)  # the same draw as the default path below
         for m in models:
             M.check_fits(m, audit)
         name = opts.name or models[0].name

@@ -47,7 +47,7 @@ def test_non_model_file_as_model(out, mnist_npz, tmp_path):
     fake = tmp_path / "notes.keras"
     fake.write_text("this is not a model\n")
     r = audit(out, "--data", str(mnist_npz), "--model", str(fake))
-    assert_clean_failure(r, out, set(), "notes.keras", "cannot load as a Keras model")
+    assert_clean_failure(r, out, set(), "notes.keras", "not a Keras model file (a .keras file is a zip archive")
 
 
 def test_model_input_shape_does_not_fit_images(out, mnist_npz, tmp_path):
@@ -86,9 +86,8 @@ def test_labels_beyond_class_names(out, tmp_path, mnist):
     names = tmp_path / "names.txt"
     names.write_text("\n".join(f"digit {i}" for i in range(10)))
     r = audit(out, "--data", str(p), "--class-names", str(names))
-    # The names file fixes K = 10 before the labels are checked, so 12 is out of range.
-    assert r.exit_code != 0
-    assert "ten.npz" in r.stderr or "names.txt" in r.stderr
+    # Without names the .npz's classes are 0..max label = 13 of them, so 10 names cannot cover them.
+    assert_clean_failure(r, out, set(), "names.txt", "10 class names for 13 classes")
 
 
 def test_images_with_nan(out, tmp_path, mnist):
@@ -188,3 +187,20 @@ def test_pickled_object_array_is_refused(out, tmp_path):
     np.save(tmp_path / "labels.npy", y)
     r = audit(out, "--predictions", str(tmp_path / "probs.npy"), "--labels", str(tmp_path / "labels.npy"))
     assert_clean_failure(r, out, set(), "probs.npy", "pickled object array")
+
+
+def test_ensemble_members_with_different_class_counts(out, mnist_npz, tmp_path):
+    import keras
+
+    paths = []
+    for k in (10, 12):
+        p = tmp_path / f"k{k}.keras"
+        keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(k)]).save(p)
+        paths += ["--model", str(p)]
+    r = audit(out, "--data", str(mnist_npz), *paths)
+    assert_clean_failure(r, out, set(), "k10.keras", "different numbers of classes (10, 12)")
+
+
+def test_negative_seed_is_a_usage_error(out):
+    r = audit(out, "--seed", "-1")
+    assert r.exit_code == 2 and "--seed" in r.stderr and "Traceback" not in r.output

@@ -152,13 +152,6 @@ def test_every_option_of_the_real_cli_is_configurable_except_the_command_line_on
     assert "force" not in keys and "trust_model" not in keys
 
 
-def _config_wired() -> bool:
-    from reportgen.cli import cli
-
-    return any(p.name == "config" for p in cli.params)
-
-
-@pytest.mark.skipif(not _config_wired(), reason="reportgen --config is not wired into cli.py yet")
 def test_real_cli_reads_the_configuration(tmp_path, monkeypatch):
     from conftest import run_cli
 
@@ -172,3 +165,13 @@ def test_real_cli_reads_the_configuration(tmp_path, monkeypatch):
     r = run_cli(["--config", str(tmp_path / "bad.toml"), "list"])
     assert r.exit_code == 2
     assert f"{tmp_path / 'bad.toml'}: unknown key 'colour'" in r.stderr
+
+
+@pytest.mark.parametrize("env", ["REPORTGEN_AUDIT_FORCE", "REPORTGEN_AUDIT_TRUST_MODEL"])
+def test_force_and_trust_model_cannot_come_from_the_environment(env, monkeypatch):
+    """An environment variable must never overwrite a report or run code stored in a model file."""
+    from reportgen.cli import cli
+
+    monkeypatch.setenv(env, "1")
+    ctx = cli.commands["audit"].make_context("audit", [], parent=cli.make_context("reportgen", ["audit"], resilient_parsing=True))
+    assert ctx.params["force"] is False and ctx.params["trust_model"] is False

@@ -98,16 +98,6 @@ def test_complementary_gates_fail_exactly_once(x, t):
 
 # --------------------------------------------------------------------------- exit codes through the CLI
 
-def _fail_on_wired() -> bool:
-    from reportgen.cli import cli
-
-    return any(p.name == "fail_on" for p in cli.commands["audit"].params)
-
-
-needs_fail_on = pytest.mark.skipif(not _fail_on_wired(), reason="reportgen audit --fail-on is not wired into cli.py yet")
-
-
-@needs_fail_on
 @pytest.mark.parametrize("expr", ["bogus<1", "accuracy<<1"])
 def test_bad_gate_is_a_usage_error_before_any_work(expr, tmp_path, mnist_npz):
     out = tmp_path / "out"
@@ -117,7 +107,6 @@ def test_bad_gate_is_a_usage_error_before_any_work(expr, tmp_path, mnist_npz):
     assert not out.exists()
 
 
-@needs_fail_on
 def test_failed_gate_exits_3_after_writing_the_report(tmp_path, mnist_npz, deterministic_audit):
     _, model = deterministic_audit
     out = tmp_path / "out"
@@ -133,7 +122,6 @@ def test_failed_gate_exits_3_after_writing_the_report(tmp_path, mnist_npz, deter
     assert [g["failed"] for g in s.get("gates", [])] in ([True, False], [])
 
 
-@needs_fail_on
 def test_passing_gates_exit_0(tmp_path, mnist_npz, deterministic_audit):
     _, model = deterministic_audit
     r = run_cli(["--quiet", "audit", "--data", str(mnist_npz), "--model", str(model), "--name", "m", "--version", "p",
