@@ -250,22 +250,25 @@ def _resolve_predictions(opts: AuditOptions) -> _Resolved:
     if probs.ndim == 2 and labels.ndim == 1 and len(probs) != len(labels):
         raise DataError(f"{opts.predictions}: {len(probs)} rows of probabilities but {len(labels)} labels in {opts.labels}")
     labels, probs = validate_probs(labels, probs, source=str(opts.predictions))
-    k = probs.shape[1]
-    names = load_class_names(opts.class_names, k) if opts.class_names else [str(i) for i in range(k)]
-    if opts.images:
-        images = as_images(_load_npy(opts.images, "images"), str(opts.images))
-        if len(images) != len(labels):
-            raise DataError(f"{opts.images}: {len(images)} images for {len(labels)} labels")
-    else:
-        images = np.zeros((len(labels), 1, 1, 1), np.uint8)
+    names = load_class_names(opts.class_names, probs.shape[1]) if opts.class_names else None
+    images = as_images(_load_npy(opts.images, "images"), str(opts.images)) if opts.images else None
+    if images is not None and len(images) != len(labels):
+        raise DataError(f"{opts.images}: {len(images)} images for {len(labels)} labels")
     probs_sha, labels_sha = sha256_file(opts.predictions), sha256_file(opts.labels)
-    sha = hashlib.sha256((probs_sha + labels_sha).encode()).hexdigest()
     prov = Provenance("predictions", str(Path(opts.labels).resolve()), labels_sha, int(len(labels)))
-    ds = Dataset(images, labels.astype(np.int64), names, prov, Path(opts.labels).stem)
-    name = opts.name or Path(opts.predictions).stem
-    info = {"path": str(Path(opts.predictions).resolve()), "sha256": probs_sha, "kind": "saved probabilities",
-            "outputs_probs": True, "metadata": {}}
-    return _Resolved(audit=ds, name=name, version=opts.version or sha[:VERSION_DIGITS], probs=probs,
+    return _from_probabilities(probs, labels, images, names, prov=prov, probs_sha=probs_sha, name=opts.name or Path(opts.predictions).stem,
+                               version=opts.version, path=str(Path(opts.predictions).resolve()), data_name=Path(opts.labels).stem)
+
+
+def _from_probabilities(probs, labels, images, names, *, prov: Provenance, probs_sha: str, name: str, version: str | None,
+                        path: str, data_name: str) -> _Resolved:
+    """Resolved inputs for validated saved probabilities (CLI files or in-memory arrays)."""
+    k = probs.shape[1]
+    images = images if images is not None else np.zeros((len(labels), 1, 1, 1), np.uint8)
+    ds = Dataset(images, labels.astype(np.int64), list(names) if names else [str(i) for i in range(k)], prov, data_name)
+    sha = hashlib.sha256((probs_sha + prov.sha256).encode()).hexdigest()
+    info = {"path": path, "sha256": probs_sha, "kind": "saved probabilities", "outputs_probs": True, "metadata": {}}
+    return _Resolved(audit=ds, name=name, version=version or sha[:VERSION_DIGITS], probs=probs,
                      model_info=info, data_role="saved probabilities (assumed out-of-sample)")
 
 
@@ -552,15 +555,10 @@ def audit(model_or_probs, images=None, labels=None, *, class_names: list[str] | 
         from .label_issues import validate_probs
 
         y, probs = validate_probs(labels, model_or_probs, source="probabilities")
-        k = probs.shape[1]
-        x = as_images(images, "images") if images is not None else np.zeros((len(y), 1, 1, 1), np.uint8)
-        names = list(class_names) if class_names else [str(i) for i in range(k)]
+        x = as_images(images, "images") if images is not None else None
         prov = Provenance("arrays", "<in memory>", hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest(), int(len(y)))
-        ds = Dataset(x, y.astype(np.int64), names, prov, "arrays")
-        sha = hashlib.sha256(np.ascontiguousarray(probs).tobytes()).hexdigest()
-        r = _Resolved(audit=ds, name=name or "probabilities", version=version or sha[:VERSION_DIGITS], probs=probs,
-                      model_info={"path": "<in memory>", "sha256": sha, "kind": "saved probabilities", "outputs_probs": True, "metadata": {}},
-                      data_role="given probabilities (assumed out-of-sample)")
+        r = _from_probabilities(probs, y, x, class_names, prov=prov, probs_sha=hashlib.sha256(np.ascontiguousarray(probs).tobytes()).hexdigest(),
+                                name=name or "probabilities", version=version, path="<in memory>", data_name="arrays")
         opts = AuditOptions(mc_samples=mc_samples, seed=seed, rank_by=rank_by, images="<in memory>" if images is not None else None,
                             command="reportgen.audit()")
         return _compute(r, opts, None)

@@ -388,7 +388,7 @@ def build_context(*, audit, result, figures, method: dict, model_name: str, vers
         "reading": list(result.reading),
         "label_issues": {
             "rank_by": iss.rank_by, "n_flagged": int(len(iss.flagged)), "n_estimated": int(iss.n_issues_estimated),
-            "rate": float(iss.n_issues_estimated / max(1, len(audit.labels))),
+            "rate": m["label_error_rate"],
             "per_class": [{"name": audit.class_names[c], "count": int(iss.per_class_issues[c])} for c in range(k)],
             "triage_rule": tri.rule,
             "triage_counts": {c: cats.count(c) for c in ("likely_mislabelled", "ambiguous", "model_unsure")},
