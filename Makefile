@@ -43,4 +43,4 @@ clean:
 # PNGs of the newest report under output/ for the README (runs the default audit first if there is none).
 screenshots: install system-deps
 	@ls output/*/*/report.pdf >/dev/null 2>&1 || $(MAKE) run
-	$(BIN)/python -c 'from reportgen.report import screenshots; print(*screenshots("output", "docs"), sep="\n")'
+	$(BIN)/python -c 'from reportgen.screenshots import screenshots; print(*screenshots("output", "docs"), sep="\n")'

@@ -5,7 +5,7 @@ Importing the package is cheap: TensorFlow is imported only by the stages that n
 
 import os as _os
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401
 
 # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) is noise in a CLI's stderr.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

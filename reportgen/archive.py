@@ -11,9 +11,16 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
+from . import metrics
 from .data import sha256_file
 from .errors import OutputError, ReportgenError
 
+# The files of a version folder.
+HTML_FILE = "report.html"
+PDF_FILE = "report.pdf"
+MD_FILE = "report.md"
+SUMMARY_FILE = "summary.json"
+FLAGGED_FILE = "flagged.csv"
 # Per-version file that lists the sha256 of every other file in the folder.
 MANIFEST = "manifest.json"
 # Names usable as one path component on every platform.
@@ -22,11 +29,38 @@ _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 STAGING_PREFIX = ".staging-"
 
 
+def is_safe_component(value) -> bool:
+    """True when `value` is usable as one path component and as a relative link (no '/', '..', ':', spaces)."""
+    return isinstance(value, str) and bool(_SAFE.match(value)) and value not in (".", "..")
+
+
 def check_component(value: str, what: str) -> str:
-    """Return `value` if it is a safe single path component, else raise naming `what`."""
-    if not _SAFE.match(value or "") or value in (".", ".."):
+    """Return `value` if it is a safe single path component, else raise naming `what`.
+
+    Used for --name / --version and for every name or version read back from an archive
+    (summary.json, folder names), so archive contents never steer a path or a link.
+    """
+    if not is_safe_component(value):
         raise ReportgenError(f"{what} {value!r}: use letters, digits, '.', '_', '+', '-' (max 128, not starting with a symbol)")
     return value
+
+
+def read_summary(folder: str | Path) -> dict:
+    """The summary.json of a version folder, checked to be a reportgen summary.
+
+    Raises:
+        ReportgenError: missing, unreadable, not JSON, or without a "metrics" object (one line naming the file).
+    """
+    sfile = Path(folder) / SUMMARY_FILE
+    try:
+        summary = json.loads(sfile.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportgenError(f"{sfile}: missing (not a reportgen version folder?)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ReportgenError(f"{sfile}: unreadable ({e.__class__.__name__})") from e
+    if not isinstance(summary, dict) or not isinstance(summary.get("metrics"), dict):
+        raise ReportgenError(f"{sfile}: no 'metrics' object (not a reportgen summary?)")
+    return summary
 
 
 def version_dir(root: str | Path, model_name: str, version: str) -> Path:
@@ -167,16 +201,12 @@ def sealed_units(root: str | Path) -> list[Path]:
 # --------------------------------------------------------------------------- the archive index
 
 INDEX_FILE = "index.html"
-# Metrics shown per version in the archive index and `reportgen list`, in this order.
-INDEX_METRICS = ("accuracy", "ece", "nll", "aurc", "mean_epistemic", "n_flagged")
-# Column headers of those metrics (the full names are too long for a table of versions).
-INDEX_LABELS = {"accuracy": "Accuracy", "ece": "ECE", "nll": "NLL", "aurc": "AURC", "mean_epistemic": "Epistemic (nats)",
-                "n_flagged": "Flagged"}
+# Metrics shown per version in the archive index and `reportgen list`, in this order, with their column headers.
+INDEX_METRICS = tuple(metrics.ARCHIVE_COLUMNS)
 # Metrics drawn in each model's trend chart across versions.
 TREND_METRICS = ("accuracy", "ece")
 # Prefix of the comparison folders `reportgen compare` writes inside the newer version.
 COMPARE_PREFIX = "compare-"
-SUMMARY_FILE = "summary.json"  # the same name as report.SUMMARY_FILE (report imports this module lazily)
 
 
 def _created_key(created_at: str | None) -> _dt.datetime:
@@ -188,10 +218,15 @@ def _created_key(created_at: str | None) -> _dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
 
 
+def _number(value):
+    """A metric value read from disk if it is a number, else None (a crafted summary cannot break the index)."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _visible_dirs(folder: Path) -> list[Path]:
-    """Subfolders not starting with '.' (skips .models, .staging-*)."""
+    """Subfolders whose names are safe components (skips .models, .staging-* and names that could steer a link)."""
     try:
-        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(p for p in folder.iterdir() if p.is_dir() and is_safe_component(p.name))
     except OSError:
         return []
 
@@ -215,13 +250,13 @@ def list_versions(root: str | Path) -> list[dict]:
                      "title": f"{model.name} {vdir.name}", "data": None, "metrics": {k: None for k in INDEX_METRICS},
                      "files": [], "compares": [], "error": None}
             try:
-                s = json.loads(sfile.read_text(encoding="utf-8"))
-                m = s.get("metrics") or {}
-                entry.update(created_at=s.get("created_at"), title=s.get("title", entry["title"]),
-                             data=(s.get("data") or {}).get("name"), metrics={k: m.get(k) for k in INDEX_METRICS})
-            except (OSError, ValueError, AttributeError) as e:
-                entry["error"] = f"unreadable summary.json ({e.__class__.__name__})"
-            entry["files"] = [f for f in ("report.html", "report.pdf", "report.md", SUMMARY_FILE, "flagged.csv") if (vdir / f).is_file()]
+                s = read_summary(vdir)
+                m = s["metrics"]
+                entry.update(created_at=s.get("created_at"), title=str(s.get("title", entry["title"])),
+                             data=str((s.get("data") or {}).get("name")), metrics={k: _number(m.get(k)) for k in INDEX_METRICS})
+            except ReportgenError as e:
+                entry["error"] = str(e).removeprefix(f"{vdir}{os.sep}")
+            entry["files"] = [f for f in (HTML_FILE, PDF_FILE, MD_FILE, SUMMARY_FILE, FLAGGED_FILE) if (vdir / f).is_file()]
             entry["compares"] = [{"name": c.name[len(COMPARE_PREFIX):], "path": f"{entry['path']}/{c.name}/compare.html"}
                                  for c in _visible_dirs(vdir) if c.name.startswith(COMPARE_PREFIX) and (c / "compare.html").is_file()]
             out.append(entry)
@@ -258,9 +293,8 @@ def plot_trend(versions: list[str], values: list[float | None], *, ylabel: str, 
 def _trend_figure(model: str, chronological: list[dict]) -> dict:
     """The trend chart of one model as {key, title, alt, uri, note}."""
     from .figures import PALETTE, encode, new_figure
-    from .report import fmt, metric_names
 
-    names = metric_names()
+    fmt, names = metrics.fmt, metrics.names()
     labels = [v["version"] for v in chronological]
     fig, axes = new_figure(8.0, 3.0, ncols=len(TREND_METRICS))
     colours = (PALETTE["blue"], PALETTE["vermillion"], PALETTE["green"])
@@ -268,7 +302,7 @@ def _trend_figure(model: str, chronological: list[dict]) -> dict:
     for ax, key, colour in zip(axes[0], TREND_METRICS, colours):
         values = [v["metrics"].get(key) for v in chronological]
         scale = 100.0 if key == "accuracy" else 1.0
-        label = INDEX_LABELS.get(key, key)
+        label = metrics.ARCHIVE_COLUMNS.get(key, key)
         plot_trend(labels, [None if x is None else scale * x for x in values],
                    ylabel=f"{label} (%)" if key == "accuracy" else label, ax=ax, color=colour)
         ax.set_title(f"{model}: {names.get(key, key)}", fontsize=9)
@@ -281,8 +315,6 @@ def _trend_figure(model: str, chronological: list[dict]) -> dict:
 
 def index_context(root: str | Path) -> dict:
     """The plain-data context of the archive's index.html."""
-    from .report import metric_names
-
     versions = list_versions(root)
     models: dict[str, list[dict]] = {}
     for v in versions:  # newest first, so models appear in order of their latest version
@@ -299,8 +331,8 @@ def index_context(root: str | Path) -> dict:
         "versions": versions,
         "models": groups,
         "index_metrics": list(INDEX_METRICS),
-        "index_labels": INDEX_LABELS,
-        "metric_names": metric_names(),
+        "index_labels": metrics.ARCHIVE_COLUMNS,
+        "metric_names": metrics.names(),
     }
 
 
@@ -313,7 +345,7 @@ def write_index(root: str | Path) -> Path:
     Returns:
         The path of index.html.
     """
-    from .report import render
+    from .render import render
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

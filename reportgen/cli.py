@@ -2,55 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import shlex
 import sys
-from pathlib import Path
 
 import click
 
-from .errors import ReportgenError
-from .cli_archive import GATE, config_file, config_option, enforce_gates, option_sources, register
+from .cli_archive import COMMANDS as ARCHIVE_COMMANDS
+from .cli_common import GATE, Ctx, config_file, config_option, enforce_gates, global_flags, handle_errors, option_sources
 from .label_issues import RANKERS
 from .model import DEFAULT_EPOCHS
-
-
-class Ctx:
-    """Global flags shared by every subcommand."""
-
-    def __init__(self, quiet: bool, debug: bool):
-        self.quiet, self.debug = quiet, debug
-
-    def progress(self, msg: str) -> None:
-        if not self.quiet or msg.startswith("warning:"):
-            click.echo(msg, err=True)
-
-
-def handle_errors(fn):
-    """Run a command; a ReportgenError (or Ctrl-C) becomes one line on stderr and a non-zero exit."""
-
-    @functools.wraps(fn)
-    @click.pass_obj
-    def wrapper(obj: Ctx, *args, **kwargs):
-        try:
-            return fn(obj, *args, **kwargs)
-        except ReportgenError as e:
-            if obj.debug:
-                raise
-            raise click.ClickException(str(e)) from None
-        except KeyboardInterrupt:
-            click.echo("interrupted: nothing was written", err=True)
-            sys.exit(130)
-        except click.ClickException:
-            raise
-        except Exception as e:  # a bug, not bad input: still one line unless --debug
-            if obj.debug:
-                raise
-            first = (str(e).strip().splitlines() or [""])[0][:200]
-            raise click.ClickException(f"internal error: {e.__class__.__name__}: {first} (rerun with --debug for the traceback)") from None
-
-    return wrapper
 
 
 def training_options(fn):
@@ -90,13 +51,14 @@ def cli(ctx: click.Context, quiet: bool, debug: bool) -> None:
 @click.option("--ensemble", type=click.IntRange(1), default=1, show_default=True, help="Train K members with seeds seed..seed+K-1 (a deep ensemble).")
 @click.option("--force", is_flag=True, allow_from_autoenv=False, help="Overwrite existing model files.")
 @training_options
+@global_flags
 @handle_errors
 def train(obj: Ctx, data, output, name, ensemble, force, epochs, batch_size, seed, train_size) -> None:
     """Train the default CNN and save it with its metadata.
 
     \b
     Example:
-      reportgen train --data ../shared/data/mnist --epochs 3 --output models/
+      reportgen train --data mnist --epochs 3 --output models/
     """
     from .pipeline import TrainOptions, run_train
 
@@ -125,6 +87,7 @@ def train(obj: Ctx, data, output, name, ensemble, force, epochs, batch_size, see
 @click.option("--trust-model", is_flag=True, allow_from_autoenv=False, help="Allow models with Lambda layers (runs code stored in the file).")
 @click.option("--paper", type=click.Choice(["a4", "letter"]), default="a4", show_default=True, help="PDF paper size.")
 @training_options
+@global_flags
 @handle_errors
 def audit(obj: Ctx, data, models, predictions, labels, images, class_names, output, name, version, force, mc_samples,
           audit_size, cv, rank_by, fail_on, trust_model, paper, epochs, batch_size, seed, train_size) -> None:
@@ -133,7 +96,7 @@ def audit(obj: Ctx, data, models, predictions, labels, images, class_names, outp
     \b
     Examples:
       reportgen audit                                     # default CNN on MNIST
-      reportgen audit --model m.keras --data ../shared/data/mnist --mc-samples 30
+      reportgen audit --model m.keras --data data.npz --mc-samples 30
       reportgen audit --predictions probs.npy --labels y.npy --images x.npy
     """
     from .pipeline import AuditOptions, run_audit
@@ -164,4 +127,5 @@ def main() -> None:
         os._exit(code)
 
 
-register(cli)  # list, verify, compare
+for _command in ARCHIVE_COMMANDS:  # list, verify, compare
+    cli.add_command(_command)

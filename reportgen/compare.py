@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from . import metrics, render
+from .archive import FLAGGED_FILE, HTML_FILE, check_component, read_summary
 from .errors import ReportgenError
 
 COMPARE_HTML = "compare.html"
@@ -46,10 +48,12 @@ class Version:
 
     @property
     def model(self) -> str:
+        """The model name, checked as --name is (it may name an output folder)."""
         return str((self.summary.get("model") or {}).get("name") or self.folder.parent.name)
 
     @property
     def version(self) -> str:
+        """The version, checked as --version is (it may name an output folder)."""
         return str((self.summary.get("model") or {}).get("version") or self.folder.name)
 
     @property
@@ -64,23 +68,16 @@ class Version:
 def load_version(folder: str | Path) -> Version:
     """Read a version folder's summary.json and flagged.csv.
 
-    Raises:
-        ReportgenError: the folder, a file, or a needed field is missing or unreadable (names the file).
-    """
-    from .report import FLAGGED_FILE, SUMMARY_FILE
+    The model name and version recorded in summary.json are checked like --name / --version,
+    because they name the comparison folder: a crafted summary cannot steer a path.
 
+    Raises:
+        ReportgenError: the folder, a file, or a needed field is missing, unreadable or unsafe (names the file).
+    """
     d = Path(folder)
     if not d.is_dir():
         raise ReportgenError(f"{d}: no such version folder")
-    sfile = d / SUMMARY_FILE
-    try:
-        summary = json.loads(sfile.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReportgenError(f"{sfile}: missing (not a reportgen version folder?)") from None
-    except (OSError, ValueError) as e:
-        raise ReportgenError(f"{sfile}: unreadable ({e.__class__.__name__})") from e
-    if not isinstance(summary, dict) or not isinstance(summary.get("metrics"), dict):
-        raise ReportgenError(f"{sfile}: no 'metrics' object (not a reportgen summary?)")
+    summary = read_summary(d)
     ffile = d / FLAGGED_FILE
     try:
         with open(ffile, newline="", encoding="utf-8") as f:
@@ -89,21 +86,25 @@ def load_version(folder: str | Path) -> Version:
         raise ReportgenError(f"{ffile}: missing (not a reportgen version folder?)") from None
     except (OSError, KeyError, ValueError, TypeError) as e:
         raise ReportgenError(f"{ffile}: unreadable ({e.__class__.__name__}: expected an integer 'index' column)") from e
-    return Version(d, summary, flagged)
+    v = Version(d, summary, flagged)
+    try:
+        check_component(v.model, "model name")
+        check_component(v.version, "version")
+    except ReportgenError as e:
+        raise ReportgenError(f"{d / 'summary.json'}: {e}") from None
+    return v
 
 
 # --------------------------------------------------------------------------- pure comparisons
 
 def change(key: str, old: float | None, new: float | None) -> str:
     """'better', 'worse', 'same', 'changed' (a metric with no better direction) or 'n/a' (not measured on a side)."""
-    from .report import DIRECTION
-
     if old is None or new is None or isinstance(old, bool) or isinstance(new, bool):
         return "n/a"
     old, new = float(old), float(new)
     if math.isnan(old) or math.isnan(new):
         return "n/a"
-    direction = DIRECTION.get(key)
+    direction = metrics.better(key)
     if direction == "closer_to_1":
         old, new = abs(old - 1.0), abs(new - 1.0)
     if abs(new - old) <= max(ABS_TOLERANCE, REL_TOLERANCE * abs(old)):
@@ -116,11 +117,9 @@ def change(key: str, old: float | None, new: float | None) -> str:
 
 def fmt_delta(key: str, delta: float | None) -> str:
     """A signed change: percentage points for percentages, counts for integers."""
-    from .report import PERCENT_KEYS
-
     if delta is None:
         return "—"
-    if key in PERCENT_KEYS:
+    if metrics.is_percent(key):
         return f"{100 * delta:+.2f} pp".replace("-", "−")
     if float(delta).is_integer() and key.startswith("n_"):
         return f"{int(delta):+,}".replace("-", "−")
@@ -135,13 +134,11 @@ def _delta(old, new) -> float | None:
 
 def metric_deltas(old: Mapping, new: Mapping) -> list[dict]:
     """Every metric of either side: {key, name, old, new, delta, delta_text, direction, change}, in display order."""
-    from .report import DIRECTION, metric_names
-
-    names = metric_names()
+    names = metrics.names()
     keys = [k for k in names if k in old or k in new] + sorted(k for k in {*old, *new} if k not in names)
     return [
         {"key": k, "name": names.get(k, k), "old": old.get(k), "new": new.get(k), "delta": _delta(old.get(k), new.get(k)),
-         "delta_text": fmt_delta(k, _delta(old.get(k), new.get(k))), "direction": DIRECTION.get(k),
+         "delta_text": fmt_delta(k, _delta(old.get(k), new.get(k))), "direction": metrics.better(k),
          "change": change(k, old.get(k), new.get(k))}
         for k in keys
     ]
@@ -204,14 +201,6 @@ def accuracy_noise(old: Mapping, new: Mapping) -> float | None:
     return NOISE_SE * math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
 
 
-def short_name(name: str) -> str:
-    """'Expected calibration error (ECE)' -> 'ECE'; 'Negative log-likelihood (nats)' -> 'Negative log-likelihood'."""
-    m = re.match(r"^(.*?)\s*\(([A-Z]{2,})\)$", name)
-    if m:
-        return m.group(2)
-    return re.sub(r"\s*\([^)]*\)$", "", name)
-
-
 def verdict(deltas: Sequence[Mapping], *, old_label: str, new_label: str, comparable: bool = True,
             reason: str = "", noise: float | None = None) -> dict:
     """The verdict line: {"word": better|worse|mixed|unchanged, "level", "text"}.
@@ -229,7 +218,7 @@ def verdict(deltas: Sequence[Mapping], *, old_label: str, new_label: str, compar
     worse = [d for d in others if d["change"] == "worse"]
 
     def listed(items):
-        return ", ".join(f"{short_name(d['name'])} {d['delta_text']}" for d in items)
+        return ", ".join(f"{metrics.short_name(d['key'])} {d['delta_text']}" for d in items)
 
     if acc_moved and not within_noise:
         word = acc["change"]
@@ -292,7 +281,6 @@ def plot_reliability_overlay(old_bins: Sequence[Mapping], new_bins: Sequence[Map
 
 
 def _reliability_figure(old: Version, new: Version) -> dict:
-    from . import report
     from .figures import encode, new_figure
 
     fig, ax = new_figure(5.4, 4.4)
@@ -303,7 +291,7 @@ def _reliability_figure(old: Version, new: Version) -> dict:
     a = encode(fig, key="reliability_overlay", title="Reliability diagrams of both versions",
                alt=(f"Accuracy against mean confidence per confidence bin for {old.label} (blue circles, solid line) and "
                     f"{new.label} (vermillion squares, dashed line); the grey diagonal is perfect calibration. "
-                    f"ECE {report.fmt(old.metrics.get('ece'))} for the old version, {report.fmt(new.metrics.get('ece'))} for the new."))
+                    f"ECE {metrics.fmt(old.metrics.get('ece'))} for the old version, {metrics.fmt(new.metrics.get('ece'))} for the new."))
     return {"key": a.key, "title": a.title, "alt": a.alt, "uri": a.uri, "note": a.note}
 
 
@@ -313,7 +301,7 @@ def _side(v: Version, out: Path) -> dict:
     s = v.summary
     return {
         "label": v.label, "model": v.model, "version": v.version, "created_at": s.get("created_at"),
-        "folder": str(v.folder), "report": os.path.relpath(v.folder / "report.html", out).replace(os.sep, "/"),
+        "folder": str(v.folder), "report": os.path.relpath(v.folder / HTML_FILE, out).replace(os.sep, "/"),
         "model_sha256": (s.get("model") or {}).get("sha256"), "data": (s.get("data") or {}).get("name"),
         "data_sha256": (s.get("data") or {}).get("sha256"), "n_samples": v.metrics.get("n_samples"),
         "method": (s.get("method") or {}).get("description"), "n_flagged": len(v.flagged),
@@ -322,7 +310,7 @@ def _side(v: Version, out: Path) -> dict:
 
 def build_context(old: Version, new: Version, *, out: Path, created_at: str | None = None) -> dict:
     """The plain-data context of compare.html / compare.pdf / compare.json."""
-    from . import __version__
+    from .version import __version__
 
     deltas = metric_deltas(old.metrics, new.metrics)
     comparable, reason = same_samples(old.summary, new.summary)
@@ -363,7 +351,6 @@ def write(old_folder: str | Path, new_folder: str | Path, out: str | Path | None
     Raises:
         ReportgenError: a version folder is unreadable, OLD and NEW are the same folder, or `out` exists without force.
     """
-    from . import report
     from .archive import staged_folder, write_manifest
 
     old, new = load_version(old_folder), load_version(new_folder)
@@ -373,8 +360,8 @@ def write(old_folder: str | Path, new_folder: str | Path, out: str | Path | None
     ctx = build_context(old, new, out=final)
     ctx["figures"] = {"reliability_overlay": _reliability_figure(old, new)}
     with staged_folder(final, force=force) as stage:
-        (stage / COMPARE_HTML).write_text(report.render(COMPARE_HTML, ctx, paper=paper), encoding="utf-8")
-        report.html_to_pdf(report.render(COMPARE_HTML, ctx, paper=paper, medium="print"), stage, stage / COMPARE_PDF)
+        (stage / COMPARE_HTML).write_text(render.render(COMPARE_HTML, ctx, paper=paper), encoding="utf-8")
+        render.html_to_pdf(render.render(COMPARE_HTML, ctx, paper=paper, medium="print"), stage, stage / COMPARE_PDF)
         plain = {k: v for k, v in ctx.items() if k != "figures"}
         (stage / COMPARE_JSON).write_text(json.dumps(plain, indent=2) + "\n", encoding="utf-8")
         write_manifest(stage)

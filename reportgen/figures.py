@@ -33,12 +33,18 @@ class FigureAsset:
     note: str = ""
 
 
+# The one matplotlib style of every report figure. Labels are never parsed as mathtext: class names
+# and model names come from user files, and "$...$" in them must print as written.
+STYLE = {"text.parse_math": False}
+
+
 def _plt():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
+    matplotlib.rcParams.update(STYLE)
     return plt
 
 

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
+from . import metrics
 from .errors import ReportgenError
 
 # Comparison operators a gate may use, by their spelling.
@@ -45,10 +46,8 @@ class Gate:
 
 
 def known_keys() -> dict[str, str]:
-    """Metric keys a gate may name, with their display names (the keys of summary.json's metrics)."""
-    from .report import metric_names
-
-    return metric_names()
+    """Metric keys a gate may name, with their display names: every summary.json metric and its interval bounds."""
+    return metrics.names()
 
 
 def parse(expr: str, *, keys: Iterable[str] | None = None) -> Gate:
@@ -56,7 +55,7 @@ def parse(expr: str, *, keys: Iterable[str] | None = None) -> Gate:
 
     Args:
         expr: `<metric key><op><number>` with op one of < <= > >=.
-        keys: the valid metric keys (default: every key of report.metric_names()).
+        keys: the valid metric keys (default: known_keys()).
     Returns:
         The Gate.
     Raises:
@@ -86,13 +85,13 @@ def parse_all(exprs: Iterable[str], *, keys: Iterable[str] | None = None) -> lis
     return [parse(e, keys=valid) for e in exprs]
 
 
-def check(gate: Gate, metrics: Mapping[str, object]) -> str | None:
+def check(gate: Gate, values: Mapping[str, object]) -> str | None:
     """The failure message of `gate` on `metrics`, or None when it passes.
 
     A metric that is missing, None (not measured) or NaN fails: a CI gate must not pass silently
     on a number nobody measured.
     """
-    value = metrics.get(gate.key)
+    value = values.get(gate.key)
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(float(value)):
         return f"gate {gate.expr!r} failed: {gate.key} was not measured in this run"
     if OPERATORS[gate.op](float(value), gate.threshold):
@@ -100,11 +99,20 @@ def check(gate: Gate, metrics: Mapping[str, object]) -> str | None:
     return None
 
 
-def evaluate(gates: Iterable[Gate], metrics: Mapping[str, object]) -> list[str]:
+def evaluate(gates: Iterable[Gate], values: Mapping[str, object]) -> list[str]:
     """One message per FAILED gate, in the order given (empty list: every gate passed).
 
     Args:
         gates: parsed gates.
-        metrics: summary.json's "metrics" dict (plain numbers or None).
+        values: summary.json's "metrics" dict (plain numbers or None).
     """
-    return [msg for g in gates if (msg := check(g, metrics)) is not None]
+    return [msg for g in gates if (msg := check(g, values)) is not None]
+
+
+def results(exprs: Iterable[str], values: Mapping[str, object]) -> list[dict]:
+    """[{"expr", "failed", "message"}] for --fail-on expressions on these metrics (recorded in the report)."""
+    out = []
+    for g in parse_all(exprs):
+        msg = check(g, values)
+        out.append({"expr": g.expr, "failed": msg is not None, "message": msg or f"gate {g.expr!r} passed"})
+    return out

@@ -8,7 +8,7 @@ ties at a prune cut-off, see _prune_by_noise_rate). Every convention below match
 reference implementation's, so the two can be compared sample for sample:
 
 1. The probabilities are used as given, in their own precision (float32 stays float32) and
-   NOT renormalised: validation only checks that rows sum to 1 within ROW_SUM_TOLERANCE.
+   NOT renormalised: validation only checks that rows sum to 1 within validate.ROW_SUM_TOLERANCE.
    Renormalising moves values by a few ulps, enough to create or break an exact tie or move a
    probability across t_j - CONFIDENCE_SLACK. Other dtypes (float16, integers) are computed
    in float64; the reference would use their own arithmetic there, so rounding may differ.
@@ -38,10 +38,9 @@ from typing import Callable
 
 import numpy as np
 
-from reportgen.errors import DataError
+from . import validate
+from .errors import DataError
 
-# Rows may sum to 1 within this before we call them broken (float32 softmax drifts ~1e-6).
-ROW_SUM_TOLERANCE = 1e-3
 # A probability this close below a class threshold still counts as confident (the reference
 # implementation's convention: p >= t - 1e-6). A plain Python float on purpose: numpy then
 # subtracts it in the thresholds' own precision (float32 for float32 input), as the reference does.
@@ -167,104 +166,6 @@ class Triage:
     rule: str
 
 
-def _fail(source: str, problem: str) -> DataError:
-    """The one-line DataError "<source>: <problem>"."""
-    return DataError(f"{source}: {problem}")
-
-
-def validate_probs(
-    labels, probs, *, source: str = "probabilities"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Check given labels and predicted probabilities; return clean copies.
-
-    Args:
-        labels: (N,) integer-valued given labels in [0, K).
-        probs: (N, K) non-negative finite numbers, rows summing to 1 within 1e-3.
-        source: name used at the start of every error message (e.g. the file name).
-    Returns:
-        (labels, probs): (N,) int64 and (N, K) float64, rows renormalised to sum to 1.
-    Raises:
-        DataError: one line naming `source`, the problem, and an offending count/index.
-    """
-    labels, probs = _checked_inputs(labels, probs, source=source)
-    probs = probs.astype(np.float64)  # always a copy: we renormalise in place below
-    probs /= probs.sum(axis=1)[:, None]
-    return labels, probs
-
-
-def _checked_inputs(labels, probs, *, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """validate_probs without the renormalisation: the probabilities as given.
-
-    Returns:
-        (labels, probs): (N,) int64, and (N, K) probabilities in their own precision when
-        float32 or float64 (not copied), else converted to float64.
-    Raises:
-        DataError: as validate_probs.
-    """
-    labels = np.asarray(labels)
-    probs = np.asarray(probs)
-    for name, arr in (("labels", labels), ("probabilities", probs)):
-        if arr.dtype.kind not in "biuf":
-            raise _fail(source, f"{name} must be numeric, got dtype {arr.dtype}")
-    if probs.ndim != 2:
-        raise _fail(source, f"probabilities must be 2-D (N, K), got shape {probs.shape}")
-    if labels.ndim != 1:
-        raise _fail(source, f"labels must be 1-D (N,), got shape {labels.shape}")
-    n, k = probs.shape
-    if n == 0:
-        raise _fail(source, "no samples (N = 0)")
-    if k < 2:
-        raise _fail(source, f"need at least 2 classes, got K = {k}")
-    if labels.shape[0] != n:
-        raise _fail(
-            source, f"wrong length: {labels.shape[0]} labels for {n} probability rows"
-        )
-
-    if probs.dtype not in (np.float32, np.float64):
-        probs = probs.astype(np.float64)
-    bad_rows = ~np.isfinite(probs).all(axis=1)
-    if bad_rows.any():
-        first = int(np.flatnonzero(bad_rows)[0])
-        raise _fail(
-            source,
-            f"{int(bad_rows.sum())} rows contain NaN or inf (first: row {first})",
-        )
-    negative = probs < 0
-    if negative.any():
-        row, col = (int(v) for v in np.argwhere(negative)[0])
-        raise _fail(
-            source,
-            f"{int(negative.sum())} negative values (row {row} column {col} is {probs[row, col]:.4g})",
-        )
-    sums = probs.sum(axis=1, dtype=np.float64)
-    off = np.abs(sums - 1.0) > ROW_SUM_TOLERANCE
-    if off.any():
-        first = int(np.flatnonzero(off)[0])
-        raise _fail(
-            source,
-            f"{int(off.sum())} rows do not sum to 1 (row {first} sums to {sums[first]:.6g})",
-        )
-
-    if labels.dtype.kind == "f":
-        not_int = ~np.isfinite(labels) | (labels != np.round(labels))
-        if not_int.any():
-            first = int(np.flatnonzero(not_int)[0])
-            raise _fail(
-                source,
-                f"{int(not_int.sum())} labels are not integers (label {first} is {labels[first]:g})",
-            )
-    elif labels.dtype.kind == "b":
-        raise _fail(source, "labels must be integers, got dtype bool")
-    outside = (labels < 0) | (labels >= k)
-    if outside.any():
-        first = int(np.flatnonzero(outside)[0])
-        raise _fail(
-            source,
-            f"{int(outside.sum())} labels outside [0, {k}) (label {first} is {labels[first]:g})",
-        )
-    return labels.astype(np.int64), probs
-
-
 def find_label_issues(
     labels, probs, *, rank_by: str = "self_confidence"
 ) -> LabelIssues:
@@ -282,13 +183,13 @@ def find_label_issues(
         LabelIssues with the estimates and the M flagged samples.
     Raises:
         ValueError: unknown `rank_by`.
-        DataError: invalid labels or probabilities (see validate_probs).
+        DataError: invalid labels or probabilities (see validate.probabilities_and_labels).
     """
     if rank_by not in RANKERS:
         raise ValueError(
             f"unknown rank_by {rank_by!r}; valid: {', '.join(sorted(RANKERS))}"
         )
-    labels, probs = _checked_inputs(labels, probs, source="probabilities")
+    labels, probs = validate.probabilities_and_labels(labels, probs, source="probabilities")
     return _compute_label_issues(labels, probs, rank_by=rank_by)
 
 

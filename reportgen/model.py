@@ -29,6 +29,8 @@ ARCHITECTURE = (
 # Epochs of the default CNN: on the 3,600 training digits of the offline subset, 5 epochs reach
 # ~92 % validation accuracy and 10 about 93.5 %, in seconds on 2 cores.
 DEFAULT_EPOCHS = 10
+# First Keras release whose safe_mode also covers legacy .h5 files (earlier ones load Lambda code from them).
+SAFE_H5_KERAS = (3, 11, 3)
 # First bytes of every HDF5 file.
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # Fewest images the default CNN is trained on (a handful cannot even fill the validation split).
@@ -178,6 +180,13 @@ def save(model, metadata: dict, path: str | Path, *, force: bool = False) -> Pat
     return p
 
 
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """'3.15.1' -> (3, 15, 1); a pre-release suffix is ignored."""
+    import re
+
+    return tuple(int(x) for x in re.findall(r"\d+", version)[:3])
+
+
 def _ends_in_softmax(model) -> bool:
     keras = _keras()
     last = model.layers[-1]
@@ -201,6 +210,10 @@ def load(path: str | Path, *, trust: bool = False, name: str | None = None) -> L
     if p.suffix == ".h5" and head != _HDF5_SIGNATURE:
         raise ModelError(f"{p}: not a Keras model file (a .h5 file is HDF5; this one is not)")
     keras = _keras()
+    if p.suffix == ".h5" and not trust and _version_tuple(keras.__version__) < SAFE_H5_KERAS:
+        # Keras before 3.11.3 ignores safe_mode for .h5 files: a Lambda layer's code would run.
+        raise ModelError(f"{p}: Keras {keras.__version__} does not check .h5 files for stored code; "
+                         f"install keras>={'.'.join(map(str, SAFE_H5_KERAS))} or pass --trust-model")
     try:
         model = keras.saving.load_model(p, compile=False, safe_mode=not trust)
     except Exception as e:  # Keras raises many types for unreadable files
@@ -242,6 +255,17 @@ def from_keras(model, *, name: str | None = None) -> LoadedModel:
     in_shape = tuple(int(d) if d is not None else -1 for d in model.inputs[0].shape[1:])
     return LoadedModel(model=model, path="<in memory>", name=name or model.name, sha256=h.hexdigest(),
                        outputs_probs=_ends_in_softmax(model), n_outputs=int(out_shape[-1]), input_shape=in_shape)
+
+
+def check_ensemble(models: list[LoadedModel]) -> list[LoadedModel]:
+    """Return `models` if they can form an ensemble (same number of classes, same input shape), else raise ModelError."""
+    if len({m.n_outputs for m in models}) > 1:
+        raise ModelError(f"{models[0].path}: ensemble members predict different numbers of classes "
+                         f"({', '.join(str(m.n_outputs) for m in models)})")
+    if len({m.input_shape for m in models}) > 1:
+        raise ModelError(f"{models[0].path}: ensemble members expect different input shapes "
+                         f"({', '.join(str(m.input_shape) for m in models)})")
+    return models
 
 
 def check_fits(m: LoadedModel, ds: Dataset) -> None:

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import __version__
+from .version import __version__
 from .archive import check_component, version_dir
 from .data import Dataset, Provenance, Splits, load, load_class_names, load_mnist, sha256_file, split_train_audit, take
 from .errors import DataError, ModelError, OutputError, ReportgenError
@@ -84,17 +84,16 @@ def _load_data(spec: str | None, class_names_path: str | None, progress: Progres
     else:
         splits = load(spec)
     if class_names_path:
-        names = load_class_names(class_names_path, splits.test.n_classes)
-        fix = lambda d: None if d is None else Dataset(d.images, d.labels, names, d.provenance, d.name)  # noqa: E731
-        splits = Splits(test=fix(splits.test), train=fix(splits.train), notes=splits.notes)
+        names = load_class_names(class_names_path, splits.any.n_classes)
+        splits = splits.map(lambda d: d.with_class_names(names))
     return splits
 
 
 def _training_set(splits: Splits, seed: int) -> tuple[Dataset, Dataset]:
-    """(train, audit): the source's own split when it has one, else a seeded 80/20 split."""
-    if splits.train is not None:
+    """(train, audit): the source's own split when it has one, else a seeded 80/20 split of the whole set."""
+    if splits.whole is None:
         return splits.train, splits.test
-    return split_train_audit(splits.test, audit_fraction=AUDIT_FRACTION, seed=seed)
+    return split_train_audit(splits.whole, audit_fraction=AUDIT_FRACTION, seed=seed)
 
 
 def train_default(ds: Dataset, *, epochs: int, batch_size: int, seed: int, path: Path, force: bool,
@@ -116,7 +115,7 @@ def train_default(ds: Dataset, *, epochs: int, batch_size: int, seed: int, path:
 
 def _held_out(splits: Splits, seed: int) -> dict | None:
     """The split record of a single-split source (None when the source has its own test split)."""
-    return None if splits.train is not None else {"seed": seed, "fraction": AUDIT_FRACTION}
+    return None if splits.whole is None else {"seed": seed, "fraction": AUDIT_FRACTION}
 
 
 def run_train(opts: TrainOptions, progress: Progress | None = None) -> list[Path]:
@@ -238,18 +237,13 @@ def _load_npy(path: str, what: str) -> np.ndarray:
 
 
 def _resolve_predictions(opts: AuditOptions) -> _Resolved:
+    from . import validate
     from .data import as_images
-    from .label_issues import validate_probs
 
     if not opts.labels:
         raise ReportgenError("--predictions needs --labels (the given label of every row)")
-    probs = _load_npy(opts.predictions, "predictions")
-    labels = _load_npy(opts.labels, "labels")
-    if labels.dtype == object:
-        raise DataError(f"{opts.labels}: labels are an object array")
-    if probs.ndim == 2 and labels.ndim == 1 and len(probs) != len(labels):
-        raise DataError(f"{opts.predictions}: {len(probs)} rows of probabilities but {len(labels)} labels in {opts.labels}")
-    labels, probs = validate_probs(labels, probs, source=str(opts.predictions))
+    probs = validate.probabilities(_load_npy(opts.predictions, "predictions"), source=str(opts.predictions))
+    labels = validate.labels(_load_npy(opts.labels, "labels"), source=str(opts.labels), n=len(probs), k=probs.shape[1])
     names = load_class_names(opts.class_names, probs.shape[1]) if opts.class_names else None
     images = as_images(_load_npy(opts.images, "images"), str(opts.images)) if opts.images else None
     if images is not None and len(images) != len(labels):
@@ -263,8 +257,11 @@ def _resolve_predictions(opts: AuditOptions) -> _Resolved:
 def _from_probabilities(probs, labels, images, names, *, prov: Provenance, probs_sha: str, name: str, version: str | None,
                         path: str, data_name: str) -> _Resolved:
     """Resolved inputs for validated saved probabilities (CLI files or in-memory arrays)."""
+    from . import validate
+
     k = probs.shape[1]
     images = images if images is not None else np.zeros((len(labels), 1, 1, 1), np.uint8)
+    probs = validate.normalised(probs)
     ds = Dataset(images, labels.astype(np.int64), list(names) if names else [str(i) for i in range(k)], prov, data_name)
     sha = hashlib.sha256((probs_sha + prov.sha256).encode()).hexdigest()
     info = {"path": path, "sha256": probs_sha, "kind": "saved probabilities", "outputs_probs": True, "metadata": {}}
@@ -278,26 +275,24 @@ def _resolve_models(opts: AuditOptions, progress: Progress | None) -> _Resolved:
     splits = _load_data(opts.data, opts.class_names, progress)
     notes = list(splits.notes)
     if opts.models:
-        models = [M.load(p, trust=opts.trust_model) for p in opts.models]
-        audit, role = splits.test, "test split of the data" if splits.train is not None else "whole data set (make sure the model did not train on it)"
-        if len({m.n_outputs for m in models}) > 1:
-            raise ModelError(f"{opts.models[0]}: ensemble members predict different numbers of classes "
-                             f"({', '.join(str(m.n_outputs) for m in models)})")
+        models = M.check_ensemble([M.load(p, trust=opts.trust_model) for p in opts.models])
+        audit = splits.any
+        role = "test split of the data" if splits.whole is None else "whole data set (make sure the model did not train on it)"
         held = [m.metadata.get("held_out") for m in models
-                if m.metadata.get("data", {}).get("sha256") == splits.test.provenance.sha256 and m.metadata.get("held_out")]
-        if splits.train is None and len({json.dumps(h, sort_keys=True) for h in held}) > 1:
-            raise ModelError(f"{opts.models[0]}: the ensemble members trained on different parts of {splits.test.provenance.path}, "
+                if m.metadata.get("data", {}).get("sha256") == audit.provenance.sha256 and m.metadata.get("held_out")]
+        if splits.whole is not None and len({json.dumps(h, sort_keys=True) for h in held}) > 1:
+            raise ModelError(f"{opts.models[0]}: the ensemble members trained on different parts of {audit.provenance.path}, "
                              "so no part of it is held out from all of them; audit them on other data")
-        if splits.train is None and held:
+        if splits.whole is not None and held:
             # The model's metadata says it trained on part of this very file: audit only the rest.
-            _, audit = split_train_audit(splits.test, audit_fraction=held[0]["fraction"], seed=held[0]["seed"])
+            _, audit = split_train_audit(splits.whole, audit_fraction=held[0]["fraction"], seed=held[0]["seed"])
             role = f"held out from training (the {held[0]['fraction']:.0%} of this file the model's metadata says it did not train on)"
         audit = take(audit, opts.audit_size, seed=opts.seed + 1)  # the same draw as the default path below
         for m in models:
             M.check_fits(m, audit)
         name = opts.name or models[0].name
         if role.startswith("whole data set"):
-            _say(progress, f"warning: auditing every sample of {splits.test.provenance.path}; if the model trained on any of them, "
+            _say(progress, f"warning: auditing every sample of {audit.provenance.path}; if the model trained on any of them, "
                            "its probabilities there are not evidence (use --cv instead)")
     else:
         train_ds, audit = _training_set(splits, opts.seed)
@@ -319,7 +314,7 @@ def _resolve_models(opts: AuditOptions, progress: Progress | None) -> _Resolved:
                 raise OutputError(f"{Path(opts.output)}: cannot write the model cache ({e})") from e
         models = [M.load(cached, name=name)]
         M.check_fits(models[0], audit)
-        role = "held out from training (seeded stratified split)" if splits.train is None else "test split (the model trained on the train split)"
+        role = "held out from training (seeded stratified split)" if splits.whole is not None else "test split (the model trained on the train split)"
     info = _model_info(models)
     return _Resolved(audit=audit, name=name, version=opts.version or info["sha256"][:VERSION_DIGITS], models=models,
                      notes=notes, model_info=info, data_role=role)
@@ -381,14 +376,7 @@ def analyse(ds: Dataset, sampled, *, rank_by: str = "self_confidence", seed: int
 def _resolve_cv(opts: AuditOptions, progress: Progress | None) -> _Resolved:
     """--cv K: audit every sample of the data with out-of-sample probabilities from K fold models."""
     splits = _load_data(opts.data, opts.class_names, progress)
-    ds = splits.test
-    if splits.train is not None:
-        both = Dataset(np.concatenate([splits.train.images, splits.test.images]),
-                       np.concatenate([splits.train.labels, splits.test.labels]), ds.class_names,
-                       Provenance(ds.provenance.source, ds.provenance.path.rsplit("[", 1)[0], ds.provenance.sha256,
-                                  len(splits.train.labels) + len(splits.test.labels), ds.provenance.warning), ds.name)
-        ds = both
-    ds = take(ds, opts.audit_size, seed=opts.seed)
+    ds = take(splits.labelled(), opts.audit_size, seed=opts.seed)
     name = opts.name or f"{ds.name}-cnn-cv{opts.cv}"
     check_component(name, "model name")
     cache = Path(opts.output) / MODEL_CACHE
@@ -543,8 +531,9 @@ def audit(model_or_probs, images=None, labels=None, *, class_names: list[str] | 
         An Audit; `Audit.metrics` are the headline numbers, `Audit.write(folder)` writes the report.
     """
     from . import model as M
+    from . import validate
     from ._tf import load_quietly
-    from .data import as_images, as_labels
+    from .data import as_images
 
     if labels is None:
         raise ReportgenError("audit(): labels are required")
@@ -552,10 +541,10 @@ def audit(model_or_probs, images=None, labels=None, *, class_names: list[str] | 
     _validate_options(opts)
     load_quietly()
     if isinstance(model_or_probs, np.ndarray):
-        from .label_issues import validate_probs
-
-        y, probs = validate_probs(labels, model_or_probs, source="probabilities")
+        y, probs = validate.probabilities_and_labels(labels, model_or_probs, source="probabilities")
         x = as_images(images, "images") if images is not None else None
+        if x is not None and len(x) != len(y):
+            raise DataError(f"images: {len(x)} images for {len(y)} labels")
         prov = Provenance("arrays", "<in memory>", hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest(), int(len(y)))
         r = _from_probabilities(probs, y, x, class_names, prov=prov, probs_sha=hashlib.sha256(np.ascontiguousarray(probs).tobytes()).hexdigest(),
                                 name=name or "probabilities", version=version, path="<in memory>", data_name="arrays")
@@ -563,11 +552,13 @@ def audit(model_or_probs, images=None, labels=None, *, class_names: list[str] | 
                             command="reportgen.audit()")
         return _compute(r, opts, None)
     members = model_or_probs if isinstance(model_or_probs, (list, tuple)) else [model_or_probs]
-    models = [M.load(m, trust=trust_model) if isinstance(m, (str, Path)) else M.from_keras(m) for m in members]
+    models = M.check_ensemble([M.load(m, trust=trust_model) if isinstance(m, (str, Path)) else M.from_keras(m) for m in members])
+    if images is None:
+        raise ReportgenError("audit(): images are required to audit a model")
     x = as_images(images, "images")
     k = models[0].n_outputs
     names = list(class_names) if class_names else [str(i) for i in range(k)]
-    y = as_labels(labels, len(x), len(names), "labels")
+    y = validate.labels(labels, source="labels", n=len(x), k=len(names), min_classes=2)
     prov = Provenance("arrays", "<in memory>", hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest(), int(len(y)))
     ds = Dataset(x, y, names, prov, "arrays")
     for m in models:

@@ -130,22 +130,27 @@ class _Sampler:
         """(S, B, K) probabilities: the head runs once, the tail on S stacked copies."""
         import tensorflow as tf
 
+        if self.linear:
+            return _to_probs(self.logits_linear(xb, batch_index), self.m.outputs_probs)
         h = _run(self.head, xb)
         b = int(h.shape[0])
         masks = self.masks_for(batch_index, b)
-        if self.linear:
-            return self._sample_linear(h, masks[id(self.tail[0])])
         hs = tf.reshape(tf.repeat(h[None], self.s, axis=0), [self.s * b] + list(h.shape[1:]))
         flat = {k: tf.reshape(v, [self.s * b] + list(v.shape[2:])) for k, v in masks.items()}
         out = _run(self.tail, hs, masks=flat)
         return _to_probs(tf.reshape(out, [self.s, b, -1]), self.m.outputs_probs)
 
-    def _sample_linear(self, h, mask) -> np.ndarray:
-        """SpatialDropout2D -> Flatten -> Dense is linear in the channel mask m (S, B, C):
+    def logits_linear(self, xb, batch_index: int):
+        """(S, B, K) outputs of the dense layer (logits, or probabilities for a softmax layer) on the linear path.
+
+        SpatialDropout2D -> Flatten -> Dense is linear in the channel mask m (S, B, C):
         logits_s = sum_c m_sc * (h_c . W_c) + bias, so each channel's contribution to the
-        logits is computed once per batch and the S samples cost one small einsum."""
+        logits is computed once per batch and the S samples cost one small einsum.
+        """
         import tensorflow as tf
 
+        h = _run(self.head, xb)
+        mask = self.masks_for(batch_index, int(h.shape[0]))[id(self.tail[0])]
         dense = self.tail[-1]
         hh, ww, cc = (int(d) for d in h.shape[1:])
         w = tf.reshape(dense.kernel, [hh, ww, cc, -1])
@@ -154,8 +159,7 @@ class _Sampler:
         out = tf.einsum("sbc,bck->sbk", m, contrib)
         if dense.use_bias:
             out = out + dense.bias
-        out = dense.activation(out)
-        return _to_probs(out, self.m.outputs_probs)
+        return dense.activation(out)
 
     def sample_full(self, xb, batch_index: int) -> np.ndarray:
         """(S, B, K) probabilities from S complete forward passes with the same masks (reference)."""

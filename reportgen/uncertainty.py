@@ -20,12 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reportgen.errors import DataError, ReportgenError
+from . import validate
+from .errors import DataError, ReportgenError
 
-# Rows may sum to 1 within this before we call them broken (float32 softmax drifts ~1e-6).
-ROW_SUM_TOLERANCE = 1e-3
-# Probabilities may leave [0, 1] by this much through float32 rounding.
-PROB_RANGE_SLACK = 1e-6
 # Floor before taking log of a probability (NLL, logits for TFP and temperature scaling).
 LOG_FLOOR = 1e-12
 # Search interval for the temperature T; beyond it the NLL curve is flat for real models.
@@ -237,41 +234,13 @@ def _real_array(x, name: str) -> np.ndarray:
     return a.astype(np.float64)
 
 
-def _check_simplex(p: np.ndarray, name: str) -> np.ndarray:
-    """Validate probabilities over the last axis; return float64 rows renormalised to sum 1."""
-    if p.size == 0:
-        raise DataError(f"{name} is empty (shape {p.shape})")
-    if p.shape[-1] < 2:
-        raise DataError(f"{name} needs at least 2 classes on the last axis; got shape {p.shape}")
-    if not np.isfinite(p).all():
-        raise DataError(f"{name} contains NaN or infinite values")
-    lo, hi = float(p.min()), float(p.max())
-    if lo < -PROB_RANGE_SLACK or hi > 1 + PROB_RANGE_SLACK:
-        raise DataError(f"{name} must lie in [0, 1]; got values in [{lo:.4g}, {hi:.4g}]")
-    sums = p.sum(axis=-1)
-    worst = float(np.abs(sums - 1).max())
-    if worst > ROW_SUM_TOLERANCE:
-        raise DataError(f"{name} rows must sum to 1; one sums to {1 + worst:.6g} (are these logits?)")
-    p = np.clip(p, 0.0, 1.0)
-    return p / p.sum(axis=-1, keepdims=True)
-
-
 def _as_probs(probs, name: str = "probs") -> np.ndarray:
-    p = _real_array(probs, name)
-    if p.ndim != 2:
-        raise DataError(f"{name} must be 2-D (N, K); got shape {p.shape}")
-    return _check_simplex(p, name)
+    """Checked (validate.probabilities) float64 probabilities with rows renormalised to sum 1."""
+    return validate.normalised(validate.probabilities(probs, source=name))
 
 
 def _as_labels(labels, n: int, k: int, name: str = "labels") -> np.ndarray:
-    y = np.asarray(labels)
-    if y.ndim != 1 or y.shape[0] != n:
-        raise DataError(f"{name} must have shape ({n},); got {y.shape}")
-    if y.dtype.kind not in "iu":
-        raise DataError(f"{name} must be integers; got dtype {y.dtype}")
-    if n and (int(y.min()) < 0 or int(y.max()) >= k):
-        raise DataError(f"{name} must lie in [0, {k}); got values in [{int(y.min())}, {int(y.max())}]")
-    return y.astype(np.int64)
+    return validate.labels(labels, source=name, n=n, k=k)
 
 
 def _as_n_bins(n_bins) -> int:
@@ -350,7 +319,7 @@ class SampleAccumulator:
         if self._seen[rows].any():
             first = start + int(np.argmax(self._seen[rows]))
             raise DataError(f"row {first} was already added")
-        p = _check_simplex(p, "probs")
+        p = _as_probs(p.reshape(s * b, -1)).reshape(s, b, -1)
         self._sum_p[rows] = p.sum(axis=0)
         # A row arrives with all its S samples, so the std is exact per batch; a running
         # sum of p^2 would lose ~1e-8 to cancellation (sqrt of float64 eps) when samples agree.

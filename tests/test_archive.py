@@ -111,7 +111,7 @@ def test_list_versions_newest_first_skipping_hidden_folders(root):
 def test_unreadable_summary_is_listed_with_the_problem(root):
     (root / "cnn" / "v2" / "summary.json").write_text("{broken")
     vs = {v["version"]: v for v in archive.list_versions(root)}
-    assert vs["v2"]["error"] == "unreadable summary.json (JSONDecodeError)"
+    assert vs["v2"]["error"] == "summary.json: unreadable (JSONDecodeError)"
     assert vs["v2"]["created_at"] is None
     assert archive.write_index(root).is_file()  # the index still renders
 
@@ -144,7 +144,7 @@ def test_index_lists_versions_newest_first_with_working_links_and_one_trend_per_
     img = p.imgs[0]
     assert img["src"].startswith("data:image/png;base64,")
     # The alt text carries the trend in words, oldest first.
-    assert re.search(r"v1 90\.00 %, v2 93\.00 %, v3 95\.00 %", img["alt"]), img["alt"]
+    assert re.search(r"v1 90\.0 %, v2 93\.0 %, v3 95\.0 %", img["alt"]), img["alt"]
     assert ".staging" not in out.read_text() and ".models" not in out.read_text()
     assert not list(root.glob(".index.html.tmp-*"))
 
@@ -155,9 +155,9 @@ def test_list_command_table_and_json(root):
     r = run_cli(["list", "--output", str(root)])
     assert r.exit_code == 0, r.output
     lines = r.stdout.strip().splitlines()
-    assert lines[0].split() == ["MODEL", "VERSION", "CREATED", "ACCURACY", "ECE", "EPISTEMIC", "FLAGGED"]
+    assert lines[0].split() == ["MODEL", "VERSION", "CREATED", "ACCURACY", "ECE", "NLL", "AURC", "EPISTEMIC", "FLAGGED"]
     assert [ln.split()[:2] for ln in lines[2:]] == [["cnn", "v3"], ["other", "a"], ["cnn", "v2"], ["cnn", "v1"]]
-    assert lines[2].split()[4:] == ["95.00", "%", "0.0200", "not", "measured", "4"]
+    assert lines[2].split()[4:] == ["95.0", "%", "0.0200", "0.3000", "0.0200", "not", "measured", "4"]
     r = run_cli(["list", "--output", str(root), "--json"])
     assert json.loads(r.stdout) == archive.list_versions(root)
 
@@ -201,3 +201,29 @@ def test_archive_commands_help_without_heavy_imports():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- hostile archive contents
+
+
+def test_index_never_links_a_folder_whose_name_fails_the_component_check(root):
+    """A version folder named like a URL scheme (or any unsafe name) is neither listed nor linked."""
+    evil = fake_version(root, "cnn", "v9", "2026-04-01T00:00:00+00:00", 0.99, 0.01)
+    evil.rename(root / "cnn" / "javascript:alert(1)")
+    (root / "javascript:alert(2)").mkdir()
+    fake_version(root / "javascript:alert(2)", "x", "y", "2026-04-01T00:00:00+00:00", 0.9, 0.1)
+    versions = archive.list_versions(root)
+    assert all(archive.is_safe_component(v["model"]) and archive.is_safe_component(v["version"]) for v in versions)
+    html = archive.write_index(root).read_text()
+    links = re.findall(r'href="([^"]*)"', html)
+    assert links and not any("javascript" in link or ":" in link for link in links), links
+    assert "alert" not in html
+
+
+def test_crafted_summary_values_cannot_break_the_index(root):
+    s = root / "other" / "a" / "summary.json"
+    s.write_text(json.dumps({"title": "<script>x</script>", "metrics": {"accuracy": "=1+1", "ece": [1], "n_flagged": True}}))
+    html = archive.write_index(root).read_text()
+    assert "<script>x" not in html and "=1+1" not in html
+    other = next(v for v in archive.list_versions(root) if v["model"] == "other")
+    assert other["metrics"]["accuracy"] is None and other["metrics"]["ece"] is None and other["metrics"]["n_flagged"] is None

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import N_AUDIT, N_TRAIN, run_cli
 
-from reportgen.report import fmt
+from reportgen.metrics import fmt
 
 FILES = {"report.html", "report.pdf", "report.md", "summary.json", "flagged.csv", "manifest.json"}
 

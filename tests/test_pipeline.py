@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MNIST_DIR, run_cli
+from conftest import run_cli
 
 from reportgen.pipeline import kfold_indices
 
@@ -63,9 +63,9 @@ def test_audit_saved_probabilities_finds_the_flips(tmp_path):
     assert "fig-noise_matrix" in html
 
 
-def test_cv_audit_is_out_of_sample_with_progress_per_fold(tmp_path):
+def test_cv_audit_is_out_of_sample_with_progress_per_fold(tmp_path, mnist_dir):
     out = tmp_path / "out"
-    args = ["audit", "--data", str(MNIST_DIR), "--cv", "2", "--epochs", "1", "--audit-size", "600",
+    args = ["audit", "--data", str(mnist_dir), "--cv", "2", "--epochs", "1", "--audit-size", "600",
             "--mc-samples", "3", "--output", str(out)]
     r = run_cli(args)
     assert r.exit_code == 0, r.output
@@ -105,16 +105,16 @@ def test_train_ensemble_then_audit_it(tmp_path, mnist_npz):
     assert s["model"]["kind"] == "ensemble of 2 Keras models"
 
 
-def test_audit_model_on_its_own_training_file_audits_only_the_held_out_part(tmp_path):
+def test_audit_model_on_its_own_training_file_audits_only_the_held_out_part(tmp_path, mnist_dir):
     """`train --data X` then `audit --model m --data X` must not score samples the model trained on."""
-    r = run_cli(["--quiet", "train", "--data", str(MNIST_DIR), "--epochs", "1", "--train-size", "400",
+    r = run_cli(["--quiet", "train", "--data", str(mnist_dir), "--epochs", "1", "--train-size", "400",
                  "--output", str(tmp_path / "m"), "--name", "own"])
     assert r.exit_code == 0, r.output
     model = r.stdout.strip()
-    r = run_cli(["--quiet", "audit", "--data", str(MNIST_DIR), "--model", model, "--mc-samples", "2", "--output", str(tmp_path / "out")])
+    r = run_cli(["--quiet", "audit", "--data", str(mnist_dir), "--model", model, "--mc-samples", "2", "--output", str(tmp_path / "out")])
     assert r.exit_code == 0, r.output
     s = json.loads((Path(r.stdout.strip()) / "summary.json").read_text())
-    assert s["data"]["count"] == 2000  # the 20 % held out of 10,000, not all of them
+    assert s["data"]["count"] == 1000  # the 20 % held out of 5,000, not all of them
     assert s["data"]["role"].startswith("held out from training")
 
 
@@ -154,16 +154,16 @@ def test_python_api_with_in_memory_model_and_probabilities(mnist):
     assert b.metrics["mean_epistemic"] is None
 
 
-def test_flagged_indices_are_rows_of_the_source_file_and_compare_sees_different_samples(tmp_path):
+def test_flagged_indices_are_rows_of_the_source_file_and_compare_sees_different_samples(tmp_path, mnist_dir):
     """Audits of a held-out subset name source rows; two different subsets are not 'the same samples'."""
     import csv as _csv
 
     from conftest import read_idx
 
-    labels = read_idx(MNIST_DIR / "t10k-labels-idx1-ubyte.gz")
+    labels = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
     folders = []
     for seed in (0, 1):
-        r = run_cli(["--quiet", "audit", "--data", str(MNIST_DIR), "--epochs", "1", "--train-size", "300", "--seed", str(seed),
+        r = run_cli(["--quiet", "audit", "--data", str(mnist_dir), "--epochs", "1", "--train-size", "300", "--seed", str(seed),
                      "--mc-samples", "2", "--output", str(tmp_path / "out"), "--name", "sub", "--version", f"s{seed}"])
         assert r.exit_code == 0, r.output
         folders.append(Path(r.stdout.strip()))
@@ -172,10 +172,33 @@ def test_flagged_indices_are_rows_of_the_source_file_and_compare_sees_different_
         names = json.loads((folders[-1] / "summary.json").read_text())["data"]["class_names"]
         for row in rows:
             assert names[labels[int(row["index"])]] == row["given"]
-        assert max(int(row["index"]) for row in rows) >= 2000  # source rows, not positions 0..1999
+        assert max(int(row["index"]) for row in rows) >= 1000  # source rows, not positions 0..999
     from reportgen.compare import same_samples
 
     a, b = (json.loads((f / "summary.json").read_text()) for f in folders)
     assert a["data"]["index_sha256"] != b["data"]["index_sha256"]
     assert same_samples(a, b) == (False, "different rows of the data file were audited")
     assert same_samples(a, a) == (True, "")
+
+
+def test_python_api_checks_what_the_cli_checks(mnist, tmp_path):
+    """Lengths of images and labels, labels within the model's classes, ensemble members that agree."""
+    import keras
+
+    import reportgen
+    from reportgen.errors import DataError, ModelError
+
+    x, y = mnist
+    ten = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    four = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(4)])
+    with pytest.raises(DataError, match=r"^labels: wrong length: 99 labels for 100 samples$"):
+        reportgen.audit(ten, x[:100], y[:99])
+    with pytest.raises(ModelError, match=r"ensemble members predict different numbers of classes \(10, 4\)"):
+        reportgen.audit([ten, four], x[:100], y[:100])
+    with pytest.raises(DataError, match=r"^labels: 1 labels outside \[0, 4\)"):
+        reportgen.audit(four, x[:100], np.where(np.arange(100) == 7, 9, y[:100] % 4))
+    p = np.full((100, 10), 0.1)
+    with pytest.raises(DataError, match=r"^images: 50 images for 100 labels$"):
+        reportgen.audit(p, x[:50], y[:100])
+    with pytest.raises(DataError, match=r"^probabilities: wrong length: 99 labels for 100 probability rows$"):
+        reportgen.audit(p, None, y[:99])

@@ -135,3 +135,76 @@ def test_unsplittable_model_samples_dropout_only_and_leaves_batchnorm_alone(tmp_
     gap = np.abs(sp.mean_probs - det.mean_probs).max()
     assert 1e-4 < gap < 0.3  # dropout at rate 0.1 moves the mean a little, BatchNorm in training mode moved it ~0.8
     assert sp.std_probs.max() > 1e-4
+
+
+# ----------------------------------------------------------------- against Keras' own dropout
+
+
+def test_linear_path_mean_logits_equal_keras_inference_logits(default_cnn):
+    """Inverted dropout keeps the expectation: the mean of 3,000,000 MC logits equals Keras' training=False logits.
+
+    A wrong keep rate or a missing 1/(1 - rate) scaling moves the mean by ~0.1-0.2 here, far beyond 1e-3.
+    """
+    import tensorflow as tf
+
+    from reportgen.predict import _chain, _Sampler
+
+    chain = _chain(default_cnn.model)
+    split = next(i for i, layer in enumerate(chain) if layer.name == "mc_dropout")
+    x = tf.convert_to_tensor(M.preprocess(np.random.default_rng(0).integers(0, 256, (2, 28, 28, 1), dtype=np.uint8)))
+    sampler = _Sampler(default_cnn, chain, split, 100_000, seed=0)
+    assert sampler.linear
+    total = sum(np.asarray(sampler.logits_linear(x, bi), np.float64).sum(axis=0) for bi in range(30))
+    mean = total / 3_000_000
+    keras_logits = np.asarray(default_cnn.model(x, training=False), np.float64)
+    assert np.abs(keras_logits).max() > 0.1  # a scaling error would be visible
+    np.testing.assert_allclose(mean, keras_logits, atol=1e-3)
+
+
+def test_sampler_masks_match_keras_spatial_dropout(default_cnn):
+    """Keep rate per channel, kept value and per-channel structure equal those of Keras' SpatialDropout2D(training=True)."""
+    import tensorflow as tf
+
+    from reportgen.predict import _chain, _Sampler
+
+    chain = _chain(default_cnn.model)
+    split = next(i for i, layer in enumerate(chain) if layer.name == "mc_dropout")
+    layer = chain[split]
+    rate = float(layer.rate)
+    s, b = 4000, 2
+    ours = np.asarray(_Sampler(default_cnn, chain, split, s, seed=7).masks_for(0, b)[id(layer)])  # (S, B, 1, 1, C)
+    keras.utils.set_random_seed(11)
+    ones = tf.ones((b, 13, 13, 32))
+    theirs = np.stack([np.asarray(layer(ones, training=True)) for _ in range(400)])  # (400, B, 13, 13, C)
+    # Keras drops whole channels: constant over the 13 x 13 positions.
+    assert np.all(theirs == theirs[:, :, :1, :1, :])
+    for masks in (ours.reshape(-1, 32), theirs[:, :, 0, 0, :].reshape(-1, 32)):
+        assert set(np.unique(masks).round(6)) == {0.0, round(1 / (1 - rate), 6)}
+        keep = (masks > 0).mean(axis=0)  # per channel
+        se = np.sqrt(rate * (1 - rate) / masks.shape[0])
+        assert np.all(np.abs(keep - (1 - rate)) < 5 * se), keep
+
+
+def test_fallback_samples_match_keras_training_true_in_distribution(tmp_path, images):
+    """An unsplittable model: our S full passes and S calls of model(x, training=True) draw the same distribution."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    x = keras.layers.Add()([x, keras.layers.Conv2D(4, 1)(inp)])
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dropout(0.5)(x)
+    out = keras.layers.Dense(4, kernel_initializer=keras.initializers.RandomNormal(stddev=0.05))(x)
+    m = _loaded(keras.Model(inp, out), tmp_path)
+    few = images[:3]
+    s = 600
+    sp, info = predict([m], few, mc_samples=s, seed=0)
+    assert info.method == "mc_dropout_full"
+    xb = tf.convert_to_tensor(M.preprocess(few))
+    ref = np.stack([np.asarray(tf.nn.softmax(m.model(xb, training=True)), np.float64) for _ in range(s)])
+    ref_mean, ref_std = ref.mean(axis=0), ref.std(axis=0)
+    se = np.sqrt(sp.std_probs ** 2 / s + ref_std ** 2 / s)
+    assert ref_std.min() > 1e-3  # dropout really varies the outputs
+    assert np.all(np.abs(sp.mean_probs - ref_mean) < 5 * se + 1e-9)
+    np.testing.assert_allclose(sp.std_probs, ref_std, rtol=0.2)

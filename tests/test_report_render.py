@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reportgen import report
+from reportgen import findings, metrics, render, report, screenshots
 
 PDFTOOLS = shutil.which("pdftoppm") and shutil.which("pdftotext") and shutil.which("pdfinfo")
 needs_poppler = pytest.mark.skipif(not PDFTOOLS, reason="poppler-utils (pdftoppm, pdftotext, pdfinfo) not installed")
-needs_chromium = pytest.mark.skipif(report.chromium() is None, reason="chromium not installed")
+needs_chromium = pytest.mark.skipif(screenshots.chromium() is None, reason="chromium not installed")
 XSS = "<script>alert(1)</script>"
 
 
@@ -34,7 +34,7 @@ def pdf_pages(pdf: Path) -> tuple[int, tuple[float, float]]:
 def context_from_summary(folder: Path) -> dict:
     """A rendering context from summary.json (no figures): enough to re-render the text of a report."""
     ctx = json.loads((folder / "summary.json").read_text())
-    return {**ctx, "figures": {}, "metric_names": report.metric_names()}
+    return {**ctx, "figures": {}, "metric_names": metrics.names()}
 
 
 # --------------------------------------------------------------------------- escaping
@@ -96,11 +96,11 @@ def test_pdf_shows_hostile_strings_as_text(hostile_context, tmp_path):
 
 
 def test_md_escape():
-    assert report.md_escape("a|b") == "a\\|b"
-    assert report.md_escape("**x** _y_ `z` [l](u)") == "\\*\\*x\\*\\* \\_y\\_ \\`z\\` \\[l\\](u)"
-    assert report.md_escape("<b>&") == "&lt;b&gt;&amp;"
-    assert report.md_escape("two\nlines") == "two lines"
-    assert report.md_escape(None) == ""
+    assert render.md_escape("a|b") == "a\\|b"
+    assert render.md_escape("**x** _y_ `z` [l](u)") == "\\*\\*x\\*\\* \\_y\\_ \\`z\\` \\[l\\](u)"
+    assert render.md_escape("<b>&") == "&lt;b&gt;&amp;"
+    assert render.md_escape("two\nlines") == "two lines"
+    assert render.md_escape(None) == ""
 
 
 # --------------------------------------------------------------------------- findings and verdicts
@@ -119,22 +119,22 @@ def fake_context(**metrics) -> dict:
 
 
 def test_findings_rank_by_score_and_name_the_numbers():
-    found = report.findings(fake_context())
+    found = findings.findings(fake_context())
     # calibration 10*0.08 = 0.8; performance 4*0.05 + 2*0.15 = 0.5; epistemic not measured 0.35; selective 0.06; labels 0.02.
     assert [f["topic"] for f in found] == ["calibration", "performance", "epistemic"]
     assert found[0]["text"] == ("The model is moderately over-confident (ECE 0.080; mean confidence 0.990 vs accuracy 0.950); "
                                 "temperature scaling with T = 1.60 brings the held-out ECE to 0.010.")
-    assert found[1]["text"] == ("Accuracy is 95.00 % on 1,000 audited samples; the weakest class is ‘cat’ at 80.0 % "
+    assert found[1]["text"] == ("Accuracy is 95.0 % on 1,000 audited samples; the weakest class is ‘cat’ at 80.0 % "
                                 "(20 of 100 wrong), the strongest ‘dog’ at 99.0 %.")
     assert found[0]["level"] == "bad" and found[1]["level"] == "warn"
-    everything = report.findings(fake_context(), limit=None)
+    everything = findings.findings(fake_context(), limit=None)
     assert [f["topic"] for f in everything][3:] == ["selective", "label_issues"]
     assert everything[4]["text"].endswith("the top one, sample #7, is labelled ‘cat’ but looks like ‘dog’.")
 
 
 def test_findings_when_no_threshold_reaches_one_percent_error():
     ctx = fake_context(coverage_1pct=None, threshold_1pct=None, ece=0.001)
-    found = report.findings(ctx)
+    found = findings.findings(ctx)
     assert found[0]["topic"] == "performance"
     assert any(f["topic"] == "selective" and f["text"].startswith("No confidence threshold") for f in found)
 
@@ -143,7 +143,7 @@ def test_verdict_badges():
     ctx = fake_context(ece=0.005)
     ctx["label_issues"]["rate"] = 0.06
     ctx["gates"] = [{"expr": "accuracy<0.99", "failed": True}, {"expr": "ece>0.1", "failed": False}]
-    v = {b["label"]: b for b in report.verdicts(ctx)}
+    v = {b["label"]: b for b in findings.verdicts(ctx)}
     assert (v["Calibration"]["level"], v["Calibration"]["text"]) == ("good", "well calibrated (ECE 0.005)")
     assert v["Label issues"]["level"] == "bad"
     assert (v["CI gates"]["level"], v["CI gates"]["text"]) == ("bad", "1 of 2 failed")
@@ -171,8 +171,8 @@ def test_report_md_matches_summary(mc_audit):
     md = (mc_audit / "report.md").read_text()
     s = json.loads((mc_audit / "summary.json").read_text())
     m = s["metrics"]
-    assert f"| Accuracy | accuracy | {report.fmt(m['accuracy'], 'accuracy')} |" in md
-    assert f"| Expected calibration error (ECE) | ece | {report.fmt(m['ece'], 'ece')} |" in md
+    assert f"| Accuracy | accuracy | {metrics.fmt(m['accuracy'], 'accuracy')} |" in md
+    assert f"| {metrics.names()['ece']} | ece | {metrics.fmt(m['ece'], 'ece')} |" in md
     numbered = re.findall(r"^(\d)\. ", md, flags=re.M)
     assert numbered == ["1", "2", "3"] and len(s["findings"]) == 3
     assert "[report.html](report.html)" in md
@@ -225,7 +225,7 @@ def test_screenshots_of_the_newest_report(mc_audit, tmp_path):
 
     root = tmp_path / "archive"
     shutil.copytree(mc_audit, root / "m" / "v")
-    out = report.screenshots(root, tmp_path / "docs")
+    out = screenshots.screenshots(root, tmp_path / "docs")
     assert [p.name for p in out] == ["report-page1.png", "report-page2.png", "report-html.png"]
     page = Image.open(out[0])
     assert page.height / page.width == pytest.approx(2 ** 0.5, abs=0.01)  # an A4 page
@@ -270,12 +270,12 @@ def _tiny_png() -> bytes:
 def test_fetcher_refuses_the_network(folders, url):
     inside, _ = folders
     with pytest.raises(ValueError, match="refuses"):
-        report._data_only_fetcher(inside).fetch(url)
+        render._data_only_fetcher(inside).fetch(url)
 
 
 def test_fetcher_refuses_files_outside_the_folder(folders):
     inside, outside = folders
-    f = report._data_only_fetcher(inside)
+    f = render._data_only_fetcher(inside)
     for url in ((outside / "out.png").as_uri(), "FILE://" + str(outside / "out.png"), (inside / ".." / "elsewhere" / "out.png").as_uri(),
                 "file:///etc/hostname"):
         with pytest.raises(ValueError, match="outside the report folder"):
@@ -287,7 +287,7 @@ def test_fetcher_refuses_files_outside_the_folder(folders):
 
 def test_fetcher_serves_data_uris_and_files_inside(folders):
     inside, _ = folders
-    f = report._data_only_fetcher(inside)
+    f = render._data_only_fetcher(inside)
     r = f.fetch((inside / "in.png").as_uri())
     try:
         assert r.read() == (inside / "in.png").read_bytes()
@@ -301,7 +301,57 @@ def test_pdf_embeds_only_the_image_inside_the_folder(folders):
     inside, outside = folders
     html = (f'<html><body><img src="in.png"><img src="{(outside / "out.png").as_uri()}"><img src="../elsewhere/out.png">'
             '<img src="http://127.0.0.1:9/x.png"></body></html>')
-    pdf = report.html_to_pdf(html, inside, inside / "t.pdf")
+    pdf = render.html_to_pdf(html, inside, inside / "t.pdf")
     listing = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True).stdout
     rows = [ln for ln in listing.splitlines()[2:] if ln.strip()]
     assert len(rows) == 1
+
+
+# --------------------------------------------------------------------------- spreadsheet formulas and mathtext
+
+
+@pytest.mark.parametrize("cell, safe", [
+    ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"), ("+1", "'+1"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"),
+    ("\t=1", "'\t=1"), ("cat", "cat"), ("a=b", "a=b"), (-0.5, -0.5), (3, 3),
+])
+def test_csv_cells_cannot_start_a_formula(cell, safe):
+    assert render.csv_cell(cell) == safe
+
+
+def test_flagged_csv_of_a_real_audit_neutralises_formula_class_names(tmp_path):
+    """Saved probabilities with class names that a spreadsheet would run; flagged.csv keeps them inert."""
+    import csv as _csv
+
+    from conftest import run_cli
+
+    rng = np.random.default_rng(3)
+    n, k = 300, 3
+    y = np.repeat(np.arange(k), n // k)
+    logits = rng.normal(size=(n, k)) + 4.0 * np.eye(k)[y]
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    given = y.copy()
+    given[:20] = (y[:20] + 1) % k  # label errors, so something is flagged
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "y.npy", given)
+    names = ["=cmd|' /C calc'!A0", "+SUM(1)", "@x"]
+    (tmp_path / "names.txt").write_text("\n".join(names) + "\n")
+    r = run_cli(["audit", "--quiet", "--predictions", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy"),
+                 "--class-names", str(tmp_path / "names.txt"), "--output", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    rows = list(_csv.DictReader(open(Path(r.stdout.strip()) / "flagged.csv", encoding="utf-8")))
+    assert rows
+    for row in rows:
+        assert row["given"] in {"'" + n for n in names} and row["suggested"] in {"'" + n for n in names}
+
+
+def test_figures_print_dollar_signs_in_class_names_as_written():
+    """'$...$' in a user's class name is text, not mathtext (an unbalanced one used to crash savefig)."""
+    from reportgen import figures
+
+    names = ["$\\invalid{", "$x$", "c"]
+    fig, ax = figures.new_figure()
+    figures.plot_bars([1, 2, 3], names, ylabel="flagged samples", ax=ax[0, 0])
+    asset = figures.encode(fig, key="t", title="t", alt="t")
+    assert asset.uri.startswith("data:image/")
+    labels = [t.get_text() for t in ax[0, 0].get_xticklabels()]
+    assert labels == names and not any(t.get_parse_math() for t in ax[0, 0].get_xticklabels())

@@ -275,7 +275,7 @@ def test_nll_floors_zero_probability():
 
 
 def test_calibration_rejects_logits():
-    with pytest.raises(DataError, match="rows must sum to 1"):
+    with pytest.raises(DataError, match="rows do not sum to 1.*are these logits"):
         u.calibration(np.array([[0.9, 0.9]]), np.array([0]))
 
 
