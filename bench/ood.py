@@ -28,15 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import OUT, ROOT, load_average, quiet_tensorflow, reportgen_cmd, run_child, self_peak_mb, table
+from _common import OUT, ROOT, add_data_argument, load_average, load_labelled, quiet_tensorflow, reportgen_cmd, run_child, self_peak_mb, table
 from reportgen.model import DEFAULT_EPOCHS
 
 sys.path.insert(0, str(ROOT))
 
-MNIST = Path("/work/shared/data/mnist")
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 # MNIST test images used for training; the rest is the in-distribution evaluation set.
-N_TRAIN = 5000
+N_TRAIN = 5000  # half of the 10,000-image test set; with a smaller --data, half of it
 # AUROC difference below which two scores are called tied (5,000 + 5,000 images: standard error ~0.005).
 TIE = 0.005
 # Scores compared, as (key, display name, function of UncertaintyStats -> (N,) higher = more OOD).
@@ -49,11 +48,10 @@ SCORES = (
 )
 
 
-def write_split(path: Path) -> None:
-    """The MNIST test set as a .npz: first N_TRAIN images = train split, the rest = test split."""
-    from reportgen.data import load
+def write_split(path: Path, data: Path | None) -> None:
+    """The benchmark's MNIST images as a .npz: first N_TRAIN images = train split, the rest = test split."""
 
-    ds = load(MNIST).test
+    ds = load_labelled(data)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, x_train=ds.images[:N_TRAIN, :, :, 0], y_train=ds.labels[:N_TRAIN],
                         x_test=ds.images[N_TRAIN:, :, :, 0], y_test=ds.labels[N_TRAIN:])
@@ -64,7 +62,7 @@ def train_members(data: Path, *, epochs: int, members: int, seed: int, retrain: 
     folder = OUT / "ood" / "models"
     from reportgen.model import ARCHITECTURE_VERSION
 
-    name = f"ood-mnist{N_TRAIN}-arch{ARCHITECTURE_VERSION}-e{epochs}-s{seed}"
+    name = f"ood-{data.stem}-arch{ARCHITECTURE_VERSION}-e{epochs}-s{seed}"
     paths = [folder / f"{name}-{i}.keras" for i in range(members)]
     if all(p.exists() for p in paths) and not retrain:
         print(f"reusing {members} trained model(s) {folder.relative_to(ROOT)}/{name}-*.keras (--retrain to train again)")
@@ -98,19 +96,23 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=None, help="images per side (default 5,000; 1,000 with --quick)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retrain", action="store_true", help="train the models even if cached ones exist")
+    add_data_argument(parser)
     args = parser.parse_args()
+    global N_TRAIN
+    total = len(load_labelled(args.data).labels)
+    N_TRAIN = min(N_TRAIN, total // 2)
     epochs = args.epochs or (1 if args.quick else DEFAULT_EPOCHS)
     members = args.members or (2 if args.quick else 5)
     s = args.mc_samples or (10 if args.quick else 30)
-    n = args.n or (1000 if args.quick else 5000)
+    n = min(args.n or (1000 if args.quick else 5000), total - N_TRAIN)
     t0 = time.perf_counter()
     print(f"ood: in-distribution MNIST test[{N_TRAIN}:{N_TRAIN + n}] vs OOD Fashion-MNIST test[:{n}]; "
           f"model trained on MNIST test[:{N_TRAIN}]")
     print(f"  load average at start: {load_average()}")
 
-    split = OUT / "ood" / f"mnist_test_split{N_TRAIN}.npz"
+    split = OUT / "ood" / f"mnist_{total}_split{N_TRAIN}.npz"
     if not split.exists():
-        write_split(split)
+        write_split(split, args.data)
     paths, train_peak = train_members(split, epochs=epochs, members=members, seed=args.seed, retrain=args.retrain)
 
     quiet_tensorflow()
