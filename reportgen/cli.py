@@ -10,7 +10,9 @@ import click
 
 from .cli_archive import COMMANDS as ARCHIVE_COMMANDS
 from .cli_common import GATE, Ctx, config_file, config_option, enforce_gates, global_flags, handle_errors, option_sources
-from .label_issues import RANKERS
+from .checker import RECIPES as CHECKERS
+from .intervals import DEFAULT_REPLICATES
+from .label_issues import RANKERS, RULES
 from .model import DEFAULT_EPOCHS
 
 
@@ -81,8 +83,14 @@ def train(obj: Ctx, data, output, name, ensemble, force, epochs, batch_size, see
 @click.option("--force", is_flag=True, allow_from_autoenv=False, help="Overwrite an existing version folder.")
 @click.option("--mc-samples", type=click.IntRange(1), default=30, show_default=True, help="MC dropout samples S (1 = deterministic).")
 @click.option("--audit-size", type=click.IntRange(2), default=None, help="Audit at most N images (seeded choice).")
-@click.option("--cv", type=click.IntRange(2), default=None, help="Audit every sample with out-of-sample probabilities from K-fold cross-validation of the default CNN.")
+@click.option("--cv", type=click.IntRange(2), default=None, help="Check every label with K checker models trained by K-fold cross-validation (out-of-sample probabilities).")
+@click.option("--checker", type=click.Choice(list(CHECKERS)), default="default", show_default=True, help="Checker recipe for --cv ('seed': the audited default CNN, for comparison).")
+@click.option("--checker-epochs", type=click.IntRange(1), default=None, help="Training epochs of each checker model (default: the recipe's own).")
+@click.option("--flag-rule", type=click.Choice(list(RULES)), default="reportgen", show_default=True, help="Which samples to flag ('cleanlab': the reference rule exactly).")
 @click.option("--rank-by", type=click.Choice(sorted(RANKERS)), default="self_confidence", show_default=True, help="Ranking of flagged samples.")
+@click.option("--reviews", type=click.Path(dir_okay=False), default=None, help="A filled-in review.csv from an earlier audit: reviewer verdicts to carry over.")
+@click.option("--apply-reviews", is_flag=True, help="Use the corrected labels of label_wrong reviews for the checker and the metrics.")
+@click.option("--bootstrap", type=click.IntRange(1), default=DEFAULT_REPLICATES, show_default=True, help="Bootstrap resamples of the 95 % intervals.")
 @click.option("--fail-on", "fail_on", multiple=True, type=GATE, help="Exit 3 after writing the report when EXPR holds, e.g. 'accuracy<0.98' (repeatable; any summary.json metric, < <= > >=).")
 @click.option("--trust-model", is_flag=True, allow_from_autoenv=False, help="Allow models with Lambda layers (runs code stored in the file).")
 @click.option("--paper", type=click.Choice(["a4", "letter"]), default="a4", show_default=True, help="PDF paper size.")
@@ -90,7 +98,8 @@ def train(obj: Ctx, data, output, name, ensemble, force, epochs, batch_size, see
 @global_flags
 @handle_errors
 def audit(obj: Ctx, data, models, predictions, labels, images, class_names, output, name, version, force, mc_samples,
-          audit_size, cv, rank_by, fail_on, trust_model, paper, epochs, batch_size, seed, train_size) -> None:
+          audit_size, cv, checker, checker_epochs, flag_rule, rank_by, reviews, apply_reviews, bootstrap, fail_on, trust_model, paper, epochs,
+          batch_size, seed, train_size) -> None:
     """Audit a model (or saved probabilities) and write report.html, report.pdf, summary.json, flagged.csv.
 
     \b
@@ -98,13 +107,16 @@ def audit(obj: Ctx, data, models, predictions, labels, images, class_names, outp
       reportgen audit                                     # default CNN on MNIST
       reportgen audit --model m.keras --data data.npz --mc-samples 30
       reportgen audit --predictions probs.npy --labels y.npy --images x.npy
+      reportgen audit --data data.npz --cv 5                 # check every label with 5 checker models
+      reportgen audit --data data.npz --cv 5 --reviews output/m/v1/review.csv
     """
     from .pipeline import AuditOptions, run_audit
 
     opts = AuditOptions(
         data=data, models=tuple(models), predictions=predictions, labels=labels, images=images, class_names=class_names,
         output=output, name=name, version=version, force=force, mc_samples=mc_samples, seed=seed, epochs=epochs,
-        batch_size=batch_size, train_size=train_size, audit_size=audit_size, cv=cv, rank_by=rank_by, trust_model=trust_model,
+        batch_size=batch_size, train_size=train_size, audit_size=audit_size, cv=cv, checker=checker, checker_epochs=checker_epochs, flag_rule=flag_rule,
+        rank_by=rank_by, reviews=reviews, apply_reviews=apply_reviews, bootstrap=bootstrap, trust_model=trust_model,
         paper=paper, fail_on=tuple(fail_on), config_file=config_file(), option_sources=option_sources(),
         command=" ".join(shlex.quote(a) for a in ["reportgen", *sys.argv[1:]]),
     )

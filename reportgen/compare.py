@@ -39,12 +39,12 @@ LIST_LIMIT = 60
 class Version:
     """One audited version as stored on disk.
 
-    folder: the version folder; summary: its summary.json; flagged: sample indices of flagged.csv in rank order.
+    folder: the version folder; summary: its summary.json; flagged: (split, row) of each flagged.csv sample in rank order.
     """
 
     folder: Path
     summary: dict
-    flagged: tuple[int, ...]
+    flagged: tuple[tuple[str, int], ...]
 
     @property
     def model(self) -> str:
@@ -65,6 +65,13 @@ class Version:
         return self.summary.get("metrics") or {}
 
 
+def _sample(row: dict) -> tuple[str, int]:
+    """(split, row) of a flagged.csv row; archives from before splits were recorded name a row by 'index' alone."""
+    if "row" in row:
+        return str(row["split"]).lstrip("'"), int(row["row"])
+    return "all", int(row["index"])
+
+
 def load_version(folder: str | Path) -> Version:
     """Read a version folder's summary.json and flagged.csv.
 
@@ -81,11 +88,11 @@ def load_version(folder: str | Path) -> Version:
     ffile = d / FLAGGED_FILE
     try:
         with open(ffile, newline="", encoding="utf-8") as f:
-            flagged = tuple(int(row["index"]) for row in csv.DictReader(f))
+            flagged = tuple(_sample(row) for row in csv.DictReader(f))
     except FileNotFoundError:
         raise ReportgenError(f"{ffile}: missing (not a reportgen version folder?)") from None
     except (OSError, KeyError, ValueError, TypeError) as e:
-        raise ReportgenError(f"{ffile}: unreadable ({e.__class__.__name__}: expected an integer 'index' column)") from e
+        raise ReportgenError(f"{ffile}: unreadable ({e.__class__.__name__}: expected 'split' and integer 'row' columns)") from e
     v = Version(d, summary, flagged)
     try:
         check_component(v.model, "model name")
@@ -163,10 +170,11 @@ def per_class_changes(old: Sequence[Mapping], new: Sequence[Mapping]) -> list[di
     return rows
 
 
-def flagged_sets(old: Sequence[int], new: Sequence[int]) -> dict:
-    """Flagged sample indices compared: new (flagged only now), resolved (only before), still (both); sorted."""
-    a, b = set(int(i) for i in old), set(int(i) for i in new)
-    out = {"new": sorted(b - a), "resolved": sorted(a - b), "still": sorted(a & b)}
+def flagged_sets(old: Sequence[tuple[str, int]], new: Sequence[tuple[str, int]]) -> dict:
+    """Flagged samples, named "split #row", compared: new (flagged only now), resolved (only before), still (both); sorted."""
+    a, b = {(str(s), int(r)) for s, r in old}, {(str(s), int(r)) for s, r in new}
+    name = lambda keys: [f"{s} #{r}" for s, r in sorted(keys)]  # noqa: E731
+    out = {"new": name(b - a), "resolved": name(a - b), "still": name(a & b)}
     out["counts"] = {k: len(v) for k, v in out.items()}
     out["counts"].update(old=len(a), new_total=len(b))
     return out

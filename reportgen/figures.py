@@ -126,7 +126,7 @@ def plot_aleatoric_epistemic(aleatoric, epistemic, correct, *, ax=None):
 
 
 def plot_reliability(bin_edges, bin_accuracy, bin_confidence, bin_count, *, ax=None, label="model", color=None):
-    """Reliability diagram: accuracy per confidence bin against the diagonal, with bin counts."""
+    """Reliability diagram: accuracy per confidence bin against the diagonal (bin counts: plot_confidence_histogram)."""
     if ax is None:
         ax = new_figure(5.2, 4.2)[1][0, 0]
     centers = (bin_edges[:-1] + bin_edges[1:]) / 2
@@ -135,13 +135,52 @@ def plot_reliability(bin_edges, bin_accuracy, bin_confidence, bin_count, *, ax=N
     ax.plot([0, 1], [0, 1], ls="--", color=PALETTE["grey"], lw=1, label="perfect calibration")
     ax.bar(centers[ok], np.asarray(bin_accuracy)[ok], width=width * 0.9, color=color or PALETTE["blue"], alpha=0.7, label=f"{label}: accuracy")
     ax.plot(np.asarray(bin_confidence)[ok], np.asarray(bin_accuracy)[ok], "o", ms=3, color=PALETTE["black"])
-    for c, a, n in zip(centers[ok], np.asarray(bin_accuracy)[ok], np.asarray(bin_count)[ok]):
-        ax.text(c, min(a + 0.02, 0.98), str(int(n)), ha="center", va="bottom", fontsize=6, rotation=90)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("confidence (bin)")
     ax.set_ylabel("accuracy in bin")
     ax.legend(frameon=False, loc="upper left", fontsize=8)
+    return ax
+
+
+def plot_confidence_histogram(bin_edges, bin_count, *, ax=None):
+    """Samples per confidence bin (the reliability diagram's bins), integer ticks."""
+    from matplotlib.ticker import MaxNLocator
+
+    if ax is None:
+        ax = new_figure(5.2, 1.4)[1][0, 0]
+    centers = (np.asarray(bin_edges[:-1]) + np.asarray(bin_edges[1:])) / 2
+    ax.bar(centers, bin_count, width=(bin_edges[1] - bin_edges[0]) * 0.9, color=PALETTE["grey"])
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, max(1, int(np.max(bin_count))) * 1.15)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("samples")
+    return ax
+
+
+def plot_per_class_accuracy(per_class, overall=None, overall_ci=None, *, ax=None):
+    """Recall per class with its 95 % Wilson interval as error bars; the overall accuracy and its interval as a band."""
+    if ax is None:
+        ax = new_figure(6.4, 3.0)[1][0, 0]
+    rows = [r for r in per_class if r.get("accuracy") is not None]
+    x = np.arange(len(rows))
+    acc = np.array([100 * r["accuracy"] for r in rows])
+    lo = np.array([100 * r["accuracy_ci"][0] for r in rows])
+    hi = np.array([100 * r["accuracy_ci"][1] for r in rows])
+    if overall_ci is not None:
+        ax.axhspan(100 * overall_ci[0], 100 * overall_ci[1], color=PALETTE["sky"], alpha=0.25, lw=0,
+                   label="all classes: 95 % interval")
+    if overall is not None:
+        ax.axhline(100 * overall, color=PALETTE["blue"], lw=1, ls="--", label="all classes")
+    ax.errorbar(x, acc, yerr=[acc - lo, hi - acc], fmt="o", color=PALETTE["black"], ecolor=PALETTE["black"], capsize=3, ms=4,
+                label="class recall, 95 % Wilson interval")
+    ax.set_xticks(x)
+    ax.set_xticklabels([str(r["name"]) for r in rows], rotation=0 if len(rows) <= 12 else 90)
+    ax.set_xlabel("true class")
+    ax.set_ylabel("recall (%)")
+    ax.set_ylim(max(0.0, float(lo.min()) - 3), min(100.5, float(hi.max()) + 1.5))
+    ax.legend(frameon=False, fontsize=7, loc="lower left")
     return ax
 
 
@@ -328,11 +367,22 @@ def report_figures(ds, result, *, has_images: bool = True) -> list[FigureAsset]:
                           alt="Scatter plot of aleatoric against epistemic uncertainty per sample, coloured by correct or wrong.",
                           note=f"{min(n, MAX_POINTS):,} of {n:,} samples drawn" if n > MAX_POINTS else ""))
     cal = result.calibration
-    fig, ax = new_figure(5.4, 4.2)
-    plot_reliability(cal.bin_edges, cal.bin_accuracy, cal.bin_confidence, cal.bin_count, ax=ax[0, 0])
-    ax[0, 0].set_title(f"Reliability diagram ({cal.n_bins} bins; numbers = samples per bin)")
-    out.append(encode(fig, key="reliability", title="Reliability diagram",
-                      alt="Reliability diagram: accuracy per confidence bin against the diagonal of perfect calibration, with the number of samples per bin."))
+    plt = _plt()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.4, 5.4), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    plot_reliability(cal.bin_edges, cal.bin_accuracy, cal.bin_confidence, cal.bin_count, ax=top)
+    top.set_xlabel("")
+    top.set_title(f"Reliability diagram ({cal.n_bins} equal-width bins)")
+    plot_confidence_histogram(cal.bin_edges, cal.bin_count, ax=bottom)
+    out.append(encode(fig, key="reliability", title="Reliability diagram, with the confidence histogram beneath",
+                      alt="Reliability diagram: accuracy per confidence bin against the diagonal of perfect calibration; beneath it, "
+                          "the number of samples in each bin."))
+    m = result.metrics
+    fig, ax = new_figure(6.4, 3.0)
+    plot_per_class_accuracy(result.per_class, m.get("accuracy"), (m.get("accuracy_ci_low"), m.get("accuracy_ci_high")), ax=ax[0, 0])
+    ax[0, 0].set_title("Recall per class with 95 % intervals")
+    out.append(encode(fig, key="per_class_accuracy", title="Recall per class",
+                      alt="Recall of each class as a point with its 95 % Wilson interval as an error bar, against the overall "
+                          "accuracy (dashed line) and its 95 % interval (shaded band)."))
     sel = result.selective
     fig, ax = new_figure(5.4, 3.6)
     plot_risk_coverage(sel.coverage, sel.risk, ax=ax[0, 0])
@@ -343,7 +393,8 @@ def report_figures(ds, result, *, has_images: bool = True) -> list[FigureAsset]:
     plot_confusion(y, st.predicted, names, ax=ax[0, 0])
     ax[0, 0].set_title("Confusion matrix (counts)")
     out.append(encode(fig, key="confusion", title="Confusion matrix", alt="Confusion matrix of true against predicted classes, with counts."))
-    iss = result.issues
+    lr = result.labels
+    iss = lr.issues
     fig, ax = new_figure(5.2, 4.6)
     plot_matrix(iss.noise_matrix, names, xlabel="true label j (estimated)", ylabel="given label i", ax=ax[0, 0])
     ax[0, 0].set_title("Estimated noise matrix P(given = i | true = j)")
@@ -369,9 +420,13 @@ def report_figures(ds, result, *, has_images: bool = True) -> list[FigureAsset]:
             out.append(encode(fig, key="gallery_entropy", title="Highest-entropy images",
                               alt=f"The {len(items)} images with the highest predictive entropy, with true and predicted labels and class probabilities."))
         if len(iss.flagged):
-            items = [(int(i), f"#{src[i]} given {names[y[i]]} → {names[s]}\nself-conf. {sc:.2f}")
-                     for i, s, sc in zip(iss.flagged[:GALLERY_SIZE], iss.suggested[:GALLERY_SIZE], iss.self_confidence[:GALLERY_SIZE])]
-            fig = gallery(ds.images, items, names, mean_probs=sp.mean_probs, std_probs=sp.std_probs if st.epistemic_measured else None)
-            out.append(encode(fig, key="gallery_flagged", title="Flagged samples: given → suggested label",
-                              alt=f"The {len(items)} top-ranked flagged samples, each with given and suggested label, self-confidence and class probabilities."))
+            checked = lr.checked
+            rows, splits = checked.source_index, checked.source_split
+            items = [(int(i), f"{splits[i]} #{rows[i]} given {names[g]} → {names[s]}\np(given) {sc:.2f}")
+                     for i, g, s, sc in zip(iss.flagged[:GALLERY_SIZE], iss.given[:GALLERY_SIZE], iss.suggested[:GALLERY_SIZE],
+                                            iss.self_confidence[:GALLERY_SIZE])]
+            fig = gallery(checked.images, items, names, mean_probs=lr.probs)
+            out.append(encode(fig, key="gallery_flagged", title="Candidates for human review: given → suggested label",
+                              alt=f"The {len(items)} top-ranked candidates, each with its given and suggested label, the checker's "
+                                  "probability of the given label and its class probabilities."))
     return out

@@ -1,24 +1,32 @@
-"""Generated findings and verdicts: the sentences of the executive summary and the cover's badges.
+"""Generated sentences: findings of the executive summary, the cover's badges, and the sections' readings.
 
-Each generator reads only plain data (a report context or a summary.json), so the same sentences can
-be rebuilt from an archived audit, and each is unit-tested on constructed cases.
+Every generator reads only plain data (a report context or a summary.json), so an archived audit
+rebuilds the same sentences. Each sentence states only what its numbers support: a class is called
+weakest only when its interval separates it from the others, a tie is named as a tie, calibration is
+judged against the noise floor of a perfectly calibrated model, the temperature's wording follows
+T < 1 or T > 1, and aleatoric / epistemic are this method's estimates, never causes. Each generator
+is unit-tested on the constructed cases that would make it wrong (tests/test_findings.py).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Sequence
 
-from .metrics import fmt
+from .metrics import fmt, fmt_interval
 
-# Findings shown in the executive summary (the most important first).
+# Findings shown in the executive summary besides the label finding (the most important first).
 N_FINDINGS = 3
-# Estimated label-error rate below which the label-noise badge is good / a warning; bad above.
+# Estimated label-error rate below which the label badge is good / a warning; bad above.
 LABEL_RATE_LEVELS = ((0.01, "good"), (0.05, "warn"), (math.inf, "bad"))
 # Accuracy at or above which the performance finding reads as good; below the second, bad.
 ACCURACY_LEVELS = (0.98, 0.90)
-# Coverage at 1 % error at or above which selective prediction reads as good; below the second, bad.
+# Cross-fitted coverage at the 1 %-error threshold at or above which it reads as good; below the second, bad.
 COVERAGE_LEVELS = (0.90, 0.50)
+# |log T| below this reads as "T close to 1" (about 0.95 < T < 1.05).
+TEMPERATURE_NEAR_ONE = 0.05
+# Share of all errors above which one class pair is said to concentrate them.
+CONCENTRATED_ERROR_SHARE = 0.25
 
 
 def _num(d: Mapping, key: str) -> float | None:
@@ -33,117 +41,282 @@ def _pct(v: float) -> str:
     return f"{100 * v:.1f} %"
 
 
-def _ece_word(ece: float) -> str:
-    from .uncertainty import ECE_WORDS
+def _with_ci(metrics: Mapping, key: str, digits: int = 3) -> str:
+    """'0.037 (0.030–0.045)' or '93.1 % (91.4–94.5)': a value with its 95 % interval when known."""
+    v = _num(metrics, key)
+    if v is None:
+        return "not measured"
+    text = fmt(v, key) if key == "accuracy" or fmt(v, key).endswith("%") else f"{v:.{digits}f}"
+    lo, hi = metrics.get(key + "_ci_low"), metrics.get(key + "_ci_high")
+    if lo is None or hi is None:
+        return text
+    if text.endswith("%"):
+        return f"{text} {fmt_interval(lo, hi, key)}"
+    return f"{text} ({float(lo):.{digits}f}–{float(hi):.{digits}f})"
 
-    return next(w for limit, w in ECE_WORDS if ece < limit)
+
+def _quote(name) -> str:
+    return f"‘{name}’"
 
 
-def _calibration_side(ece: float, conf: float, acc: float) -> str:
-    """'over-confident', 'under-confident' or 'mixed' (the same rule as uncertainty.reading)."""
-    if abs(conf - acc) < ece / 2:
-        return "mixed"
-    return "over-confident" if conf > acc else "under-confident"
+# --------------------------------------------------------------------------- sentences
+
+
+def class_sentence(per_class: Sequence[Mapping]) -> str | None:
+    """Weakest and strongest class, named only when the 95 % intervals separate them from every other class.
+
+    Args:
+        per_class: rows with name, accuracy and accuracy_ci [low, high] (uncertainty.per_class).
+    Returns:
+        One sentence, or None with fewer than two classes that have samples.
+    """
+    rows = [r for r in per_class if r.get("accuracy") is not None and r.get("accuracy_ci")]
+    if len(rows) < 2:
+        return None
+    worst = min(rows, key=lambda r: (r["accuracy"], str(r["name"])))
+    best = max(rows, key=lambda r: (r["accuracy"], str(r["name"])))
+    others_w = [r for r in rows if r is not worst]
+    others_b = [r for r in rows if r is not best]
+    worst_apart = worst["accuracy_ci"][1] < min(r["accuracy_ci"][0] for r in others_w)
+    best_apart = best["accuracy_ci"][0] > max(r["accuracy_ci"][1] for r in others_b)
+
+    def show(r):
+        return f"{_quote(r['name'])} at {_pct(r['accuracy'])} {fmt_interval(*r['accuracy_ci'], 'accuracy')}"
+
+    parts = []
+    if worst_apart:
+        parts.append(f"the weakest class is {show(worst)}, below every other class's 95 % interval")
+    if best_apart:
+        parts.append(f"the strongest is {show(best)}, above every other class's interval")
+    if parts:
+        text = "; ".join(parts)
+        if not (worst_apart and best_apart):
+            text += "; the other classes cannot be told apart at this sample size"
+        return text[0].upper() + text[1:] + "."
+    return (f"Per-class accuracy ranges from {_pct(worst['accuracy'])} ({_quote(worst['name'])}) to "
+            f"{_pct(best['accuracy'])} ({_quote(best['name'])}), but the 95 % intervals overlap: no class can be "
+            "called weakest or strongest at this sample size.")
+
+
+def confusion_sentence(confusion: Sequence[Sequence[int]], names: Sequence[str]) -> str:
+    """The most frequent confusion between two classes (either direction), naming ties as ties.
+
+    Args:
+        confusion: K x K counts, rows true class, columns predicted class.
+        names: K class names.
+    """
+    k = len(names)
+    pairs = {}
+    for i in range(k):
+        for j in range(i + 1, k):
+            pairs[(i, j)] = int(confusion[i][j]) + int(confusion[j][i])
+    n_err = sum(pairs.values())
+    if n_err == 0:
+        return "There are no errors between classes to analyse."
+    top = max(pairs.values())
+    tied = [p for p, c in pairs.items() if c == top]
+    label = " and ".join(f"{names[i]}↔{names[j]}" for i, j in tied[:4]) + (f" and {len(tied) - 4} more pairs" if len(tied) > 4 else "")
+    if len(tied) > 1:
+        return (f"The most frequent confusions are tied: {label}, {top} error{'s' if top != 1 else ''} each, "
+                f"of {n_err} errors in all.")
+    if top >= 2 and top / n_err >= CONCENTRATED_ERROR_SHARE:
+        return f"Errors concentrate in {label}: {top} of {n_err} errors."
+    return f"Errors are spread out: the most frequent confusion, {label}, accounts for {top} of {n_err} errors."
+
+
+def aleatoric_link_sentence(facts: Mapping) -> str | None:
+    """How many errors sit among the samples with the highest aleatoric (or total) uncertainty estimate."""
+    n_err, caught, frac = facts.get("n_errors"), facts.get("errors_in_top"), facts.get("top_fraction")
+    if not n_err:
+        return None
+    what = "aleatoric" if facts.get("top_statistic") == "aleatoric" else "total"
+    return (f"{100 * caught / n_err:.0f} % of the wrong predictions ({caught} of {n_err}) are among the "
+            f"{100 * frac:.0f} % of samples with the highest {what} uncertainty estimate "
+            f"({100 * frac:.0f} % would mean no link).")
+
+
+def epistemic_sentence(metrics: Mapping, *, measured: bool, n_samples, method: str = "") -> str:
+    """The epistemic share of the predictive entropy, as this method's estimate (no causal claims)."""
+    if not measured:
+        return ("Epistemic uncertainty was not measured: one deterministic pass per sample. Rerun with --mc-samples 30 "
+                "(MC dropout) or an ensemble to estimate it.")
+    epi, total = _num(metrics, "mean_epistemic"), _num(metrics, "mean_entropy")
+    if epi is None or not total:
+        return "Epistemic uncertainty could not be estimated."
+    how = "members of the ensemble" if "ensemble" in method else "MC-dropout samples"
+    return (f"By this method's estimate (mutual information over {n_samples} {how}), epistemic uncertainty averages "
+            f"{_with_ci(metrics, 'mean_epistemic')} nats, {100 * epi / total:.0f} % of the mean predictive entropy; the split "
+            "describes this model's sampling, not what more data or training would change.")
+
+
+def calibration_sentence(metrics: Mapping, floor: Mapping | None) -> tuple[str, str]:
+    """(verdict, sentence): the ECE judged against the noise floor of a perfectly calibrated model.
+
+    verdict is "miscalibrated", "consistent" or "unknown".
+    """
+    ece = _num(metrics, "ece")
+    if ece is None or not floor:
+        return "unknown", "Calibration was not measured."
+    conf, acc = _num(metrics, "mean_confidence"), _num(metrics, "accuracy")
+    n = metrics.get("n_samples")
+    base = (f"ECE {_with_ci(metrics, 'ece')} against a noise floor of {floor['floor_q95']:.3f} (the 95th percentile of "
+            f"the ECE of a perfectly calibrated model with the same confidences and {fmt(n)} samples; p = {floor['p_value']:.3g})")
+    if floor["verdict"] == "consistent":
+        return "consistent", f"{base}: consistent with calibration at this sample size."
+    side = ""
+    if conf is not None and acc is not None:
+        side = (", over-confident on average" if conf > acc else ", under-confident on average")
+        side += f" (mean confidence {conf:.3f} vs accuracy {acc:.3f})"
+    return "miscalibrated", f"{base}: miscalibrated{side}."
+
+
+def temperature_sentence(metrics: Mapping, before: Mapping | None, after: Mapping | None) -> str | None:
+    """What the fitted temperature does (T < 1 sharpens, T > 1 softens) and whether scaling made a detectable difference."""
+    t = _num(metrics, "temperature")
+    if t is None:
+        return None
+    if abs(math.log(t)) < TEMPERATURE_NEAR_ONE:
+        what = f"The fitted temperature T = {t:.2f} is close to 1: scaling barely changes the probabilities"
+    elif t < 1:
+        what = f"The fitted temperature T = {t:.2f} < 1 sharpens the probabilities (the model's confidences were too low)"
+    else:
+        what = f"The fitted temperature T = {t:.2f} > 1 softens the probabilities (the model's confidences were too high)"
+    e0, e1 = _num(metrics, "ece"), _num(metrics, "ece_temperature_scaled")
+    if not before or not after or e0 is None or e1 is None:
+        return what + "."
+    change = f"held-out ECE {e0:.3f} → {e1:.3f}"
+    if before["verdict"] == "consistent":
+        tail = (f"{change}; the model was already consistent with calibration at this sample size, so no difference "
+                "scaling makes can be told from noise")
+    elif after["verdict"] == "consistent":
+        tail = f"{change}: scaling brings it within the noise floor of a calibrated model, a real improvement"
+    else:
+        tail = f"{change}, still above the noise floor ({after['floor_q95']:.3f}): scaling alone does not calibrate this model"
+    return f"{what}; {tail}."
+
+
+def selective_sentence(metrics: Mapping) -> tuple[str, str]:
+    """(level, sentence) on abstaining below a confidence threshold, with the cross-fitted (honest) error."""
+    thr, cov, risk = _num(metrics, "threshold_1pct"), _num(metrics, "coverage_1pct"), _num(metrics, "risk_1pct")
+    if thr is None or cov is None or risk is None:
+        return "bad", ("No confidence threshold keeps the error at or below 1 % on both random halves of the samples: "
+                       "even the most confident predictions need review.")
+    hi = metrics.get("risk_1pct_ci_high")
+    bound = f", at most {_pct(float(hi))} at 95 % confidence" if hi is not None else ""
+    good, bad = COVERAGE_LEVELS
+    level = "good" if cov >= good else "bad" if cov < bad else "warn"
+    return level, (f"Answering only when confidence is at least {thr:.4f} (chosen for ≤ 1 % error) keeps {_pct(cov)} of the "
+                   f"samples; chosen on one half and measured on the other, its error is {_pct(risk)}{bound}.")
+
+
+def label_sentence(li: Mapping, metrics: Mapping) -> tuple[str, str]:
+    """(level, sentence): the label finding, in the words "candidates for human review", never "mislabelled"."""
+    n_flag, n_est = int(li.get("n_flagged", 0)), int(li.get("n_estimated", 0))
+    n_checked = int(li.get("n_checked") or metrics.get("n_samples") or 0)
+    rate = float(li.get("rate") or 0.0)
+    checker = li.get("checker") or {}
+    reviews = li.get("reviews") or {}
+    level = next(lv for limit, lv in LABEL_RATE_LEVELS if rate < limit)
+    if checker.get("independent"):
+        acc = checker.get("accuracy")
+        who = (f"An independent checker ({checker.get('short', 'cross-validated')}, out-of-sample accuracy "
+               f"{_pct(acc)} {fmt_interval(*checker['accuracy_ci'], 'accuracy')})" if acc is not None and checker.get("accuracy_ci")
+               else "An independent checker")
+        if n_flag == 0:
+            text = f"{who} finds no label that confidently disagrees with it among {n_checked:,} checked samples"
+            level = "good"
+        else:
+            text = (f"{who} estimates {n_est:,} label errors ({_pct(rate)}) among {n_checked:,} checked samples and flags "
+                    f"{n_flag:,} of them as candidates for human review")
+        cases = li.get("cases") or {}
+        if cases.get("model_errors"):
+            text += (f"; {cases['model_errors']:,} of the audited model's errors are model errors, not label issues "
+                     "(the checker agrees with the given label)")
+    else:
+        who, why = (("The saved probabilities", "they are evidence about labels only if they are out-of-sample and from a "
+                     "model far more accurate than the label noise") if checker.get("kind") == "saved" else
+                    ("The audited model", "without an independent checker (--cv) these candidates for human review mix label "
+                     "errors with the model's own mistakes"))
+        if n_flag == 0:
+            text = f"{who} confidently disagree{'' if who.endswith('s') else 's'} with no given label"
+        else:
+            text = (f"{who} confidently disagree{'' if who.endswith('s') else 's'} with {n_flag:,} of {n_checked:,} given labels "
+                    f"(confident learning estimates {n_est:,} label errors); {why}")
+        level = "warn" if n_flag else "info"
+    if reviews.get("reviewed"):
+        text += (f"; reviewers have settled {reviews['reviewed']:,} samples ({reviews.get('label_wrong', 0):,} labels confirmed "
+                 f"wrong, {reviews.get('label_ok', 0):,} kept)")
+    return level, text + "."
+
+
+# --------------------------------------------------------------------------- findings and badges
 
 
 def _finding_performance(ctx: Mapping) -> dict | None:
     m = ctx.get("metrics", {})
-    acc, n = _num(m, "accuracy"), m.get("n_samples")
+    acc = _num(m, "accuracy")
     if acc is None:
         return None
-    rows = [r for r in ctx.get("per_class", []) if r.get("count") and r.get("accuracy") is not None]
-    text = f"Accuracy is {fmt(acc, 'accuracy')} on {fmt(n)} audited samples"
-    gap = 0.0
-    if len(rows) > 1:
-        worst = min(rows, key=lambda r: (r["accuracy"], str(r["name"])))
-        best = max(rows, key=lambda r: (r["accuracy"], str(r["name"])))
-        gap = max(0.0, acc - worst["accuracy"])
-        wrong = round((1 - worst["accuracy"]) * worst["count"])
-        text += (f"; the weakest class is ‘{worst['name']}’ at {_pct(worst['accuracy'])} ({wrong} of {worst['count']} wrong), "
-                 f"the strongest ‘{best['name']}’ at {_pct(best['accuracy'])}")
+    text = f"Accuracy is {_with_ci(m, 'accuracy')} on {fmt(m.get('n_samples'))} audited samples."
+    classes = class_sentence(ctx.get("per_class") or [])
+    if classes:
+        text += " " + classes
+    lo = _num(m, "accuracy_ci_low")
     good, bad = ACCURACY_LEVELS
-    level = "good" if acc >= good and gap < 0.05 else "bad" if acc < bad else "warn"
-    return {"topic": "performance", "level": level, "score": min(1.0, 4 * (1 - acc) + 2 * gap), "text": text + "."}
+    level = "good" if lo is not None and lo >= good else "bad" if acc < bad else "warn"
+    return {"topic": "performance", "level": level, "score": min(1.0, 4 * (1 - acc)), "text": text}
 
 
 def _finding_calibration(ctx: Mapping) -> dict | None:
     m = ctx.get("metrics", {})
-    ece, conf, acc = _num(m, "ece"), _num(m, "mean_confidence"), _num(m, "accuracy")
-    if ece is None or conf is None or acc is None:
+    floor = (ctx.get("calibration") or {}).get("floor")
+    verdict, text = calibration_sentence(m, floor)
+    if verdict == "unknown":
         return None
-    word = _ece_word(ece)
-    if word == "well calibrated":
-        text = f"The model is well calibrated (ECE {ece:.3f}): its confidence can be read as the chance of being right"
-        level = "good"
-    else:
-        side = _calibration_side(ece, conf, acc)
-        what = "miscalibrated, over-confident in some bins and under-confident in others" if side == "mixed" else side
-        text = f"The model is {word} {what} (ECE {ece:.3f}; mean confidence {conf:.3f} vs accuracy {acc:.3f})"
-        level = "warn" if word == "slightly" else "bad"
-        t, after = _num(m, "temperature"), _num(m, "ece_temperature_scaled")
-        if t is not None and after is not None:
-            text += f"; temperature scaling with T = {t:.2f} brings the held-out ECE to {after:.3f}"
-    return {"topic": "calibration", "level": level, "score": min(1.0, 10 * ece), "text": text + "."}
+    t = temperature_sentence(m, floor, (ctx.get("temperature") or {}).get("floor_after"))
+    if verdict == "miscalibrated" and t:
+        text += " " + t
+    level = "good" if verdict == "consistent" else "warn"
+    ece = _num(m, "ece") or 0.0
+    return {"topic": "calibration", "level": level, "score": 0.15 if verdict == "consistent" else min(1.0, 0.4 + 10 * ece),
+            "text": text}
 
 
 def _finding_label_issues(ctx: Mapping) -> dict | None:
     li = ctx.get("label_issues")
     if not li:
         return None
-    n_flagged, n_est, rate = int(li.get("n_flagged", 0)), int(li.get("n_estimated", 0)), float(li.get("rate", 0.0))
-    level = next(lv for limit, lv in LABEL_RATE_LEVELS if rate < limit)
-    if n_flagged == 0:
-        return {"topic": "label_issues", "level": "good", "score": 0.05,
-                "text": "Confident learning finds no likely label error among the audited samples."}
-    text = (f"Confident learning estimates {n_est:,} label errors ({fmt(rate, 'label_error_rate')} of the audited samples) "
-            f"and flags {n_flagged:,} samples for review")
-    likely = (li.get("triage_counts") or {}).get("likely_mislabelled", 0)
-    if likely:
-        text += f", {likely} of them likely mislabelled"
-    rows = li.get("rows") or []
-    if rows:
-        r = rows[0]
-        text += f"; the top one, sample #{r['index']}, is labelled ‘{r['given']}’ but looks like ‘{r['suggested']}’"
-    return {"topic": "label_issues", "level": level, "score": min(1.0, 20 * rate), "text": text + "."}
+    level, text = label_sentence(li, ctx.get("metrics", {}))
+    rate = float(li.get("rate") or 0.0)
+    return {"topic": "label_issues", "level": level, "score": min(1.0, 0.3 + 20 * rate), "text": text}
 
 
 def _finding_selective(ctx: Mapping) -> dict | None:
     m = ctx.get("metrics", {})
     if "coverage_1pct" not in m:
         return None
-    cov, thr = _num(m, "coverage_1pct"), _num(m, "threshold_1pct")
-    if cov is None or thr is None:
-        return {"topic": "selective", "level": "bad", "score": 0.5,
-                "text": "No confidence threshold brings the error rate down to 1 %: even the most confident predictions need review."}
-    good, bad = COVERAGE_LEVELS
-    level = "good" if cov >= good else "bad" if cov < bad else "warn"
-    text = (f"Answering only when confidence is at least {thr:.3f} keeps the error rate at or below 1 % "
-            f"and covers {_pct(cov)} of the samples; the rest would need a human decision.")
-    return {"topic": "selective", "level": level, "score": 0.6 * (1 - cov), "text": text}
+    level, text = selective_sentence(m)
+    cov = _num(m, "coverage_1pct")
+    return {"topic": "selective", "level": level, "score": 0.5 if cov is None else 0.6 * (1 - cov), "text": text}
 
 
 def _finding_epistemic(ctx: Mapping) -> dict | None:
-    m = ctx.get("metrics", {})
-    if not ctx.get("epistemic_measured"):
-        return {"topic": "epistemic", "level": "warn", "score": 0.35,
-                "text": ("Epistemic (model) uncertainty was not measured: one deterministic pass per sample. "
-                         "Rerun with --mc-samples 30 (MC dropout) or an ensemble to separate model from data uncertainty.")}
-    epi, total = _num(m, "mean_epistemic"), _num(m, "mean_entropy")
-    if epi is None or not total:
-        return None
-    share = epi / total
-    s = (ctx.get("method") or {}).get("n_samples", "?")
-    tail = ("most of the uncertainty lies in the data itself, which more training will not remove" if share < 0.2
-            else "more (or more varied) training data should reduce it")
-    return {"topic": "epistemic", "level": "info" if share < 0.2 else "warn", "score": 0.2 + 0.5 * share,
-            "text": f"Epistemic uncertainty (S = {s}) is {share:.0%} of the predictive entropy ({epi:.3f} nats): {tail}."}
+    method = ctx.get("method") or {}
+    measured = bool(ctx.get("epistemic_measured"))
+    text = epistemic_sentence(ctx.get("metrics", {}), measured=measured, n_samples=method.get("n_samples", "?"),
+                              method=str(method.get("method", "")))
+    return {"topic": "epistemic", "level": "info" if measured else "warn", "score": 0.2 if measured else 0.35, "text": text}
 
 
 def _finding_confusion(ctx: Mapping) -> dict | None:
-    for sentence in ctx.get("reading", []):
-        if sentence.startswith("Errors concentrate"):
-            return {"topic": "confusion", "level": "warn", "score": 0.45, "text": sentence}
-    return None
+    facts = ctx.get("errors") or {}
+    names = (ctx.get("data") or {}).get("class_names")
+    if not facts.get("confusion") or not names:
+        return None
+    text = confusion_sentence(facts["confusion"], names)
+    concentrated = text.startswith("Errors concentrate")
+    return {"topic": "confusion", "level": "warn" if concentrated else "info", "score": 0.45 if concentrated else 0.1,
+            "text": text}
 
 
 _FINDERS = (_finding_performance, _finding_calibration, _finding_label_issues, _finding_selective,
@@ -151,48 +324,85 @@ _FINDERS = (_finding_performance, _finding_calibration, _finding_label_issues, _
 
 
 def findings(ctx: Mapping, *, limit: int | None = N_FINDINGS) -> list[dict]:
-    """The most important findings as generated sentences, most important first.
+    """The executive summary's findings, most important first; the label finding is always among them.
 
     Each candidate (performance, calibration, label issues, selective prediction, epistemic
-    uncertainty, concentrated confusion) gets a score in [0, 1] from its own numbers (see the
-    methods appendix); ties keep that order.
+    uncertainty, confusion) gets a score in [0, 1] from its own numbers; ties keep that order. The
+    cover always shows a label badge, so the label finding is kept whatever its score (then up to
+    `limit` others).
 
     Args:
         ctx: a report context or a summary.json (plain data).
-        limit: how many to return (None: all candidates).
+        limit: how many besides the label finding (None: all candidates).
     Returns:
         [{"topic", "level" (good|warn|bad|info), "score", "text"}].
     """
     found = [f for fn in _FINDERS if (f := fn(ctx)) is not None]
     found.sort(key=lambda f: -f["score"])  # stable: equal scores keep the candidate order
-    return found if limit is None else found[:limit]
+    if limit is None:
+        return found
+    label = [f for f in found if f["topic"] == "label_issues"]
+    rest = [f for f in found if f["topic"] != "label_issues"][:limit]
+    return sorted(rest + label, key=lambda f: -f["score"])
 
 
 def verdicts(ctx: Mapping) -> list[dict]:
     """Cover badges: [{"label", "text", "level"}]; each text carries the verdict in words."""
     m = ctx.get("metrics", {})
     out = []
-    acc = _num(m, "accuracy")
-    if acc is not None:
-        out.append({"label": "Accuracy", "text": fmt(acc, "accuracy"), "level": "info"})
-    ece = _num(m, "ece")
-    if ece is not None:
-        word = _ece_word(ece)
-        level = "good" if word == "well calibrated" else "warn" if word == "slightly" else "bad"
-        out.append({"label": "Calibration", "text": f"{word if level == 'good' else word + ' miscalibrated'} (ECE {ece:.3f})", "level": level})
+    if _num(m, "accuracy") is not None:
+        out.append({"label": "Accuracy", "text": _with_ci(m, "accuracy"), "level": "info"})
+    verdict, _ = calibration_sentence(m, (ctx.get("calibration") or {}).get("floor"))
+    if verdict != "unknown":
+        word = "consistent with calibration" if verdict == "consistent" else "miscalibrated"
+        out.append({"label": "Calibration", "text": f"{word} (ECE {_num(m, 'ece'):.3f}, noise floor "
+                    f"{_num(m, 'ece_noise_floor'):.3f})", "level": "good" if verdict == "consistent" else "warn"})
     if ctx.get("epistemic_measured"):
         s = (ctx.get("method") or {}).get("n_samples", "?")
-        out.append({"label": "Epistemic uncertainty", "text": f"measured (S = {s})", "level": "good"})
+        out.append({"label": "Epistemic uncertainty", "text": f"estimated (S = {s})", "level": "good"})
     else:
         out.append({"label": "Epistemic uncertainty", "text": "not measured", "level": "warn"})
     li = ctx.get("label_issues")
     if li:
-        rate = float(li.get("rate", 0.0))
-        level = next(lv for limit, lv in LABEL_RATE_LEVELS if rate < limit)
-        out.append({"label": "Label issues", "text": f"{li.get('n_estimated', 0):,} estimated ({fmt(rate, 'label_error_rate')})", "level": level})
+        rate = float(li.get("rate") or 0.0)
+        n_flag = int(li.get("n_flagged", 0))
+        if (li.get("checker") or {}).get("independent"):
+            level = next(lv for limit, lv in LABEL_RATE_LEVELS if rate < limit)
+            text = f"{n_flag:,} candidates for review ({fmt(rate, 'label_error_rate')} estimated)"
+        else:
+            level = "warn" if n_flag else "info"
+            text = f"{n_flag:,} candidates for review, no independent checker"
+        out.append({"label": "Label issues", "text": text, "level": level})
     g = ctx.get("gates") or []
     if g:
         failed = sum(1 for x in g if x["failed"])
         out.append({"label": "CI gates", "text": f"{failed} of {len(g)} failed" if failed else f"all {len(g)} passed",
                     "level": "bad" if failed else "good"})
+    return out
+
+
+def readings(ctx: Mapping) -> dict[str, list[str]]:
+    """The sentences under each section heading, by section (performance, uncertainty, calibration, selective)."""
+    m = ctx.get("metrics", {})
+    method = ctx.get("method") or {}
+    facts = ctx.get("errors") or {}
+    names = (ctx.get("data") or {}).get("class_names") or []
+    cal = ctx.get("calibration") or {}
+    out: dict[str, list[str]] = {"performance": [], "uncertainty": [], "calibration": [], "selective": []}
+    classes = class_sentence(ctx.get("per_class") or [])
+    if classes:
+        out["performance"].append(classes)
+    if facts.get("confusion") and names:
+        out["performance"].append(confusion_sentence(facts["confusion"], names))
+    link = aleatoric_link_sentence(facts)
+    if link:
+        out["uncertainty"].append(link)
+    out["uncertainty"].append(epistemic_sentence(m, measured=bool(ctx.get("epistemic_measured")),
+                                                 n_samples=method.get("n_samples", "?"), method=str(method.get("method", ""))))
+    verdict, text = calibration_sentence(m, cal.get("floor"))
+    out["calibration"].append(text)
+    t = temperature_sentence(m, cal.get("floor"), (ctx.get("temperature") or {}).get("floor_after"))
+    if t:
+        out["calibration"].append(t)
+    out["selective"].append(selective_sentence(m)[1])
     return out

@@ -33,7 +33,7 @@ conversion of non-float inputs); scratch is one batch (confident joint) or one c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -95,16 +95,6 @@ RANKERS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "normalized_margin": normalized_margin,
 }
 
-# Triage category keys -> display names.
-TRIAGE_NAMES = {
-    "likely_mislabelled": "likely mislabelled",
-    "ambiguous": "ambiguous",
-    "model_unsure": "model unsure",
-}
-# Percentile of a statistic over all N samples above which a flag is put down to it.
-TRIAGE_PERCENTILE = 90.0
-
-
 @dataclass(frozen=True)
 class LabelIssues:
     """Confident-learning estimates for one data set and the samples it flags.
@@ -126,6 +116,7 @@ class LabelIssues:
             so the two can differ by a few samples).
         issue_mask: (N,) bool, True for flagged samples.
         flagged: (M,) int64 indices of flagged samples, most likely issue first.
+        given: (M,) int64 given label per flagged sample.
         suggested: (M,) int64 suggested label per flagged sample (argmax of probs; never the given one).
         self_confidence: (M,) float64 probs[i, given_i] per flagged sample.
         score: (M,) float64 ranking score per flagged sample (lower = more likely an issue).
@@ -140,6 +131,7 @@ class LabelIssues:
     n_issues_estimated: int
     issue_mask: np.ndarray
     flagged: np.ndarray
+    given: np.ndarray
     suggested: np.ndarray
     self_confidence: np.ndarray
     score: np.ndarray
@@ -147,27 +139,16 @@ class LabelIssues:
     rank_by: str
 
 
-@dataclass(frozen=True)
-class Triage:
-    """Why each flagged sample is probably flagged: label error, ambiguous input, or unsure model.
-
-    Attributes:
-        category: (M,) object array of TRIAGE_NAMES keys, aligned with LabelIssues.flagged.
-        aleatoric_threshold: 90th percentile of the aleatoric statistic over all N samples.
-        epistemic_threshold: 90th percentile of epistemic over all N samples; None when not given.
-        aleatoric_source: "aleatoric" when given, else "normalised entropy" (its fallback).
-        rule: one sentence stating the rule, for the report.
-    """
-
-    category: np.ndarray
-    aleatoric_threshold: float
-    epistemic_threshold: float | None
-    aleatoric_source: str
-    rule: str
+# Flag rules, picked by name (--flag-rule): "cleanlab" is the reference rule exactly; "reportgen" is
+# the default, chosen by bench/label_noise.py (see _reportgen_rule).
+RULES = {
+    "reportgen": "confident learning (prune by noise rate), then see _reportgen_rule",
+    "cleanlab": "the reference implementation's default rule exactly (cleanlab.filter.find_label_issues, prune by noise rate)",
+}
 
 
 def find_label_issues(
-    labels, probs, *, rank_by: str = "self_confidence"
+    labels, probs, *, rule: str = "reportgen", rank_by: str = "self_confidence"
 ) -> LabelIssues:
     """Flag likely label errors by confident learning, pruning by noise rate.
 
@@ -178,23 +159,26 @@ def find_label_issues(
     Args:
         labels: (N,) integer given labels in [0, K).
         probs: (N, K) out-of-sample predicted probabilities, rows sum to 1.
+        rule: a RULES name.
         rank_by: a RANKERS name; orders the flagged samples, lower score first.
     Returns:
         LabelIssues with the estimates and the M flagged samples.
     Raises:
-        ValueError: unknown `rank_by`.
+        ValueError: unknown `rule` or `rank_by`.
         DataError: invalid labels or probabilities (see validate.probabilities_and_labels).
     """
     if rank_by not in RANKERS:
         raise ValueError(
             f"unknown rank_by {rank_by!r}; valid: {', '.join(sorted(RANKERS))}"
         )
+    if rule not in RULES:
+        raise ValueError(f"unknown rule {rule!r}; valid: {', '.join(RULES)}")
     labels, probs = validate.probabilities_and_labels(labels, probs, source="probabilities")
-    return _compute_label_issues(labels, probs, rank_by=rank_by)
+    return _compute_label_issues(labels, probs, rank_by=rank_by, rule=rule)
 
 
 def _compute_label_issues(
-    labels: np.ndarray, probs: np.ndarray, *, rank_by: str
+    labels: np.ndarray, probs: np.ndarray, *, rank_by: str, rule: str = "cleanlab"
 ) -> LabelIssues:
     """find_label_issues on already-validated (N,) int64 labels and (N, K) float32/64 probs."""
     n, k = probs.shape
@@ -211,6 +195,8 @@ def _compute_label_issues(
     noise_matrix = _compute_noise_matrix(calibrated)
     prune_counts = _compute_prune_counts(_round_rows(calibrated_counts))
     issue_mask = _prune_by_noise_rate(labels, probs, prune_counts, by_label, starts)
+    if rule == "reportgen":
+        issue_mask = _reportgen_rule(labels, probs, issue_mask, thresholds)
 
     candidates = np.flatnonzero(issue_mask)
     score = RANKERS[rank_by](labels[candidates], probs[candidates])
@@ -225,6 +211,7 @@ def _compute_label_issues(
         n_issues_estimated=int(np.rint((1.0 - np.trace(calibrated)) * n)),
         issue_mask=issue_mask,
         flagged=flagged,
+        given=labels[flagged].astype(np.int64),
         suggested=probs[flagged].argmax(axis=1).astype(np.int64),
         self_confidence=self_confidence(labels[flagged], probs[flagged]),
         score=score[order].astype(np.float64),
@@ -455,97 +442,59 @@ def _prune_by_noise_rate(
     return mask
 
 
-def normalised_entropy(probs: np.ndarray) -> np.ndarray:
-    """Entropy of each probability row divided by log K.
+# Cases of the audited samples when both the audited model and an independent checker are known.
+CASES = {
+    "label_candidate": "label-error candidate: the checker confidently disagrees with the given label",
+    "model_error": "model error, not a label issue: the checker agrees with the given label, the audited model does not",
+    "ambiguous": "ambiguous: the audited model is wrong and the checker is unsure too",
+}
+
+
+def separate_cases(labels, model_predicted, checker_probs, flagged, thresholds) -> np.ndarray:
+    """Tell label errors from the audited model's own errors, sample by sample.
+
+    - label_candidate: flagged by confident learning on the checker's probabilities;
+    - model_error: not flagged, the audited model is wrong, and the checker agrees confidently with
+      the given label (its argmax is the given label and its probability reaches that class's
+      confident-learning threshold t_given);
+    - ambiguous: not flagged, the audited model is wrong, and the checker does not agree confidently;
+    - "" otherwise (the audited model is right and nothing is flagged).
 
     Args:
-        probs: (N, K) float, rows sum to 1.
+        labels: (N,) int given labels.
+        model_predicted: (N,) int the audited model's predictions.
+        checker_probs: (N, K) the checker's out-of-sample probabilities.
+        flagged: (N,) bool confident-learning flags on the checker's probabilities.
+        thresholds: (K,) per-class thresholds t_j of that run (LabelIssues.thresholds).
     Returns:
-        (N,) float64 in [0, 1]; 1 = uniform.
+        (N,) object array of CASES keys or "".
     """
-    p = np.asarray(probs, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * np.log(p), 0.0)
-    return -terms.sum(axis=1) / np.log(p.shape[1])
+    y = np.asarray(labels, dtype=np.int64)
+    pred = np.asarray(model_predicted, dtype=np.int64)
+    p = np.asarray(checker_probs, dtype=np.float64)
+    flagged = np.asarray(flagged, dtype=bool)
+    t = np.nan_to_num(np.asarray(thresholds, dtype=np.float64), nan=np.inf)
+    rows = np.arange(len(y))
+    agrees = (p.argmax(axis=1) == y) & (p[rows, y] >= t[y] - CONFIDENCE_SLACK)
+    wrong = pred != y
+    out = np.full(len(y), "", dtype=object)
+    out[wrong & ~flagged & agrees] = "model_error"
+    out[wrong & ~flagged & ~agrees] = "ambiguous"
+    out[flagged] = "label_candidate"
+    return out
 
 
-def _per_sample(values, n: int, name: str) -> np.ndarray:
-    """A finite (n,) float64 copy of a per-sample statistic, or DataError naming it."""
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.shape != (n,):
-        raise DataError(f"{name}: expected shape ({n},), got {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise DataError(f"{name}: {int((~np.isfinite(arr)).sum())} values are NaN or inf")
-    return arr
+def _reportgen_rule(labels: np.ndarray, probs: np.ndarray, issue_mask: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """The default rule's refinement of the prune-by-noise-rate flags (chosen by bench/label_noise.py)."""
+    return issue_mask
 
 
-def _in_top(values: np.ndarray, threshold: float) -> np.ndarray:
-    """(N,) bool: at or above the threshold and above the minimum.
-
-    Without the second condition a statistic that is mostly constant (e.g. all-zero
-    epistemic from a deterministic model) would put every sample in the "top 10 %".
-    """
-    return (values >= threshold) & (values > values.min())
-
-
-def triage(
-    issues: LabelIssues,
-    probs,
-    *,
-    aleatoric: np.ndarray | None,
-    epistemic: np.ndarray | None,
-) -> Triage:
-    """Sort each flagged sample into model unsure / ambiguous / likely mislabelled.
-
-    Rule: model_unsure if epistemic >= its 90th percentile over all N samples; else
-    ambiguous if aleatoric >= its 90th percentile; else likely_mislabelled. A value equal
-    to the statistic's minimum never counts (a constant statistic selects nobody). Without
-    epistemic (a deterministic model) the first branch is skipped; without aleatoric the
-    normalised entropy of `probs` stands in for it.
-
-    Args:
-        issues: result of find_label_issues on the same N samples.
-        probs: (N, K) predicted probabilities (used for the entropy fallback).
-        aleatoric: (N,) per-sample aleatoric uncertainty, or None.
-        epistemic: (N,) per-sample epistemic uncertainty, or None.
-    Returns:
-        Triage with one category per flagged sample.
-    Raises:
-        DataError: a statistic with the wrong shape or non-finite values.
-    """
-    n = len(issues.issue_mask)
-    if aleatoric is None:
-        probs = np.asarray(probs, dtype=np.float64)
-        if probs.shape[0] != n:
-            raise DataError(f"probabilities: expected {n} rows, got {probs.shape[0]}")
-        aleatoric_values, aleatoric_source = normalised_entropy(probs), "normalised entropy"
-    else:
-        aleatoric_values, aleatoric_source = _per_sample(aleatoric, n, "aleatoric"), "aleatoric"
-    aleatoric_threshold = float(np.percentile(aleatoric_values, TRIAGE_PERCENTILE))
-    flagged = issues.flagged
-    category = np.full(len(flagged), "likely_mislabelled", dtype=object)
-    category[_in_top(aleatoric_values, aleatoric_threshold)[flagged]] = "ambiguous"
-
-    pct = f"{TRIAGE_PERCENTILE:g}th percentile"
-    if epistemic is None:
-        epistemic_threshold = None
-        rule = (
-            f"A flagged sample is ambiguous if its {aleatoric_source} is at or above the "
-            f"{pct} over all samples, otherwise likely mislabelled (no epistemic estimate)."
-        )
-    else:
-        epistemic_values = _per_sample(epistemic, n, "epistemic")
-        epistemic_threshold = float(np.percentile(epistemic_values, TRIAGE_PERCENTILE))
-        category[_in_top(epistemic_values, epistemic_threshold)[flagged]] = "model_unsure"
-        rule = (
-            f"A flagged sample is model unsure if its epistemic uncertainty is at or above the "
-            f"{pct} over all samples, else ambiguous if its {aleatoric_source} is at or "
-            f"above its {pct}, else likely mislabelled."
-        )
-    return Triage(
-        category=category,
-        aleatoric_threshold=aleatoric_threshold,
-        epistemic_threshold=epistemic_threshold,
-        aleatoric_source=aleatoric_source,
-        rule=rule,
-    )
+def drop_flags(issues: LabelIssues, unflag: np.ndarray) -> LabelIssues:
+    """The same estimates with the samples in `unflag` ((N,) bool, e.g. reviewed as label_ok) no longer flagged."""
+    unflag = np.asarray(unflag, dtype=bool)
+    keep = ~unflag[issues.flagged]
+    if keep.all():
+        return issues
+    return replace(issues, issue_mask=issues.issue_mask & ~unflag, flagged=issues.flagged[keep], given=issues.given[keep],
+                   suggested=issues.suggested[keep], self_confidence=issues.self_confidence[keep], score=issues.score[keep],
+                   per_class_issues=np.bincount(issues.given[keep], minlength=len(issues.per_class_issues)).astype(np.int64))

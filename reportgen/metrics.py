@@ -23,7 +23,8 @@ class Metric:
 
     key: short snake_case key (summary.json); name: display name; kind: "percent" (a share shown
     as %), "count" (an integer) or "value"; better: "higher", "lower", "closer_to_1" or None
-    (describes the data or the method); interval: True when a 95 % interval is reported; short: the name used inside sentences.
+    (describes the data or the method); interval: True when a 95 % interval is reported; short: the name used inside sentences;
+    missing: the words shown when the value is None.
     """
 
     key: str
@@ -32,6 +33,7 @@ class Metric:
     better: str | None = None
     interval: bool = False
     short: str = ""  # name inside a sentence ("ECE"); the display name when empty
+    missing: str = "not measured"  # what a value of None means for this metric
 
 
 METRICS: tuple[Metric, ...] = (
@@ -43,7 +45,15 @@ METRICS: tuple[Metric, ...] = (
     Metric("mean_aleatoric", "Mean aleatoric uncertainty E[H(p)] (nats)", "value", None, True),
     Metric("mean_epistemic", "Mean epistemic uncertainty I = H[p̄] − E[H(p)] (nats)", "value", None, True),
     Metric("ece", "Expected calibration error (ECE, 15 equal-width bins)", "value", "lower", True, "ECE"),
-    Metric("mce", "Maximum calibration error (MCE, bins with ≥ 30 samples)", "value", "lower", False, "MCE"),
+    Metric("ece_noise_floor", "ECE noise floor: 95th percentile for a perfectly calibrated model, same confidences and N",
+           "value", None, False, "noise floor"),
+    Metric("ece_p_value", "p-value of the ECE against that noise floor", "value", None, False, "p"),
+    Metric("ece_debiased", "Debiased calibration error (Kumar et al. 2019, L2, 15 equal-mass bins)", "value", "lower", False,
+           "debiased ECE"),
+    Metric("ece_equal_mass", "ECE with 15 equal-mass bins", "value", "lower", False, "equal-mass ECE"),
+    Metric("classwise_ece", "Classwise ECE (mean over classes of p_k against 1[y = k])", "value", "lower", False, "classwise ECE"),
+    Metric("mce", "Maximum calibration error (MCE, bins with ≥ 30 samples)", "value", "lower", False, "MCE",
+           "not enough samples per bin (no bin holds 30)"),
     Metric("brier", "Brier score", "value", "lower", True, "Brier score"),
     Metric("nll", "Negative log-likelihood (nats)", "value", "lower", True, "NLL"),
     Metric("ece_temperature_scaled", "ECE after temperature scaling (held out)", "value", "lower", False, "ECE after scaling"),
@@ -54,11 +64,26 @@ METRICS: tuple[Metric, ...] = (
     Metric("acc_at_90", "Accuracy on the 90 % most confident", "percent", "higher", True),
     Metric("acc_at_95", "Accuracy on the 95 % most confident", "percent", "higher", True),
     Metric("acc_at_99", "Accuracy on the 99 % most confident", "percent", "higher", True),
-    Metric("threshold_1pct", "Confidence threshold for at most 1 % error", "value"),
-    Metric("coverage_1pct", "Coverage at that threshold", "percent", "higher"),
-    Metric("n_flagged", "Label-error candidates flagged for review", "count"),
+    Metric("threshold_1pct", "Confidence threshold for at most 1 % error (chosen on all samples)", "value", None, False,
+           "threshold", "no threshold reaches 1 % error"),
+    Metric("risk_1pct", "Error rate at a 1 %-error threshold, cross-fitted (chosen on one half, measured on the other)",
+           "percent", "lower", True, "cross-fitted risk", "no threshold reaches 1 % error on both halves"),
+    Metric("coverage_1pct", "Coverage at that threshold, cross-fitted", "percent", "higher", False, "coverage",
+           "no threshold reaches 1 % error on both halves"),
+    Metric("n_checked", "Labels checked", "count"),
+    Metric("n_flagged", "Label-error candidates flagged for human review", "count"),
     Metric("n_issues_estimated", "Estimated label errors (confident learning)", "count"),
     Metric("label_error_rate", "Estimated label-error rate", "percent"),
+    Metric("checker_accuracy", "Checker's out-of-sample agreement with the given labels", "percent", "higher", True,
+           "checker accuracy", "no independent checker (--cv)"),
+    Metric("n_model_errors", "Audited model's errors where the checker agrees with the label (model errors)", "count",
+           None, False, "", "needs an independent checker (--cv)"),
+    Metric("n_ambiguous_errors", "Audited model's errors where the checker is unsure too (ambiguous)", "count",
+           None, False, "", "needs an independent checker (--cv)"),
+    Metric("n_reviewed", "Samples with a reviewer's verdict", "count"),
+    Metric("n_confirmed_label_errors", "Label errors confirmed by reviewers", "count"),
+    Metric("n_reviewed_label_ok", "Labels reviewers kept (not flagged again)", "count"),
+    Metric("n_unreviewed_flags", "Flagged samples not yet reviewed", "count"),
 )
 
 BY_KEY: dict[str, Metric] = {m.key: m for m in METRICS}
@@ -109,7 +134,8 @@ def is_percent(key: str) -> bool:
 def fmt(value: Any, key: str = "") -> str:
     """The one way a metric value is displayed (HTML, PDF, Markdown and tests use it)."""
     if value is None:
-        return "not measured"
+        m = BY_KEY.get(base_key(key))
+        return m.missing if m else "not measured"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (int, np.integer)):

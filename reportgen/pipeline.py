@@ -6,7 +6,7 @@ import datetime as _dt
 import hashlib
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +16,7 @@ from .version import __version__
 from .archive import check_component, version_dir
 from .data import Dataset, Provenance, Splits, load, load_class_names, load_mnist, sha256_file, split_train_audit, take
 from .errors import DataError, ModelError, OutputError, ReportgenError
+from .intervals import DEFAULT_REPLICATES
 from .model import DEFAULT_EPOCHS
 
 Progress = Callable[[str], None]
@@ -64,6 +65,12 @@ class AuditOptions:
     audit_size: int | None = None
     rank_by: str = "self_confidence"
     cv: int | None = None
+    checker: str = "default"
+    checker_epochs: int | None = None
+    flag_rule: str = "reportgen"
+    reviews: str | None = None
+    apply_reviews: bool = False
+    bootstrap: int = DEFAULT_REPLICATES
     trust_model: bool = False
     paper: str = "a4"
     fail_on: tuple[str, ...] = ()
@@ -140,72 +147,6 @@ def run_train(opts: TrainOptions, progress: Progress | None = None) -> list[Path
     ]
 
 
-def kfold_indices(labels: np.ndarray, folds: int, *, seed: int) -> list[np.ndarray]:
-    """Seeded stratified K-fold: `folds` disjoint sorted index arrays covering every row."""
-    rng = np.random.default_rng(seed)
-    parts: list[list[np.ndarray]] = [[] for _ in range(folds)]
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        rng.shuffle(idx)
-        for f, chunk in enumerate(np.array_split(idx, folds)):
-            parts[f].append(chunk)
-    return [np.sort(np.concatenate(p)) for p in parts]
-
-
-def _scatter(parts, n: int):
-    """Merge per-fold SampledPredictions (index, predictions) into one for all n rows."""
-    from .uncertainty import SampledPredictions
-
-    first = parts[0][1]
-    k = first.mean_probs.shape[1]
-    mean, std, votes, ent = np.zeros((n, k)), np.zeros((n, k)), np.zeros((n, k), np.int32), np.zeros(n)
-    for idx, sp in parts:
-        mean[idx], std[idx], votes[idx], ent[idx] = sp.mean_probs, sp.std_probs, sp.votes, sp.expected_entropy
-    return SampledPredictions(mean, std, ent, votes, first.n_samples)
-
-
-def cross_val_predictions(ds: Dataset, *, folds: int, epochs: int, batch_size: int, seed: int, mc_samples: int,
-                          cache_dir: Path | None, name: str, progress: Progress | None = None):
-    """Out-of-sample predictions for every row of `ds` by K-fold cross-validation of the default CNN.
-
-    Each fold's model trains on the other K-1 folds and predicts only its own fold, so no
-    sample is ever scored by a model that saw its label. Fold models are cached in `cache_dir`.
-
-    Returns:
-        (SampledPredictions for all N rows, PredictInfo, list of the K model sha256s).
-    """
-    from . import model as M
-    from .predict import PredictInfo, predict
-
-    if not 2 <= folds <= len(ds.labels):
-        raise ReportgenError(f"--cv {folds}: need 2 <= K <= {len(ds.labels)} (the number of samples)")
-    if cache_dir is None:
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="reportgen-cv-") as tmp:
-            return cross_val_predictions(ds, folds=folds, epochs=epochs, batch_size=batch_size, seed=seed,
-                                         mc_samples=mc_samples, cache_dir=Path(tmp), name=name, progress=progress)
-    parts, shas, info = [], [], None
-    for f, held in enumerate(kfold_indices(ds.labels, folds, seed=seed)):
-        train_idx = np.setdiff1d(np.arange(len(ds.labels)), held)
-        tr = ds.subset(train_idx)
-        key = M.TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed + f, train_size=len(train_idx)).key(
-            tr.provenance.sha256 + ":" + hashlib.sha256(tr.labels.tobytes() + train_idx.tobytes()).hexdigest())
-        path = cache_dir / f"{name}-fold{f + 1}of{folds}-{key}.keras"
-        _say(progress, f"fold {f + 1}/{folds}: {len(train_idx)} training images, {len(held)} held out")
-        if path.exists():
-            _say(progress, f"fold {f + 1}/{folds}: reusing {path}")
-        else:
-            train_default(tr, epochs=epochs, batch_size=batch_size, seed=seed + f, path=path, force=True, progress=progress)
-        m = M.load(path)
-        sp, info = predict([m], ds.images[held], mc_samples=mc_samples, seed=seed + f, progress=None)
-        parts.append((held, sp))
-        shas.append(m.sha256)
-    merged = _scatter(parts, len(ds.labels))
-    desc = f"{folds}-fold cross-validation of the default CNN (each sample predicted by the model that did not train on it); {info.description}"
-    return merged, PredictInfo(f"cv_{info.method}", info.n_samples, desc), shas
-
-
 @dataclass
 class _Resolved:
     """The audit's inputs once resolved: data, models or saved probabilities, name, version."""
@@ -215,11 +156,12 @@ class _Resolved:
     version: str
     models: list = field(default_factory=list)
     probs: np.ndarray | None = None
-    sampled: object | None = None  # precomputed SampledPredictions (cross-validation)
-    method: dict | None = None
     notes: list[str] = field(default_factory=list)
     model_info: dict = field(default_factory=dict)
     data_role: str = "held-out"
+    checked: Dataset | None = None  # the samples whose labels are checked (None: the audited ones)
+    checker: object | None = None  # checker.CheckerResult for `checked` (None: no independent checker)
+    reviews: object | None = None  # reviews.Reviews aligned with `checked` (or with `audit` when checked is None)
 
 
 def _load_npy(path: str, what: str) -> np.ndarray:
@@ -250,8 +192,13 @@ def _resolve_predictions(opts: AuditOptions) -> _Resolved:
         raise DataError(f"{opts.images}: {len(images)} images for {len(labels)} labels")
     probs_sha, labels_sha = sha256_file(opts.predictions), sha256_file(opts.labels)
     prov = Provenance("predictions", str(Path(opts.labels).resolve()), labels_sha, int(len(labels)))
-    return _from_probabilities(probs, labels, images, names, prov=prov, probs_sha=probs_sha, name=opts.name or Path(opts.predictions).stem,
-                               version=opts.version, path=str(Path(opts.predictions).resolve()), data_name=Path(opts.labels).stem)
+    r = _from_probabilities(probs, labels, images, names, prov=prov, probs_sha=probs_sha, name=opts.name or Path(opts.predictions).stem,
+                            version=opts.version, path=str(Path(opts.predictions).resolve()), data_name=Path(opts.labels).stem)
+    reviews = _read_reviews(opts, r.audit)
+    if reviews is not None and opts.apply_reviews:
+        r.audit = Dataset(r.audit.images, reviews.apply(r.audit.labels), r.audit.class_names, r.audit.provenance, r.audit.name)
+    r.reviews = reviews
+    return r
 
 
 def _from_probabilities(probs, labels, images, names, *, prov: Provenance, probs_sha: str, name: str, version: str | None,
@@ -269,11 +216,53 @@ def _from_probabilities(probs, labels, images, names, *, prov: Provenance, probs
                      model_info=info, data_role="saved probabilities (assumed out-of-sample)")
 
 
+def _row_keys(ds: Dataset) -> list[tuple[str, int]]:
+    """(split, row) of every sample: how flagged.csv and review files name it."""
+    return list(zip(ds.source_split.tolist(), ds.source_index.tolist()))
+
+
+def _align_reviews(reviews, source: Dataset, target: Dataset):
+    """Reviews read against `source` rows, re-aligned with the rows of `target` (a subset or the same)."""
+    from .reviews import Reviews, no_reviews
+
+    if reviews is None:
+        return no_reviews(len(target.labels))
+    pos = {k: i for i, k in enumerate(_row_keys(source))}
+    idx = np.array([pos[k] for k in _row_keys(target)], dtype=np.int64)
+    return Reviews(reviews.verdict[idx], reviews.corrected[idx], reviews.note[idx], reviews.source)
+
+
+def _read_reviews(opts: AuditOptions, labelled: Dataset):
+    """The --reviews file aligned with every labelled sample (None without one)."""
+    if not opts.reviews:
+        return None
+    from . import reviews as R
+
+    return R.read(opts.reviews, splits=labelled.source_split, rows=labelled.source_index, class_names=labelled.class_names)
+
+
+def _apply_reviews(splits: Splits, reviews, labelled: Dataset, progress: Progress | None) -> Splits:
+    """Every split with the labels reviewers confirmed wrong replaced by their corrected labels."""
+    corrected = {k: int(c) for k, v, c in zip(_row_keys(labelled), reviews.verdict, reviews.corrected) if v == "label_wrong"}
+    if not corrected:
+        return splits
+    _say(progress, f"applying {len(corrected)} reviewed label correction(s) from {reviews.source}")
+
+    def fix(ds: Dataset) -> Dataset:
+        y = np.array([corrected.get(k, int(v)) for k, v in zip(_row_keys(ds), ds.labels)], dtype=np.int64)
+        return Dataset(ds.images, y, ds.class_names, ds.provenance, ds.name, ds.index, ds.split)
+
+    return splits.map(fix)
+
+
 def _resolve_models(opts: AuditOptions, progress: Progress | None) -> _Resolved:
     from . import model as M
 
     splits = _load_data(opts.data, opts.class_names, progress)
     notes = list(splits.notes)
+    reviews = _read_reviews(opts, splits.labelled())
+    if reviews is not None and opts.apply_reviews:
+        splits = _apply_reviews(splits, reviews, splits.labelled(), progress)
     if opts.models:
         models = M.check_ensemble([M.load(p, trust=opts.trust_model) for p in opts.models])
         audit = splits.any
@@ -293,7 +282,7 @@ def _resolve_models(opts: AuditOptions, progress: Progress | None) -> _Resolved:
         name = opts.name or models[0].name
         if role.startswith("whole data set"):
             _say(progress, f"warning: auditing every sample of {audit.provenance.path}; if the model trained on any of them, "
-                           "its probabilities there are not evidence (use --cv instead)")
+                           "its probabilities there are not evidence (use --cv for the label check)")
     else:
         train_ds, audit = _training_set(splits, opts.seed)
         train_ds = take(train_ds, opts.train_size, seed=opts.seed)
@@ -316,8 +305,21 @@ def _resolve_models(opts: AuditOptions, progress: Progress | None) -> _Resolved:
         M.check_fits(models[0], audit)
         role = "held out from training (seeded stratified split)" if splits.whole is not None else "test split (the model trained on the train split)"
     info = _model_info(models)
-    return _Resolved(audit=audit, name=name, version=opts.version or info["sha256"][:VERSION_DIGITS], models=models,
-                     notes=notes, model_info=info, data_role=role)
+    r = _Resolved(audit=audit, name=name, version=opts.version or info["sha256"][:VERSION_DIGITS], models=models,
+                  notes=notes, model_info=info, data_role=role)
+    if opts.cv:
+        from .checker import cross_val_probabilities
+
+        labelled = splits.labelled()
+        r.checked = labelled
+        epochs = opts.checker_epochs or (opts.epochs if opts.checker == "seed" else None)
+        r.checker = cross_val_probabilities(labelled, folds=opts.cv, recipe=opts.checker, epochs=epochs,
+                                            batch_size=opts.batch_size, seed=opts.seed, mc_samples=opts.mc_samples,
+                                            cache_dir=Path(opts.output) / MODEL_CACHE, name=name, progress=progress)
+        r.reviews = _align_reviews(reviews, splits.labelled(), labelled)
+    else:
+        r.reviews = _align_reviews(reviews, splits.labelled(), audit)
+    return r
 
 
 def _model_info(models: list) -> dict:
@@ -334,8 +336,34 @@ def _model_info(models: list) -> dict:
 
 
 @dataclass(frozen=True)
+class LabelResult:
+    """The label check: confident learning on a checker's out-of-sample probabilities, and what it can tell.
+
+    checked: the Dataset whose labels were checked (every labelled sample with --cv, else the audited ones).
+    probs: (M, K) float64 the checker's probabilities for them.
+    issues: label_issues.LabelIssues on (checked.labels, probs); samples reviewed label_ok are not flagged again.
+    checker: plain data: kind ("cv" | "audited_model" | "saved"), independent, description, short, recipe,
+        folds, accuracy and accuracy_ci against the given labels, per_class [{name, count, accuracy, accuracy_ci}].
+    rule: the flag rule (label_issues.RULES).
+    reviews: reviews.Reviews aligned with `checked`.
+    audit_pos: (N,) int64 position of each audited sample in `checked`.
+    cases: (N,) object array of label_issues.CASES keys or "" per audited sample; None without an
+        independent checker (then label errors and model errors cannot be told apart).
+    """
+
+    checked: Dataset
+    probs: np.ndarray
+    issues: object
+    checker: dict
+    rule: str
+    reviews: object
+    audit_pos: np.ndarray
+    cases: np.ndarray | None
+
+
+@dataclass(frozen=True)
 class AuditResult:
-    """Every statistic of one audit: per-sample uncertainty, summaries, and label issues."""
+    """Every statistic of one audit: per-sample uncertainty, summaries with intervals, and the label check."""
 
     sampled: object  # uncertainty.SampledPredictions
     stats: object  # uncertainty.UncertaintyStats
@@ -344,67 +372,135 @@ class AuditResult:
     selective: object  # uncertainty.SelectiveStats
     per_class: list[dict]
     metrics: dict
-    reading: list[str]
-    issues: object  # label_issues.LabelIssues
-    triage: object  # label_issues.Triage
+    errors: dict  # uncertainty.error_facts
+    labels: LabelResult
 
 
-def analyse(ds: Dataset, sampled, *, rank_by: str = "self_confidence", seed: int = 0) -> AuditResult:
-    """All dataset-level statistics for `ds` given its sampled predictions."""
+def _checker_info(checked: Dataset, probs: np.ndarray, checker, kind: str) -> dict:
+    """What the report says about the checker: how it was made and how often it agrees with the given labels."""
+    from .intervals import wilson
+
+    y = checked.labels
+    right = probs.argmax(axis=1) == y
+    k = checked.n_classes
+    count, hit = np.bincount(y, minlength=k), np.bincount(y[right], minlength=k)
+    ci = wilson(hit, count)
+    per_class = [{"name": checked.class_names[c], "count": int(count[c]), "accuracy": float(hit[c] / count[c]) if count[c] else None,
+                  "accuracy_ci": [float(v) for v in ci[c]] if count[c] else None} for c in range(k)]
+    info = {"kind": kind, "independent": kind == "cv", "accuracy": float(right.mean()),
+            "accuracy_ci": [float(v) for v in wilson(int(right.sum()), len(y))], "per_class": per_class,
+            "recipe": None, "folds": None, "fold_sha256": []}
+    if kind == "cv":
+        info.update(recipe=checker.recipe, folds=checker.folds, description=checker.description, fold_sha256=checker.fold_sha256,
+                    short=f"{checker.folds}-fold cross-validation, {checker.recipe} checker")
+    elif kind == "saved":
+        info.update(description="the saved probabilities themselves (reportgen assumes they are out-of-sample); no separate "
+                                "checker, so label errors and the model's own errors cannot be told apart",
+                    short="the saved probabilities")
+    else:
+        info.update(description="no independent checker: the audited model's own held-out probabilities; its confident "
+                                "disagreements mix label errors with its own mistakes (rerun with --cv K for a checker)",
+                    short="the audited model itself")
+    return info
+
+
+def check_labels(audit: Dataset, predicted: np.ndarray, audit_probs: np.ndarray, *, checked: Dataset | None = None,
+                 checker=None, reviews=None, kind: str = "audited_model", rule: str = "reportgen",
+                 rank_by: str = "self_confidence") -> LabelResult:
+    """Confident learning on the checker's probabilities (or the audited ones), reviews applied, cases separated.
+
+    Args:
+        audit: the audited samples; predicted: (N,) the audited model's predictions; audit_probs: (N, K) its probabilities.
+        checked, checker: every labelled sample and its checker.CheckerResult (--cv); None: check the audited labels
+            with `audit_probs`.
+        reviews: reviews.Reviews aligned with the checked samples (None: none).
+        kind: "cv", "audited_model" or "saved" (what the probabilities are, for the report).
+    """
     from . import label_issues as LI
+    from .reviews import no_reviews
+
+    if checker is None:
+        checked, probs, audit_pos = audit, audit_probs, np.arange(len(audit.labels))
+    else:
+        probs = checker.probs
+        pos = {key: i for i, key in enumerate(_row_keys(checked))}
+        audit_pos = np.array([pos[key] for key in _row_keys(audit)], dtype=np.int64)
+    reviews = reviews if reviews is not None else no_reviews(len(checked.labels))
+    issues = LI.find_label_issues(checked.labels, probs, rule=rule, rank_by=rank_by)
+    issues = LI.drop_flags(issues, reviews.verdict == "label_ok")
+    cases = None
+    if checker is not None:
+        cases = LI.separate_cases(audit.labels, predicted, probs[audit_pos], issues.issue_mask[audit_pos], issues.thresholds)
+    return LabelResult(checked, probs, issues, _checker_info(checked, probs, checker, kind), rule, reviews, audit_pos, cases)
+
+
+def label_metrics(lr: LabelResult) -> dict:
+    """The label check's numbers for summary.json (plain Python values)."""
+    iss, rv = lr.issues, lr.reviews
+    n = len(lr.checked.labels)
+    counts = rv.counts()
+    out = {
+        "n_checked": int(n),
+        "n_flagged": int(len(iss.flagged)),
+        "n_issues_estimated": int(iss.n_issues_estimated),
+        "label_error_rate": float(iss.n_issues_estimated / max(1, n)),
+        "checker_accuracy": lr.checker["accuracy"] if lr.checker["independent"] else None,
+        "checker_accuracy_ci_low": lr.checker["accuracy_ci"][0] if lr.checker["independent"] else None,
+        "checker_accuracy_ci_high": lr.checker["accuracy_ci"][1] if lr.checker["independent"] else None,
+        "n_model_errors": None if lr.cases is None else int(np.sum(lr.cases == "model_error")),
+        "n_ambiguous_errors": None if lr.cases is None else int(np.sum(lr.cases == "ambiguous")),
+        "n_reviewed": counts["reviewed"],
+        "n_confirmed_label_errors": counts["label_wrong"],
+        "n_reviewed_label_ok": counts["label_ok"],
+        "n_unreviewed_flags": int(np.sum(~rv.reviewed[iss.flagged])),
+    }
+    return out
+
+
+def analyse(ds: Dataset, sampled, *, rank_by: str = "self_confidence", seed: int = 0, flag_rule: str = "reportgen",
+            replicates: int = DEFAULT_REPLICATES, checked: Dataset | None = None, checker=None, reviews=None,
+            kind: str = "audited_model") -> AuditResult:
+    """All dataset-level statistics for `ds` given its sampled predictions, with 95 % intervals, and the label check."""
     from . import uncertainty as U
 
     probs, labels, k = sampled.mean_probs, ds.labels, ds.n_classes
     stats = U.per_sample(sampled, labels)
-    cal = U.calibration(probs, labels)
+    cal = U.calibration(probs, labels, seed=seed)
     temp = U.temperature_scaling(probs, labels, seed=seed)
-    sel = U.selective_prediction(stats.confidence, stats.correct)
-    per_class = U.per_class(stats, labels, probs, n_classes=k, class_names=ds.class_names)
+    sel = U.selective_prediction(stats.confidence, stats.correct, seed=seed)
+    per_class = U.per_class(stats, labels, probs, n_classes=k, class_names=ds.class_names, classwise=cal.classwise)
     metrics = U.summarize(stats, cal, temp, sel)
-    issues = LI.find_label_issues(labels, probs, rank_by=rank_by)
-    tri = LI.triage(issues, probs, aleatoric=stats.aleatoric if stats.epistemic_measured else None,
-                    epistemic=stats.epistemic if stats.epistemic_measured else None)
-    metrics.update({
-        "n_flagged": int(len(issues.flagged)),
-        "n_issues_estimated": int(issues.n_issues_estimated),
-        "label_error_rate": float(issues.n_issues_estimated / max(1, len(labels))),
-    })
-    text = U.reading(stats, labels, ds.class_names, cal)
-    return AuditResult(sampled, stats, cal, temp, sel, per_class, metrics, text, issues, tri)
-
-
-def _resolve_cv(opts: AuditOptions, progress: Progress | None) -> _Resolved:
-    """--cv K: audit every sample of the data with out-of-sample probabilities from K fold models."""
-    splits = _load_data(opts.data, opts.class_names, progress)
-    ds = take(splits.labelled(), opts.audit_size, seed=opts.seed)
-    name = opts.name or f"{ds.name}-cnn-cv{opts.cv}"
-    check_component(name, "model name")
-    cache = Path(opts.output) / MODEL_CACHE
-    sampled, info, shas = cross_val_predictions(ds, folds=opts.cv, epochs=opts.epochs, batch_size=opts.batch_size, seed=opts.seed,
-                                                mc_samples=opts.mc_samples, cache_dir=cache, name=name, progress=progress)
-    sha = hashlib.sha256("".join(shas).encode()).hexdigest()
-    model_info = {"path": str(cache.resolve()), "sha256": sha, "kind": f"{opts.cv} cross-validated default CNNs",
-                  "outputs_probs": False, "fold_sha256": shas, "metadata": {}}
-    return _Resolved(audit=ds, name=name, version=opts.version or sha[:VERSION_DIGITS], sampled=sampled,
-                     method=asdict(info), notes=list(splits.notes), model_info=model_info,
-                     data_role=f"out-of-sample by {opts.cv}-fold cross-validation")
+    metrics.update(U.interval_metrics(stats, probs, labels, sel, replicates=replicates, seed=seed))
+    lr = check_labels(ds, stats.predicted, probs, checked=checked, checker=checker, reviews=reviews, kind=kind,
+                      rule=flag_rule, rank_by=rank_by)
+    metrics.update(label_metrics(lr))
+    return AuditResult(sampled, stats, cal, temp, sel, per_class, metrics, U.error_facts(stats, labels, k), lr)
 
 
 def _validate_options(opts: AuditOptions) -> None:
-    from .label_issues import RANKERS
+    from .checker import RECIPES
+    from .label_issues import RANKERS, RULES
 
     if opts.rank_by not in RANKERS:
         raise ReportgenError(f"--rank-by {opts.rank_by!r}: choose one of {', '.join(sorted(RANKERS))}")
+    if opts.flag_rule not in RULES:
+        raise ReportgenError(f"--flag-rule {opts.flag_rule!r}: choose one of {', '.join(RULES)}")
+    if opts.checker not in RECIPES:
+        raise ReportgenError(f"--checker {opts.checker!r}: choose one of {', '.join(RECIPES)}")
     if opts.mc_samples < 1:
         raise ReportgenError("--mc-samples must be at least 1")
+    if opts.bootstrap < 1:
+        raise ReportgenError("--bootstrap must be at least 1")
     if opts.predictions and opts.models:
         raise ReportgenError("give either --predictions or --model, not both")
-    if opts.cv is not None and (opts.predictions or opts.models):
-        raise ReportgenError("--cv trains its own fold models: it cannot be combined with --model or --predictions")
+    if opts.cv is not None and opts.predictions:
+        raise ReportgenError("--cv trains checker models on images: use it with --data (and optionally --model), not --predictions")
+    if opts.apply_reviews and not opts.reviews:
+        raise ReportgenError("--apply-reviews needs --reviews FILE (the verdicts to apply)")
     for path in opts.models:  # before any slow work (data loading, downloads, TensorFlow)
         if not Path(path).is_file():
             raise ModelError(f"{path}: no such model file")
-    for path in (opts.predictions, opts.labels, opts.images, opts.class_names):
+    for path in (opts.predictions, opts.labels, opts.images, opts.class_names, opts.reviews):
         if path and not Path(path).is_file():
             raise DataError(f"{path}: no such file")
     if opts.version:
@@ -459,7 +555,8 @@ class Audit:
         _say(progress, f"rendering the report into {final}")
         try:
             with staged_folder(final, force=force) as stage:
-                report.write_all(stage, context, flagged_rows=report.flagged_rows(self.dataset, self.result), paper=paper)
+                report.write_all(stage, context, flagged_rows=report.flagged_rows(self.dataset, self.result),
+                                 review_rows=report.review_rows(self.dataset, self.result), paper=paper)
         except OSError as e:
             raise OutputError(f"{final}: cannot write the report ({e.strerror or e})") from e
         return final
@@ -467,9 +564,7 @@ class Audit:
 
 def _compute(r: _Resolved, opts: AuditOptions, progress: Progress | None) -> Audit:
     """Predict (unless probabilities are given) and compute every statistic."""
-    if r.sampled is not None:
-        sampled, method = r.sampled, r.method
-    elif r.probs is not None:
+    if r.probs is not None:
         from .uncertainty import SampleAccumulator
 
         acc = SampleAccumulator(*r.probs.shape)
@@ -484,7 +579,9 @@ def _compute(r: _Resolved, opts: AuditOptions, progress: Progress | None) -> Aud
         sampled, pinfo = predict(r.models, r.audit.images, mc_samples=opts.mc_samples, seed=opts.seed, progress=progress)
         method = asdict(pinfo)
     _say(progress, "computing uncertainty, calibration and label issues")
-    result = analyse(r.audit, sampled, rank_by=opts.rank_by, seed=opts.seed)
+    kind = "cv" if r.checker is not None else "saved" if r.probs is not None else "audited_model"
+    result = analyse(r.audit, sampled, rank_by=opts.rank_by, seed=opts.seed, flag_rule=opts.flag_rule, replicates=opts.bootstrap,
+                     checked=r.checked, checker=r.checker, reviews=r.reviews, kind=kind)
     return Audit(dataset=r.audit, result=result, method=method, model_name=r.name, version=r.version,
                  model_info=r.model_info, data_role=r.data_role, notes=r.notes, options=asdict(opts),
                  has_images=r.probs is None or bool(opts.images), command=opts.command)
@@ -500,12 +597,7 @@ def run_audit(opts: AuditOptions, progress: Progress | None = None) -> Path:
 
     _validate_options(opts)
     load_quietly(keras=not opts.predictions)
-    if opts.predictions:
-        r = _resolve_predictions(opts)
-    elif opts.cv:
-        r = _resolve_cv(opts, progress)
-    else:
-        r = _resolve_models(opts, progress)
+    r = _resolve_predictions(opts) if opts.predictions else _resolve_models(opts, progress)
     final = version_dir(opts.output, r.name, r.version)
     if final.exists() and not opts.force:
         raise OutputError(f"{final}: already exists; pass --force to overwrite it")
@@ -517,8 +609,8 @@ def run_audit(opts: AuditOptions, progress: Progress | None = None) -> Path:
 
 
 def audit(model_or_probs, images=None, labels=None, *, class_names: list[str] | None = None, mc_samples: int = 30,
-          seed: int = 0, rank_by: str = "self_confidence", name: str | None = None, version: str | None = None,
-          trust_model: bool = False) -> Audit:
+          seed: int = 0, rank_by: str = "self_confidence", flag_rule: str = "reportgen", bootstrap: int = DEFAULT_REPLICATES,
+          name: str | None = None, version: str | None = None, trust_model: bool = False) -> Audit:
     """Audit in a notebook: the same numbers as `reportgen audit`, without touching the disk.
 
     Args:
@@ -537,7 +629,8 @@ def audit(model_or_probs, images=None, labels=None, *, class_names: list[str] | 
 
     if labels is None:
         raise ReportgenError("audit(): labels are required")
-    opts = AuditOptions(mc_samples=mc_samples, seed=seed, rank_by=rank_by, command="reportgen.audit()")
+    opts = AuditOptions(mc_samples=mc_samples, seed=seed, rank_by=rank_by, flag_rule=flag_rule, bootstrap=bootstrap,
+                        command="reportgen.audit()")
     _validate_options(opts)
     load_quietly()
     if isinstance(model_or_probs, np.ndarray):
@@ -548,8 +641,7 @@ def audit(model_or_probs, images=None, labels=None, *, class_names: list[str] | 
         prov = Provenance("arrays", "<in memory>", hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest(), int(len(y)))
         r = _from_probabilities(probs, y, x, class_names, prov=prov, probs_sha=hashlib.sha256(np.ascontiguousarray(probs).tobytes()).hexdigest(),
                                 name=name or "probabilities", version=version, path="<in memory>", data_name="arrays")
-        opts = AuditOptions(mc_samples=mc_samples, seed=seed, rank_by=rank_by, images="<in memory>" if images is not None else None,
-                            command="reportgen.audit()")
+        opts = replace(opts, images="<in memory>" if images is not None else None)
         return _compute(r, opts, None)
     members = model_or_probs if isinstance(model_or_probs, (list, tuple)) else [model_or_probs]
     models = M.check_ensemble([M.load(m, trust=trust_model) if isinstance(m, (str, Path)) else M.from_keras(m) for m in members])

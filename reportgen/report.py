@@ -17,10 +17,14 @@ import numpy as np
 from . import gates as G
 from . import metrics, render
 from .archive import FLAGGED_FILE, HTML_FILE, MD_FILE, PDF_FILE, SUMMARY_FILE, write_manifest
-from .findings import N_FINDINGS, findings, verdicts
+from .findings import N_FINDINGS, findings, readings, verdicts
+from .reviews import REVIEW_COLUMNS, REVIEW_FILE
+from .uncertainty import MCE_MIN_COUNT
 
-# Columns of flagged.csv, in order (compare.py reads "index").
-FLAGGED_COLUMNS = ("rank", "index", "given", "suggested", "self_confidence", "score", "category")
+# Columns of flagged.csv, in order (compare.py and review files name a sample by "split" and "row").
+FLAGGED_COLUMNS = ("rank", "split", "row", "given", "suggested", "p_given", "score", "audited_prediction", "review")
+# Model errors shown as examples in the label section (the audited model wrong, the checker agreeing with the label).
+MODEL_ERROR_EXAMPLES = 8
 # Flagged samples listed in the report's table (all of them go to flagged.csv).
 TABLE_ROWS = 30
 # Packages whose versions are recorded in the provenance.
@@ -89,13 +93,8 @@ def build_context(*, audit, result, figures, method: dict, model_name: str, vers
     gates = tuple(gates) or tuple(options.get("fail_on") or ())
     names = metrics.names()
     m = _plain(result.metrics)
-    iss, tri, st = result.issues, result.triage, result.stats
-    cats = list(tri.category)
+    st = result.stats
     k = audit.n_classes
-    flagged_table = [
-        {**row, "self_confidence": float(row["self_confidence"]), "score": float(row["score"])}
-        for row in flagged_rows(audit, result, limit=TABLE_ROWS)
-    ]
     cal = result.calibration
     bins = [
         {"lo": float(cal.bin_edges[b]), "hi": float(cal.bin_edges[b + 1]), "count": int(cal.bin_count[b]),
@@ -115,21 +114,17 @@ def build_context(*, audit, result, figures, method: dict, model_name: str, vers
         "metric_names": names,
         "headline": [key for key in metrics.HEADLINE if key in m],
         "per_class": result.per_class,
-        "calibration": {"ece": cal.ece, "mce": cal.mce, "brier": cal.brier, "nll": cal.nll, "n_bins": cal.n_bins, "bins": bins},
+        "calibration": {"ece": cal.ece, "ece_debiased": cal.ece_debiased, "ece_equal_mass": cal.ece_equal_mass, "mce": cal.mce,
+                        "mce_min_count": MCE_MIN_COUNT, "brier": cal.brier, "nll": cal.nll, "n_bins": cal.n_bins, "bins": bins,
+                        "classwise": [{"name": audit.class_names[c], "ece": float(cal.classwise[c])} for c in range(k)],
+                        "floor": asdict(cal.floor)},
         "temperature": asdict(result.temperature),
         "selective": {"aurc": result.selective.aurc, "accuracy_at": result.selective.accuracy_at,
-                      "threshold_1pct": result.selective.threshold_1pct, "coverage_1pct": result.selective.coverage_1pct},
+                      "kept_at": result.selective.kept_at, "threshold_1pct": result.selective.threshold_1pct,
+                      "crossfit": result.selective.crossfit},
         "epistemic_measured": bool(st.epistemic_measured),
-        "reading": list(result.reading),
-        "label_issues": {
-            "rank_by": iss.rank_by, "n_flagged": int(len(iss.flagged)), "n_estimated": int(iss.n_issues_estimated),
-            "rate": m["label_error_rate"],
-            "per_class": [{"name": audit.class_names[c], "count": int(iss.per_class_issues[c])} for c in range(k)],
-            "triage_rule": tri.rule,
-            "triage_counts": {c: cats.count(c) for c in ("likely_mislabelled", "ambiguous", "model_unsure")},
-            "rows": flagged_table,
-            "thresholds": iss.thresholds,
-        },
+        "errors": result.errors,
+        "label_issues": label_context(audit, result, m),
         "figures": {f.key: {"title": f.title, "alt": f.alt, "uri": f.uri, "note": f.note} for f in figures},
         "warnings": warnings,
         "confidence_note": CONFIDENCE_NOTE,
@@ -143,7 +138,55 @@ def build_context(*, audit, result, figures, method: dict, model_name: str, vers
     ctx["gates"] = G.results(gates, ctx["metrics"])
     ctx["findings"] = findings(ctx)
     ctx["verdicts"] = verdicts(ctx)
+    ctx["readings"] = readings(ctx)
     return ctx
+
+
+def _scope(lr_checker: Mapping, n_checked: int, n_audited: int) -> str:
+    """What this label check can and cannot tell, in plain words."""
+    if lr_checker.get("independent"):
+        return (f"Every one of the {n_checked:,} labelled samples was checked by a model that never saw its label. A flag means "
+                "the checker confidently disagrees with the given label: a candidate for human review, not a verdict. "
+                "Among the audited samples, the audited model's own errors where the checker agrees with the label are "
+                "counted apart as model errors.")
+    if lr_checker.get("kind") == "saved":
+        return ("The flags come from the saved probabilities alone. They are evidence about labels only if those "
+                "probabilities are out-of-sample (cross-validated) and from a model far more accurate than the label "
+                "noise; label errors and the model's own errors cannot be told apart here.")
+    return (f"No independent checker was run, so only the {n_audited:,} audited samples are checked, with the audited "
+            "model's own probabilities. Its confident disagreements with a label mix label errors with its own "
+            "mistakes, and cannot tell them apart; run with --cv K to check every label with independent checker models.")
+
+
+def label_context(audit, result, m: Mapping) -> dict:
+    """The label section's plain data: checker, estimate, flags, cases, reviews."""
+    from .label_issues import CASES, RULES
+
+    lr = result.labels
+    iss = lr.issues
+    names = audit.class_names
+    cases = None
+    examples = []
+    if lr.cases is not None:
+        cases = {"label_candidates": int(np.sum(lr.cases == "label_candidate")), "model_errors": int(np.sum(lr.cases == "model_error")),
+                 "ambiguous": int(np.sum(lr.cases == "ambiguous")), "descriptions": CASES}
+        pred = result.stats.predicted
+        for i in np.flatnonzero(lr.cases == "model_error")[:MODEL_ERROR_EXAMPLES]:
+            j = lr.audit_pos[i]
+            examples.append({"split": str(audit.source_split[i]), "row": int(audit.source_index[i]), "given": names[audit.labels[i]],
+                             "predicted": names[pred[i]], "checker_p_given": float(lr.probs[j, audit.labels[i]])})
+    counts = lr.reviews.counts()
+    return {
+        "rule": lr.rule, "rule_description": RULES[lr.rule], "rank_by": iss.rank_by,
+        "n_checked": int(len(lr.checked.labels)), "n_flagged": int(len(iss.flagged)), "n_estimated": int(iss.n_issues_estimated),
+        "rate": m["label_error_rate"], "checker": lr.checker,
+        "scope": _scope(lr.checker, len(lr.checked.labels), len(audit.labels)),
+        "cases": cases, "model_error_rows": examples,
+        "reviews": {**counts, "source": lr.reviews.source, "unreviewed_flags": m["n_unreviewed_flags"]},
+        "per_class": [{"name": names[c], "count": int(iss.per_class_issues[c])} for c in range(audit.n_classes)],
+        "rows": flagged_rows(audit, result, limit=TABLE_ROWS),
+        "thresholds": iss.thresholds,
+    }
 
 
 def configuration(options: Mapping, *, config_file: str | None = None, sources: Mapping[str, str] | None = None) -> dict:
@@ -160,17 +203,46 @@ def summary_of(context: dict) -> dict:
 
 
 def flagged_rows(audit, result, *, limit: int | None = None) -> list[dict]:
-    """One CSV row per flagged sample (the first `limit`), most likely issue first; `index` is the row in the source file."""
-    iss, tri = result.issues, result.triage
-    names = audit.class_names
-    src = audit.source_index
+    """One row per flagged sample (the first `limit`), most likely first, named by its source split and row.
+
+    Columns FLAGGED_COLUMNS: rank, split, row, given, suggested, p_given (the checker's probability of
+    the given label), score (the ranking score), audited_prediction (the audited model's prediction
+    when the sample was audited, else empty), review (a reviewer's verdict, if any).
+    """
+    lr = result.labels
+    iss, checked = lr.issues, lr.checked
+    names = checked.class_names
+    audited = np.full(len(checked.labels), -1, dtype=np.int64)
+    audited[lr.audit_pos] = result.stats.predicted
     top = slice(0, limit)
     return [
-        {"rank": r + 1, "index": int(src[i]), "given": names[audit.labels[i]], "suggested": names[s],
-         "self_confidence": f"{sc:.6f}", "score": f"{score:.6f}", "category": str(c)}
-        for r, (i, s, sc, score, c) in enumerate(zip(iss.flagged[top], iss.suggested[top], iss.self_confidence[top],
-                                                     iss.score[top], tri.category[top]))
+        {"rank": r + 1, "split": str(checked.source_split[i]), "row": int(checked.source_index[i]), "given": names[g],
+         "suggested": names[s], "p_given": round(float(pg), 6), "score": round(float(sc), 6),
+         "audited_prediction": names[audited[i]] if audited[i] >= 0 else "", "review": str(lr.reviews.verdict[i])}
+        for r, (i, g, s, pg, sc) in enumerate(zip(iss.flagged[top], iss.given[top], iss.suggested[top],
+                                                   iss.self_confidence[top], iss.score[top]))
     ]
+
+
+def review_rows(audit, result) -> list[dict]:
+    """review.csv: every flagged sample and every sample reviewed before, with the verdicts known so far."""
+    from .reviews import template_rows
+
+    lr = result.labels
+    rows = template_rows(flagged_rows(audit, result))
+    known = {(r["split"], r["row"]): r for r in rows}
+    rv, checked = lr.reviews, lr.checked
+    names = checked.class_names
+    for i in np.flatnonzero(rv.reviewed):
+        key = (str(checked.source_split[i]), int(checked.source_index[i]))
+        row = known.get(key)
+        if row is None:
+            row = {"split": key[0], "row": key[1], "given": names[checked.labels[i]], "suggested": "", "verdict": "", "label": "",
+                   "note": ""}
+            rows.append(row)
+        row.update(verdict=str(rv.verdict[i]), note=str(rv.note[i]),
+                   label=names[rv.corrected[i]] if rv.verdict[i] == "label_wrong" else "")
+    return rows
 
 
 def render_html(context: dict, *, paper: str = "a4", medium: str = "screen") -> str:
@@ -197,11 +269,12 @@ def write_csv(path: Path, rows: Sequence[Mapping], columns: Sequence[str]) -> Pa
     return path
 
 
-def write_all(folder: Path, context: dict, *, flagged_rows: list[dict], paper: str = "a4") -> None:
-    """Write report.html, report.pdf, report.md, summary.json, flagged.csv and manifest.json into `folder`."""
+def write_all(folder: Path, context: dict, *, flagged_rows: list[dict], review_rows: list[dict], paper: str = "a4") -> None:
+    """Write report.html, report.pdf, report.md, summary.json, flagged.csv, review.csv and manifest.json into `folder`."""
     (folder / HTML_FILE).write_text(render_html(context, paper=paper), encoding="utf-8")
     write_pdf(context, folder, paper=paper)
     (folder / MD_FILE).write_text(render_markdown(context), encoding="utf-8")
     (folder / SUMMARY_FILE).write_text(json.dumps(summary_of(context), indent=2) + "\n", encoding="utf-8")
     write_csv(folder / FLAGGED_FILE, flagged_rows, FLAGGED_COLUMNS)
+    write_csv(folder / REVIEW_FILE, review_rows, REVIEW_COLUMNS)
     write_manifest(folder)

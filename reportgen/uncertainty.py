@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import validate
+from . import intervals, validate
 from .errors import DataError, ReportgenError
 
 # Floor before taking log of a probability (NLL, logits for TFP and temperature scaling).
@@ -40,12 +40,10 @@ CURVE_POINTS = 500
 COVERAGE_PERCENTS = (80, 90, 95, 99)
 # Error rate that the selective-prediction threshold must achieve (as a percentage).
 TARGET_ERROR_PERCENT = 1
-# Share of samples called "most aleatoric" in the plain-language reading.
+# Share of samples called "most aleatoric" when counting how many errors they hold.
 TOP_ALEATORIC_FRACTION = 0.05
-# Share of errors above which one class pair is said to concentrate them.
-CONCENTRATED_ERROR_SHARE = 0.25
-# ECE cut-offs for the words used in the plain-language reading.
-ECE_WORDS = ((0.01, "well calibrated"), (0.05, "slightly"), (0.15, "moderately"), (math.inf, "strongly"))
+# Bins with fewer samples are left out of the MCE: a handful of 0/1 outcomes is not a calibration gap.
+MCE_MIN_COUNT = 30
 
 
 # --------------------------------------------------------------------------- types
@@ -154,29 +152,36 @@ class CalibrationBins:
         full = self.count > 0
         return float(np.sum(self.count[full] * self.gaps()[full]) / n)
 
-    def mce(self) -> float:
-        """Largest gap over non-empty bins; NaN when no samples."""
-        full = self.count > 0
-        return float(self.gaps()[full].max()) if full.any() else math.nan
+    def mce(self, min_count: int = MCE_MIN_COUNT) -> float | None:
+        """Largest gap over bins holding at least `min_count` samples; None when no bin does."""
+        full = self.count >= max(1, min_count)
+        return float(self.gaps()[full].max()) if full.any() else None
 
 
 @dataclass(frozen=True)
 class CalibrationStats:
     """Calibration of (N, K) probabilities against labels.
 
-    ece: expected calibration error (tfp.stats.expected_calibration_error).
-    mce: maximum calibration error over non-empty bins.
+    ece: expected calibration error, 15 equal-width bins (tfp.stats.expected_calibration_error).
+    ece_debiased: Kumar et al.'s debiased L2 calibration error, equal-mass bins (intervals.debiased_ece).
+    ece_equal_mass: L1 ECE with equal-mass bins.
+    mce: largest bin gap over bins with >= MCE_MIN_COUNT samples; None when no bin has that many.
     brier: mean over samples of sum_k (p_k - onehot_k)^2, in [0, 2].
     nll: mean -log p_label (p floored at 1e-12), nats.
     n_bins: number of equal-width confidence bins.
     bin_edges: (n_bins + 1,) float64 from 0 to 1.
-    bin_count: (n_bins,) int64.
+    bin_count: (n_bins,) int64 (the confidence histogram under the reliability diagram).
     bin_accuracy: (n_bins,) float64, NaN where empty.
     bin_confidence: (n_bins,) float64, NaN where empty.
+    classwise: (K,) float64 classwise ECE: for class k, equal-width bins of p_k against 1[y = k].
+    floor: the equal-width ECE tested against the ECEs of a perfectly calibrated model with the
+        same confidences and N (intervals.CalibrationVerdict: verdict, p_value, floor_mean, floor_q95).
     """
 
     ece: float
-    mce: float
+    ece_debiased: float
+    ece_equal_mass: float
+    mce: float | None
     brier: float
     nll: float
     n_bins: int
@@ -184,6 +189,8 @@ class CalibrationStats:
     bin_count: np.ndarray
     bin_accuracy: np.ndarray
     bin_confidence: np.ndarray
+    classwise: np.ndarray
+    floor: intervals.CalibrationVerdict
 
 
 @dataclass(frozen=True)
@@ -193,6 +200,7 @@ class TemperatureScaling:
     temperature: T fitted on all N samples (for display only).
     nll_before, nll_after: mean NLL over all N, before and after out-of-fold scaling.
     ece_before, ece_after: ECE over all N, before and after out-of-fold scaling.
+    floor_after: the scaled ECE tested against its own noise floor (as CalibrationStats.floor).
     method: one sentence describing the held-out scheme.
     """
 
@@ -201,6 +209,7 @@ class TemperatureScaling:
     nll_after: float
     ece_before: float
     ece_after: float
+    floor_after: intervals.CalibrationVerdict
     method: str
 
 
@@ -212,16 +221,22 @@ class SelectiveStats:
     risk: (M,) float64 error rate among the kept samples.
     aurc: mean risk over all N coverages i/N (full curve, not the thinned one).
     accuracy_at: {"80", "90", "95", "99"} -> accuracy on the most confident X % of samples.
-    threshold_1pct: smallest confidence t whose kept set (confidence >= t) has error <= 1 %.
-    coverage_1pct: share of samples kept at threshold_1pct.
+    kept_at: {"80", ...} -> how many samples that is (for its Wilson interval).
+    threshold_1pct: smallest confidence t whose kept set (confidence >= t) has error <= 1 % on all
+        N samples (the operating point to deploy; its in-sample error is optimistic).
+    crossfit: the honest estimate of that rule, or None when some half has no such threshold:
+        {"thresholds": [t_a, t_b] chosen on each random half, "kept": samples of the OTHER half
+        kept by them, "errors": errors among those, "coverage": kept / N, "risk": errors / kept,
+        "seed": the split's seed}.
     """
 
     coverage: np.ndarray
     risk: np.ndarray
     aurc: float
     accuracy_at: dict[str, float | None]
+    kept_at: dict[str, int]
     threshold_1pct: float | None
-    coverage_1pct: float | None
+    crossfit: dict | None
 
 
 # --------------------------------------------------------------------------- validation
@@ -444,13 +459,16 @@ def _brier(p: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.sum(np.square(diff), axis=1)))
 
 
-def calibration(probs: np.ndarray, labels: np.ndarray, *, n_bins: int = 15) -> CalibrationStats:
-    """ECE (via TFP), MCE, Brier, NLL and the reliability-diagram bins.
+def calibration(probs: np.ndarray, labels: np.ndarray, *, n_bins: int = 15, simulations: int = intervals.DEFAULT_SIMULATIONS,
+                seed: int = 0) -> CalibrationStats:
+    """ECE (via TFP) judged against its noise floor, debiased and equal-mass ECE, MCE, classwise ECE, Brier, NLL.
 
     Args:
         probs: (N, K) probabilities, rows sum to 1.
         labels: (N,) int true labels in [0, K).
         n_bins: number of equal-width confidence bins on [0, 1].
+        simulations: draws of a perfectly calibrated model for the noise floor.
+        seed: seed of those draws.
     Returns:
         CalibrationStats.
     Raises:
@@ -459,9 +477,24 @@ def calibration(probs: np.ndarray, labels: np.ndarray, *, n_bins: int = 15) -> C
     n_bins = _as_n_bins(n_bins)
     p = _as_probs(probs)
     y = _as_labels(labels, *p.shape)
+    return _compute_calibration(p, y, n_bins, simulations, seed)
+
+
+def _noise_floor(confidence: np.ndarray, correct: np.ndarray, n_bins: int, simulations: int, seed: int) -> intervals.CalibrationVerdict:
+    """The equal-width ECE of these predictions against the ECEs of a calibrated model with the same confidences."""
+    observed = intervals.equal_width_ece(confidence, correct, n_bins=n_bins)
+    null = intervals.calibrated_ece_null(confidence, n_bins=n_bins, simulations=simulations, seed=seed)
+    return intervals.calibration_test(observed, null)
+
+
+def _compute_calibration(p: np.ndarray, y: np.ndarray, n_bins: int, simulations: int, seed: int) -> CalibrationStats:
     bins = _compute_bins(p, y, n_bins)
+    predicted = p.argmax(axis=1)
+    confidence, correct = p[np.arange(len(y)), predicted], predicted == y
     return CalibrationStats(
         ece=_tfp_ece(p, y, n_bins),
+        ece_debiased=intervals.debiased_ece(confidence, correct, n_bins=n_bins),
+        ece_equal_mass=intervals.equal_mass_ece(confidence, correct, n_bins=n_bins),
         mce=bins.mce(),
         brier=_brier(p, y),
         nll=_nll(p, y),
@@ -470,6 +503,8 @@ def calibration(probs: np.ndarray, labels: np.ndarray, *, n_bins: int = 15) -> C
         bin_count=bins.count,
         bin_accuracy=bins.accuracy(),
         bin_confidence=bins.confidence(),
+        classwise=intervals.classwise_ece(p, y, n_bins=n_bins),
+        floor=_noise_floor(confidence, correct, n_bins, simulations, seed),
     )
 
 
@@ -526,15 +561,16 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def temperature_scaling(
-    probs: np.ndarray, labels: np.ndarray, *, seed: int = 0, n_bins: int = 15
+    probs: np.ndarray, labels: np.ndarray, *, seed: int = 0, n_bins: int = 15, simulations: int = intervals.DEFAULT_SIMULATIONS
 ) -> TemperatureScaling:
     """Held-out NLL and ECE before and after temperature scaling, by 2-fold cross-fitting.
 
     Args:
         probs: (N, K) probabilities, rows sum to 1; N >= 2. logits = log(probs).
         labels: (N,) int true labels in [0, K).
-        seed: seed of the shuffle that splits the samples into two halves.
+        seed: seed of the shuffle that splits the samples into two halves (and of the noise floor).
         n_bins: bins of the ECE.
+        simulations: draws of a calibrated model for the scaled ECE's noise floor.
     Returns:
         TemperatureScaling.
     Raises:
@@ -545,10 +581,10 @@ def temperature_scaling(
     y = _as_labels(labels, *p.shape)
     if len(y) < 2:
         raise DataError(f"temperature scaling needs at least 2 samples for 2 folds; got {len(y)}")
-    return _compute_temperature_scaling(p, y, seed, n_bins)
+    return _compute_temperature_scaling(p, y, seed, n_bins, simulations)
 
 
-def _compute_temperature_scaling(p: np.ndarray, y: np.ndarray, seed: int, n_bins: int) -> TemperatureScaling:
+def _compute_temperature_scaling(p: np.ndarray, y: np.ndarray, seed: int, n_bins: int, simulations: int) -> TemperatureScaling:
     n = len(y)
     z = np.log(np.clip(p, LOG_FLOOR, 1.0))
     perm = np.random.default_rng(seed).permutation(n)
@@ -561,12 +597,14 @@ def _compute_temperature_scaling(p: np.ndarray, y: np.ndarray, seed: int, n_bins
             rows = apply_to[i:i + ENTROPY_CHUNK_ROWS]
             scaled[rows] = _softmax(z[rows] / t)
     shown = perm[:TEMPERATURE_FIT_ROWS]
+    predicted = scaled.argmax(axis=1)
     return TemperatureScaling(
         temperature=_fit_temperature(z[shown], y[shown]),
         nll_before=_nll(p, y),
         nll_after=_nll(scaled, y),
         ece_before=_tfp_ece(p, y, n_bins),
         ece_after=_tfp_ece(scaled, y, n_bins),
+        floor_after=_noise_floor(scaled[np.arange(n), predicted], predicted == y, n_bins, simulations, seed + 1),
         method=(
             f"2-fold cross-fitting (shuffle seed {seed}): T is fitted on one random half and "
             f"applied to the other, so no sample is scored with a T fitted on it; the T shown "
@@ -580,15 +618,18 @@ def _compute_temperature_scaling(p: np.ndarray, y: np.ndarray, seed: int, n_bins
 # --------------------------------------------------------------------------- selective
 
 
-def selective_prediction(confidence: np.ndarray, correct: np.ndarray) -> SelectiveStats:
-    """Risk-coverage curve, AURC, selective accuracy and the 1 %-error threshold.
+def selective_prediction(confidence: np.ndarray, correct: np.ndarray, *, seed: int = 0) -> SelectiveStats:
+    """Risk-coverage curve, AURC, selective accuracy and the 1 %-error threshold, cross-fitted.
 
     Ties in confidence are ordered at random in expectation (their errors are spread
-    evenly), so the result does not depend on the input order.
+    evenly), so the result does not depend on the input order. The threshold is also chosen
+    on each random half and its error measured on the other half, so the reported risk is not
+    the optimistic in-sample one.
 
     Args:
         confidence: (N,) float confidence of each prediction.
         correct: (N,) bool (or 0/1) whether the prediction is right.
+        seed: seed of the random halves.
     Returns:
         SelectiveStats.
     Raises:
@@ -606,10 +647,43 @@ def selective_prediction(confidence: np.ndarray, correct: np.ndarray) -> Selecti
         if ok.dtype.kind not in "iu" or not np.isin(ok, (0, 1)).all():
             raise DataError(f"correct must be bool or 0/1; got dtype {ok.dtype}")
         ok = ok.astype(bool)
-    return _compute_selective(c, ok)
+    return _compute_selective(c, ok, seed)
 
 
-def _compute_selective(conf: np.ndarray, correct: np.ndarray) -> SelectiveStats:
+def _threshold(conf: np.ndarray, correct: np.ndarray) -> float | None:
+    """Smallest confidence t whose kept set (confidence >= t) has error <= TARGET_ERROR_PERCENT %, or None.
+
+    A threshold keeps whole tie groups; error <= 1 % <=> 100 * errors <= kept.
+    """
+    order = np.argsort(-conf, kind="stable")
+    c = conf[order]
+    errors = np.cumsum(~correct[order])
+    ends = np.flatnonzero(np.r_[c[1:] != c[:-1], True])
+    good = np.flatnonzero(100 * errors[ends] <= TARGET_ERROR_PERCENT * (ends + 1))
+    return float(c[ends[good[-1]]]) if good.size else None
+
+
+def _crossfit(conf: np.ndarray, correct: np.ndarray, seed: int) -> dict | None:
+    """Choose the threshold on one random half, count kept samples and errors on the other, both ways."""
+    n = len(conf)
+    if n < 2:
+        return None
+    perm = np.random.default_rng(seed).permutation(n)
+    halves = (perm[: n // 2], perm[n // 2:])
+    thresholds, kept, errors = [], 0, 0
+    for fit, score in (halves, halves[::-1]):
+        t = _threshold(conf[fit], correct[fit])
+        if t is None:
+            return None
+        keep = conf[score] >= t
+        thresholds.append(t)
+        kept += int(keep.sum())
+        errors += int((~correct[score][keep]).sum())
+    return {"thresholds": thresholds, "kept": kept, "errors": errors, "coverage": kept / n,
+            "risk": errors / kept if kept else None, "seed": seed}
+
+
+def _compute_selective(conf: np.ndarray, correct: np.ndarray, seed: int) -> SelectiveStats:
     n = len(conf)
     order = np.argsort(-conf, kind="stable")
     c = conf[order]
@@ -628,17 +702,11 @@ def _compute_selective(conf: np.ndarray, correct: np.ndarray) -> SelectiveStats:
     coverage = kept / n
 
     accuracy_at: dict[str, float | None] = {}
+    kept_at: dict[str, int] = {}
     for pct in COVERAGE_PERCENTS:
         m = -(-pct * n // 100)  # ceil in integers: float 0.95 * 20 may not be 19
         accuracy_at[str(pct)] = float(1.0 - expected_errors[m - 1] / m)
-
-    # A threshold keeps whole tie groups; error <= 1 % <=> 100 * errors <= kept.
-    good = np.flatnonzero(100 * errors[ends] <= TARGET_ERROR_PERCENT * (ends + 1))
-    if good.size:
-        last = ends[good[-1]]
-        threshold, kept_share = float(c[last]), float((last + 1) / n)
-    else:
-        threshold = kept_share = None
+        kept_at[str(pct)] = int(m)
 
     if n > CURVE_POINTS:
         idx = np.unique(np.round(np.linspace(0, n - 1, CURVE_POINTS)).astype(np.int64))
@@ -649,8 +717,9 @@ def _compute_selective(conf: np.ndarray, correct: np.ndarray) -> SelectiveStats:
         risk=risk[idx],
         aurc=float(risk.mean()),
         accuracy_at=accuracy_at,
-        threshold_1pct=threshold,
-        coverage_1pct=kept_share,
+        kept_at=kept_at,
+        threshold_1pct=_threshold(conf, correct),
+        crossfit=_crossfit(conf, correct, seed),
     )
 
 
@@ -664,9 +733,10 @@ def per_class(
     *,
     n_classes: int,
     class_names: list[str],
+    classwise: np.ndarray | None = None,
     n_bins: int = 15,
 ) -> list[dict]:
-    """Accuracy, confidence, uncertainty and ECE among the samples of each true class.
+    """Per-class recall and precision with 95 % Wilson intervals, mean confidence and uncertainty, classwise ECE.
 
     Args:
         stats: per-sample stats of N samples.
@@ -674,10 +744,13 @@ def per_class(
         probs: (N, n_classes) the probabilities stats was computed from (mean over passes).
         n_classes: K.
         class_names: K display names.
-        n_bins: bins of the per-class ECE (same binning as `calibration`).
+        classwise: (K,) classwise ECE if already computed (CalibrationStats.classwise), else computed here.
+        n_bins: bins of the classwise ECE.
     Returns:
-        K dicts with keys name, count, accuracy, mean_confidence, mean_aleatoric,
-        mean_epistemic (None when not measured), ece; values None when count is 0.
+        K dicts: name, count (true class), correct, accuracy (= recall), accuracy_ci [low, high],
+        predicted (count predicted as the class), precision, precision_ci, mean_confidence,
+        mean_aleatoric, mean_epistemic (None when not measured), classwise_ece; values None
+        where undefined (no sample of the class, or never predicted).
     Raises:
         DataError: shapes or names do not fit.
     """
@@ -690,69 +763,73 @@ def per_class(
     if len(class_names) != n_classes:
         raise DataError(f"class_names has {len(class_names)} names for {n_classes} classes")
     y = _as_labels(labels, n, n_classes)
-    return _compute_per_class(stats, y, p, list(class_names), n_bins)
+    cw = intervals.classwise_ece(p, y, n_bins=n_bins) if classwise is None else np.asarray(classwise, np.float64)
+    return _compute_per_class(stats, y, list(class_names), cw)
 
 
-def _compute_per_class(stats: UncertaintyStats, y, p, names: list[str], n_bins: int) -> list[dict]:
+def _compute_per_class(stats: UncertaintyStats, y, names: list[str], classwise: np.ndarray) -> list[dict]:
+    k = len(names)
+    count = np.bincount(y, minlength=k)
+    correct = np.bincount(y[stats.correct], minlength=k)
+    predicted = np.bincount(stats.predicted, minlength=k)
+    recall_ci = intervals.wilson(correct, count)
+    precision_ci = intervals.wilson(correct, predicted)
     rows = []
-    for k, name in enumerate(names):
-        mask = y == k
-        count = int(mask.sum())
-        if count == 0:
-            rows.append(dict(name=name, count=0, accuracy=None, mean_confidence=None,
-                             mean_aleatoric=None, mean_epistemic=None, ece=None))
-            continue
+    for c, name in enumerate(names):
+        mask = y == c
+        has = count[c] > 0
         rows.append(dict(
             name=name,
-            count=count,
-            accuracy=float(stats.correct[mask].mean()),
-            mean_confidence=float(stats.confidence[mask].mean()),
-            mean_aleatoric=float(stats.aleatoric[mask].mean()),
-            mean_epistemic=float(stats.epistemic[mask].mean()) if stats.epistemic_measured else None,
-            ece=_compute_bins(p[mask], y[mask], n_bins).ece(),
+            count=int(count[c]),
+            correct=int(correct[c]),
+            accuracy=float(correct[c] / count[c]) if has else None,
+            accuracy_ci=[float(v) for v in recall_ci[c]] if has else None,
+            predicted=int(predicted[c]),
+            precision=float(correct[c] / predicted[c]) if predicted[c] else None,
+            precision_ci=[float(v) for v in precision_ci[c]] if predicted[c] else None,
+            mean_confidence=float(stats.confidence[mask].mean()) if has else None,
+            mean_aleatoric=float(stats.aleatoric[mask].mean()) if has else None,
+            mean_epistemic=float(stats.epistemic[mask].mean()) if has and stats.epistemic_measured else None,
+            classwise_ece=float(classwise[c]),
         ))
     return rows
+
+
+def error_facts(stats: UncertaintyStats, labels: np.ndarray, n_classes: int) -> dict:
+    """Numbers the report's sentences about errors are built from (plain data).
+
+    Returns:
+        {"confusion": K x K counts (rows true, columns predicted), "n_errors",
+         "top_fraction", "top_count": samples in the top TOP_ALEATORIC_FRACTION by aleatoric
+         (or total when epistemic was not measured), "errors_in_top": wrong predictions among them,
+         "top_statistic": "aleatoric" | "total"}.
+    """
+    stats = _as_stats(stats)
+    y = _as_labels(labels, len(stats.predicted), n_classes)
+    k = n_classes
+    confusion = np.bincount(y * k + stats.predicted, minlength=k * k).reshape(k, k)
+    n = len(y)
+    top_count = max(1, math.ceil(TOP_ALEATORIC_FRACTION * n))
+    values = stats.aleatoric if stats.epistemic_measured else stats.total
+    top = np.argsort(-values, kind="stable")[:top_count]
+    return {"confusion": confusion.tolist(), "n_errors": int((~stats.correct).sum()), "top_fraction": TOP_ALEATORIC_FRACTION,
+            "top_count": int(top_count), "errors_in_top": int((~stats.correct[top]).sum()),
+            "top_statistic": "aleatoric" if stats.epistemic_measured else "total"}
 
 
 # --------------------------------------------------------------------------- summary
 
 
-# Short snake_case metric keys -> display names, for everything summarize() returns.
-METRIC_NAMES: dict[str, str] = {
-    "accuracy": "Accuracy",
-    "n_samples": "Evaluated samples",
-    "n_passes": "Stochastic passes per sample (S)",
-    "mean_confidence": "Mean confidence",
-    "mean_entropy": "Mean predictive entropy (nats)",
-    "mean_aleatoric": "Mean aleatoric uncertainty (nats)",
-    "mean_epistemic": "Mean epistemic uncertainty, mutual information (nats)",
-    "ece": "Expected calibration error (ECE)",
-    "mce": "Maximum calibration error (MCE)",
-    "brier": "Brier score",
-    "nll": "Negative log-likelihood (nats)",
-    "ece_temperature_scaled": "ECE after temperature scaling (held out)",
-    "nll_temperature_scaled": "NLL after temperature scaling (held out, nats)",
-    "temperature": "Fitted temperature T",
-    "aurc": "Area under the risk-coverage curve (AURC)",
-    "acc_at_80": "Accuracy on the 80 % most confident",
-    "acc_at_90": "Accuracy on the 90 % most confident",
-    "acc_at_95": "Accuracy on the 95 % most confident",
-    "acc_at_99": "Accuracy on the 99 % most confident",
-    "threshold_1pct": "Confidence threshold for at most 1 % error",
-    "coverage_1pct": "Coverage at that threshold",
-}
-
-
 def summarize(
     stats: UncertaintyStats, cal: CalibrationStats, temp: TemperatureScaling, sel: SelectiveStats
 ) -> dict[str, float | int | None]:
-    """Flat dict of headline metrics, plain Python numbers (JSON-serialisable).
+    """Flat dict of headline metrics (the keys of metrics.METRICS), plain Python numbers (JSON-serialisable).
 
     Args:
         stats, cal, temp, sel: results of per_sample, calibration, temperature_scaling,
             selective_prediction on the same N samples.
     Returns:
-        {key: value} with the keys of METRIC_NAMES; n_samples is N, n_passes is S.
+        {key: value}; n_samples is N, n_passes is S; None where not measured.
     """
     stats = _as_stats(stats)
     out: dict[str, float | int | None] = {
@@ -764,7 +841,12 @@ def summarize(
         "mean_aleatoric": float(stats.aleatoric.mean()),
         "mean_epistemic": float(stats.epistemic.mean()) if stats.epistemic_measured else None,
         "ece": float(cal.ece),
-        "mce": float(cal.mce),
+        "ece_debiased": float(cal.ece_debiased),
+        "ece_equal_mass": float(cal.ece_equal_mass),
+        "ece_noise_floor": float(cal.floor.floor_q95),
+        "ece_p_value": float(cal.floor.p_value),
+        "classwise_ece": float(np.mean(cal.classwise)),
+        "mce": None if cal.mce is None else float(cal.mce),
         "brier": float(cal.brier),
         "nll": float(cal.nll),
         "ece_temperature_scaled": float(temp.ece_after),
@@ -776,77 +858,52 @@ def summarize(
         value = sel.accuracy_at.get(str(pct))
         out[f"acc_at_{pct}"] = None if value is None else float(value)
     out["threshold_1pct"] = None if sel.threshold_1pct is None else float(sel.threshold_1pct)
-    out["coverage_1pct"] = None if sel.coverage_1pct is None else float(sel.coverage_1pct)
+    cf = sel.crossfit
+    out["coverage_1pct"] = None if cf is None else float(cf["coverage"])
+    out["risk_1pct"] = None if cf is None or cf["risk"] is None else float(cf["risk"])
     return out
 
 
-def reading(
-    stats: UncertaintyStats, labels: np.ndarray, class_names: list[str], cal: CalibrationStats | None = None
-) -> list[str]:
-    """Two to four plain-language sentences generated from the numbers.
+def interval_metrics(stats: UncertaintyStats, probs: np.ndarray, labels: np.ndarray, sel: SelectiveStats, *,
+                     replicates: int = intervals.DEFAULT_REPLICATES, seed: int = 0) -> dict[str, float | None]:
+    """95 % intervals of the headline metrics, as `<key>_ci_low` / `<key>_ci_high` entries.
+
+    Wilson intervals for the shares (accuracy, accuracy at each coverage, the cross-fitted risk at
+    the 1 % threshold); a seeded Poisson bootstrap (intervals.bootstrap, `replicates` resamples)
+    for ECE, NLL, Brier, AURC and the mean confidence and uncertainties.
 
     Args:
-        stats: per-sample stats of N samples.
-        labels: (N,) int true labels.
-        class_names: K display names.
-        cal: calibration of the same samples; without it the calibration sentence is left out.
+        stats: per-sample stats; probs: (N, K) the probabilities they came from; labels: (N,) true labels;
+        sel: selective_prediction of the same samples.
     Returns:
-        list of sentences.
-    Raises:
-        DataError: labels or names do not fit stats.
+        {"accuracy_ci_low": ..., "accuracy_ci_high": ..., ...}; None where the metric is not measured.
     """
     stats = _as_stats(stats)
-    n = stats.predicted.shape[0]
-    k = len(class_names)
-    if k < 2 or int(stats.predicted.max()) >= k:
-        raise DataError(f"class_names has {k} names but predictions reach class {int(stats.predicted.max())}")
-    y = _as_labels(labels, n, k)
-    return _compute_reading(stats, y, list(class_names), cal)
+    p = _as_probs(probs)
+    y = _as_labels(labels, *p.shape)
+    n = len(y)
+    out: dict[str, float | None] = {}
 
+    def put(key: str, ci) -> None:
+        lo, hi = (None, None) if ci is None else (float(ci[0]), float(ci[1]))
+        out[key + "_ci_low"], out[key + "_ci_high"] = lo, hi
 
-def _compute_reading(stats: UncertaintyStats, y, names: list[str], cal) -> list[str]:
-    n, k = len(y), len(names)
-    wrong = ~stats.correct
-    n_err = int(wrong.sum())
-    out = []
-    if n_err == 0:
-        out.append(f"All {n} predictions are correct, so there are no errors to analyse.")
-    else:
-        lo = np.minimum(y[wrong], stats.predicted[wrong])
-        hi = np.maximum(y[wrong], stats.predicted[wrong])
-        pair_counts = np.bincount(lo * k + hi, minlength=k * k)
-        top = int(pair_counts.argmax())
-        count = int(pair_counts[top])
-        a, b = names[top // k], names[top % k]
-        if count >= 2 and count / n_err >= CONCENTRATED_ERROR_SHARE:
-            out.append(f"Errors concentrate in {a}↔{b} ({count} of {n_err} errors).")
-        else:
-            out.append(f"Errors are spread out: the most frequent confusion, {a}↔{b}, "
-                       f"accounts for {count} of {n_err} errors.")
-        n_top = max(1, math.ceil(TOP_ALEATORIC_FRACTION * n))
-        most = np.argsort(-stats.aleatoric, kind="stable")[:n_top]
-        caught = int(wrong[most].sum())
-        kind = "aleatoric" if stats.epistemic_measured else "uncertain (highest-entropy)"
-        out.append(f"{100 * caught / n_err:.0f} % of wrong predictions ({caught} of {n_err}) are among "
-                   f"the {100 * TOP_ALEATORIC_FRACTION:.0f} % most {kind} samples "
-                   f"({100 * TOP_ALEATORIC_FRACTION:.0f} % would mean no link).")
+    put("accuracy", intervals.wilson(int(stats.correct.sum()), n))
+    for pct in COVERAGE_PERCENTS:
+        kept = sel.kept_at[str(pct)]
+        put(f"acc_at_{pct}", intervals.wilson(int(round(sel.accuracy_at[str(pct)] * kept)), kept))
+    cf = sel.crossfit
+    put("risk_1pct", intervals.wilson(cf["errors"], cf["kept"]) if cf and cf["kept"] else None)
+    nll_i = -np.log(np.maximum(p[np.arange(n), y], LOG_FLOOR))
+    diff = p.copy()
+    diff[np.arange(n), y] -= 1.0
+    values = {"nll": nll_i, "brier": np.sum(diff * diff, axis=1), "mean_confidence": stats.confidence,
+              "mean_entropy": stats.total, "mean_aleatoric": stats.aleatoric}
+    if stats.epistemic_measured:
+        values["mean_epistemic"] = stats.epistemic
+    boot = intervals.bootstrap(stats.confidence, stats.correct, values, replicates=replicates, seed=seed)
+    for key, ci in boot.items():
+        put(key, ci)
     if not stats.epistemic_measured:
-        out.append("Epistemic uncertainty was not measured (one deterministic pass).")
-    else:
-        mean_epi, mean_total = float(stats.epistemic.mean()), float(stats.total.mean())
-        share = f", {100 * mean_epi / mean_total:.0f} % of the predictive entropy" if mean_total > 0 else ""
-        out.append(f"Epistemic uncertainty (mutual information over {stats.n_samples} passes) "
-                   f"averages {mean_epi:.3f} nats{share}.")
-    if cal is not None:
-        acc, conf = float(stats.correct.mean()), float(stats.confidence.mean())
-        word = next(w for limit, w in ECE_WORDS if cal.ece < limit)
-        numbers = f"(mean confidence {conf:.3f} vs accuracy {acc:.3f})"
-        if word == "well calibrated":
-            out.append(f"ECE {cal.ece:.3f}: the model is well calibrated {numbers}.")
-        elif abs(conf - acc) < cal.ece / 2:
-            out.append(f"ECE {cal.ece:.3f}: the model is {word} miscalibrated, over-confident in some "
-                       f"confidence bins and under-confident in others {numbers}.")
-        else:
-            side = "over-confident" if conf > acc else "under-confident"
-            out.append(f"ECE {cal.ece:.3f}: the model is {word} {side} {numbers}.")
+        put("mean_epistemic", None)
     return out

@@ -16,9 +16,9 @@ import pytest
 
 from conftest import N_AUDIT, N_TRAIN, run_cli
 
-from reportgen.metrics import fmt
+from reportgen.metrics import fmt_with_interval
 
-FILES = {"report.html", "report.pdf", "report.md", "summary.json", "flagged.csv", "manifest.json"}
+FILES = {"report.html", "report.pdf", "report.md", "summary.json", "flagged.csv", "review.csv", "manifest.json"}
 
 
 def load_summary(folder: Path) -> dict:
@@ -120,7 +120,7 @@ def test_html_numbers_equal_summary(mc_audit):
     seen = set()
     for key, value, text in parser.cells:
         assert json.loads(value) == s[key], key
-        assert text.strip() == fmt(s[key], key), key
+        assert text.strip() == fmt_with_interval(s, key), key
         seen.add(key)
     assert {"accuracy", "ece", "mean_epistemic", "aurc", "n_flagged"} <= seen
 

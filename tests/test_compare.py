@@ -46,9 +46,11 @@ def test_fmt_delta_units():
 
 
 def test_flagged_sets():
-    s = compare.flagged_sets([5, 3, 9, 1], [9, 2, 5, 7])
-    assert (s["new"], s["resolved"], s["still"]) == ([2, 7], [1, 3], [5, 9])
-    assert s["counts"] == {"new": 2, "resolved": 2, "still": 2, "old": 4, "new_total": 4}
+    t = lambda *rows: [("test", r) for r in rows]  # noqa: E731
+    s = compare.flagged_sets(t(5, 3, 9, 1) + [("train", 5)], t(9, 2, 5, 7))
+    assert (s["new"], s["resolved"], s["still"]) == (["test #2", "test #7"], ["test #1", "test #3", "train #5"],
+                                                     ["test #5", "test #9"])
+    assert s["counts"] == {"new": 2, "resolved": 3, "still": 2, "old": 5, "new_total": 4}
 
 
 def deltas(**pairs):
@@ -161,8 +163,8 @@ def summary(folder: Path) -> dict:
     return json.loads((folder / "summary.json").read_text())
 
 
-def flagged(folder: Path) -> set[int]:
-    return {int(row["index"]) for row in csv.DictReader(open(folder / "flagged.csv"))}
+def flagged(folder: Path) -> set[tuple[str, int]]:
+    return {(row["split"], int(row["row"])) for row in csv.DictReader(open(folder / "flagged.csv"))}
 
 
 def test_compare_writes_its_files_inside_the_new_version(two_versions, compared):
@@ -200,9 +202,10 @@ def test_flagged_sets_follow_the_two_csv_files(two_versions, compared):
     _, v1, v2 = two_versions
     _, c = compared
     a, b = flagged(v1), flagged(v2)
-    assert c["flagged"]["new"] == sorted(b - a)
-    assert c["flagged"]["resolved"] == sorted(a - b)
-    assert c["flagged"]["still"] == sorted(a & b)
+    name = lambda keys: [f"{s} #{r}" for s, r in sorted(keys)]  # noqa: E731
+    assert c["flagged"]["new"] == name(b - a)
+    assert c["flagged"]["resolved"] == name(a - b)
+    assert c["flagged"]["still"] == name(a & b)
     assert len(a) > 0 and len(b) > 0
 
 

@@ -1,4 +1,4 @@
-"""Tests for reportgen.label_issues: confident learning, validation and triage."""
+"""Tests for reportgen.label_issues: confident learning, validation, and telling label errors from model errors."""
 
 from __future__ import annotations
 
@@ -14,19 +14,18 @@ from hypothesis import strategies as st
 from reportgen import validate
 from reportgen.errors import DataError
 from reportgen.label_issues import (
+    CASES,
     RANKERS,
-    TRIAGE_NAMES,
     LabelIssues,
-    Triage,
     _calibrate,
     _compute_prune_counts,
     _confident_counts,
     _group_by_label,
     _prune_by_noise_rate,
     _round_rows,
+    drop_flags,
     find_label_issues,
-    normalised_entropy,
-    triage,
+    separate_cases,
 )
 
 
@@ -466,7 +465,7 @@ def test_find_label_issues_validates_with_default_source():
         find_label_issues([0, 3, 1], GOOD)
 
 
-# ----------------------------------------------------------------- triage
+# ----------------------------------------------------------------- label errors vs model errors
 
 
 @pytest.fixture
@@ -476,73 +475,49 @@ def twenty():
     probs = np.array([[0.95, 0.05]] * 10 + [[0.2, 0.8]] * 10)
     probs[5] = [0.05, 0.95]
     probs[9] = [0.2, 0.8]
-    issues = find_label_issues(labels, probs)
+    issues = find_label_issues(labels, probs, rule="cleanlab")
     np.testing.assert_array_equal(issues.flagged, [5, 9])  # margins 0.9 and 0.6
-    return issues, probs
+    return labels, probs, issues
 
 
-def test_triage_with_both_statistics(twenty):
-    issues, probs = twenty
-    aleatoric = np.zeros(20)
-    aleatoric[[9, 14]] = 2.0
-    epistemic = np.zeros(20)
-    epistemic[[5, 12]] = 1.0
-    result = triage(issues, probs, aleatoric=aleatoric, epistemic=epistemic)
-    assert isinstance(result, Triage)
-    assert result.category.tolist() == ["model_unsure", "ambiguous"]
-    # 90th percentile of 18 zeros and 2 highs, linear interpolation: 0.1 of the high value.
-    assert result.epistemic_threshold == pytest.approx(0.1)
-    assert result.aleatoric_threshold == pytest.approx(0.2)
-    assert "model unsure" in result.rule and "\n" not in result.rule
-    assert set(result.category) <= set(TRIAGE_NAMES)
+def test_model_errors_and_label_errors_are_separated(twenty):
+    """A constructed case: the audited model gets 1, 5, 9, 12 and 15 wrong; the checker flags 5 and 9,
+    agrees confidently with the labels of 1 and 12, and is unsure about 15."""
+    labels, probs, issues = twenty
+    probs = probs.copy()
+    probs[15] = [0.45, 0.55]  # class 1 given; checker below t_1 (the mean p_1 of class 1): not confident
+    issues = find_label_issues(labels, probs, rule="cleanlab")
+    predicted = labels.copy()
+    predicted[[1, 5, 9, 12, 15]] = 1 - labels[[1, 5, 9, 12, 15]]
+    cases = separate_cases(labels, predicted, probs, issues.issue_mask, issues.thresholds)
+    assert cases[5] == cases[9] == "label_candidate"
+    assert cases[1] == cases[12] == "model_error"
+    assert cases[15] == "ambiguous"
+    assert set(cases[[0, 2, 3, 13]]) == {""}  # right and unflagged: no case
+    assert set(CASES) == {"label_candidate", "model_error", "ambiguous"}
 
 
-def test_triage_epistemic_takes_precedence(twenty):
-    issues, probs = twenty
-    high = np.zeros(20)
-    high[[5, 9]] = 1.0
-    result = triage(issues, probs, aleatoric=high, epistemic=high)
-    assert result.category.tolist() == ["model_unsure", "model_unsure"]
+def test_a_flag_wins_even_when_the_audited_model_is_right(twenty):
+    labels, probs, issues = twenty
+    cases = separate_cases(labels, labels, probs, issues.issue_mask, issues.thresholds)
+    assert cases[5] == "label_candidate" and (cases == "model_error").sum() == 0
 
 
-def test_triage_without_epistemic(twenty):
-    issues, probs = twenty
-    aleatoric = np.zeros(20)
-    aleatoric[[9, 14]] = 2.0
-    result = triage(issues, probs, aleatoric=aleatoric, epistemic=None)
-    assert result.category.tolist() == ["likely_mislabelled", "ambiguous"]
-    assert result.epistemic_threshold is None
-    assert "epistemic" in result.rule
+def test_reviewed_label_ok_samples_are_not_flagged_again(twenty):
+    labels, probs, issues = twenty
+    ok = np.zeros(20, bool)
+    ok[5] = True
+    kept = drop_flags(issues, ok)
+    assert kept.flagged.tolist() == [9] and kept.given.tolist() == [0]
+    assert not kept.issue_mask[5] and kept.issue_mask[9]
+    assert kept.per_class_issues.tolist() == [1, 0]
+    assert kept.n_issues_estimated == issues.n_issues_estimated  # the estimate is about the data, not the review
+    assert drop_flags(issues, np.zeros(20, bool)) is issues
 
 
-def test_triage_falls_back_to_normalised_entropy(twenty):
-    issues, probs = twenty
-    result = triage(issues, probs, aleatoric=None, epistemic=None)
-    # 9 rows at H(0.05) = 0.2864 bits, 11 at H(0.2) = 0.7219 bits: the 90th percentile
-    # is 0.7219, reached by sample 9 ([0.2, 0.8]) but not by sample 5.
-    assert result.aleatoric_threshold == pytest.approx(0.721928, abs=1e-6)
-    assert result.aleatoric_source == "normalised entropy"
-    assert result.category.tolist() == ["likely_mislabelled", "ambiguous"]
-
-
-def test_triage_constant_statistic_puts_nobody_in_that_branch(twenty):
-    issues, probs = twenty
-    result = triage(issues, probs, aleatoric=np.ones(20), epistemic=np.zeros(20))
-    assert result.category.tolist() == ["likely_mislabelled", "likely_mislabelled"]
-
-
-def test_triage_rejects_misaligned_statistic(twenty):
-    issues, probs = twenty
-    with pytest.raises(DataError, match=r"^epistemic: expected shape \(20,\)"):
-        triage(issues, probs, aleatoric=None, epistemic=np.zeros(19))
-
-
-def test_normalised_entropy_exact_values():
-    np.testing.assert_allclose(
-        normalised_entropy(np.array([[0.5, 0.5], [1.0, 0.0], [0.25, 0.75]])),
-        [1.0, 0.0, 0.811278],
-        atol=1e-6,
-    )
+def test_unknown_rule_is_refused():
+    with pytest.raises(ValueError, match="unknown rule 'x'; valid: reportgen, cleanlab"):
+        find_label_issues([0, 1], [[0.9, 0.1], [0.1, 0.9]], rule="x")
 
 
 def test_result_types_are_frozen():

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import run_cli
 
-from reportgen.pipeline import kfold_indices
+from reportgen.checker import kfold_indices
 
 
 def test_kfold_indices_are_a_stratified_partition():
@@ -50,7 +50,8 @@ def test_audit_saved_probabilities_finds_the_flips(tmp_path):
     assert r.exit_code == 0, r.output
     folder = Path(r.stdout.strip())
     rows = list(csv.DictReader(open(folder / "flagged.csv")))
-    found = {int(row["index"]) for row in rows}
+    found = {int(row["row"]) for row in rows}
+    assert {row["split"] for row in rows} == {"all"}
     precision = len(found & flips) / len(found)
     recall = len(found & flips) / len(flips)
     assert precision > 0.9 and recall > 0.8, (precision, recall)
@@ -63,29 +64,38 @@ def test_audit_saved_probabilities_finds_the_flips(tmp_path):
     assert "fig-noise_matrix" in html
 
 
-def test_cv_audit_is_out_of_sample_with_progress_per_fold(tmp_path, mnist_dir):
+def test_cv_checks_every_label_with_out_of_sample_checkers(tmp_path, mnist_npz):
+    """--cv 2 on a file with train (2,000) and test (1,000) splits: the audited model is audited on the test split,
+    while every one of the 3,000 labels is checked by a checker fold that never saw it."""
     out = tmp_path / "out"
-    args = ["audit", "--data", str(mnist_dir), "--cv", "2", "--epochs", "1", "--audit-size", "600",
-            "--mc-samples", "3", "--output", str(out)]
+    args = ["audit", "--data", str(mnist_npz), "--cv", "2", "--epochs", "1", "--checker-epochs", "1", "--mc-samples", "3",
+            "--output", str(out)]
     r = run_cli(args)
     assert r.exit_code == 0, r.output
-    assert "fold 1/2" in r.stderr and "fold 2/2" in r.stderr
+    assert "checker fold 1/2" in r.stderr and "checker fold 2/2" in r.stderr
     folder = Path(r.stdout.strip().splitlines()[-1])
     s = json.loads((folder / "summary.json").read_text())
-    assert s["data"]["count"] == 600 and s["method"]["method"] == "cv_mc_dropout"
-    assert "cross-validation" in s["data"]["role"]
-    assert len(s["model"]["fold_sha256"]) == 2
-    assert len(list((out / ".models").glob("*fold*.keras"))) == 2
+    li = s["label_issues"]
+    assert s["data"]["count"] == 1000 and s["metrics"]["n_checked"] == 3000 and li["n_checked"] == 3000
+    assert li["checker"]["independent"] is True and li["checker"]["folds"] == 2 and len(li["checker"]["fold_sha256"]) == 2
+    assert 0.5 < s["metrics"]["checker_accuracy"] <= 1 and s["metrics"]["checker_accuracy_ci_low"] < s["metrics"]["checker_accuracy"]
+    cases = li["cases"]
+    assert cases["model_errors"] == s["metrics"]["n_model_errors"] and cases["ambiguous"] == s["metrics"]["n_ambiguous_errors"]
+    wrong = round((1 - s["metrics"]["accuracy"]) * 1000)
+    assert cases["model_errors"] + cases["ambiguous"] <= wrong  # every model error or ambiguous case is a wrong prediction
+    rows = list(csv.DictReader(open(folder / "flagged.csv")))
+    assert {row["split"] for row in rows} <= {"train", "test"}
+    assert len(list((out / ".models").glob("*checker-default-fold*.keras"))) == 2
     # Rerun with the same seed reuses the fold models and reproduces the numbers.
     r2 = run_cli(args + ["--force"])
     assert r2.exit_code == 0 and "reusing" in r2.stderr
-    s2 = json.loads((folder / "summary.json").read_text())
-    assert s2["metrics"] == s["metrics"]
+    assert json.loads((folder / "summary.json").read_text())["metrics"] == s["metrics"]
 
 
-def test_cv_rejects_model(tmp_path):
-    r = run_cli(["audit", "--cv", "3", "--model", str(tmp_path / "m.keras"), "--output", str(tmp_path)])
-    assert r.exit_code != 0 and "--cv trains its own fold models" in r.stderr
+def test_cv_rejects_saved_predictions(tmp_path):
+    r = run_cli(["audit", "--cv", "3", "--predictions", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy"),
+                 "--output", str(tmp_path)])
+    assert r.exit_code != 0 and "--cv trains checker models on images" in r.stderr
 
 
 def test_train_ensemble_then_audit_it(tmp_path, mnist_npz):
@@ -171,8 +181,8 @@ def test_flagged_indices_are_rows_of_the_source_file_and_compare_sees_different_
         assert rows
         names = json.loads((folders[-1] / "summary.json").read_text())["data"]["class_names"]
         for row in rows:
-            assert names[labels[int(row["index"])]] == row["given"]
-        assert max(int(row["index"]) for row in rows) >= 1000  # source rows, not positions 0..999
+            assert row["split"] == "test" and names[labels[int(row["row"])]] == row["given"]  # rows of the t10k files
+        assert max(int(row["row"]) for row in rows) >= 1000  # source rows, not positions 0..999
     from reportgen.compare import same_samples
 
     a, b = (json.loads((f / "summary.json").read_text()) for f in folders)

@@ -107,36 +107,39 @@ def test_md_escape():
 
 
 def fake_context(**metrics) -> dict:
-    m = {"accuracy": 0.95, "n_samples": 1000, "mean_confidence": 0.99, "ece": 0.08, "temperature": 1.6,
-         "ece_temperature_scaled": 0.01, "coverage_1pct": 0.9, "threshold_1pct": 0.97, "mean_entropy": 0.2, "mean_epistemic": None}
+    m = {"accuracy": 0.95, "accuracy_ci_low": 0.936, "accuracy_ci_high": 0.962, "n_samples": 1000, "mean_confidence": 0.99,
+         "ece": 0.08, "ece_noise_floor": 0.02, "temperature": 1.6, "ece_temperature_scaled": 0.01, "coverage_1pct": 0.9,
+         "threshold_1pct": 0.97, "risk_1pct": 0.009, "mean_entropy": 0.2, "mean_epistemic": None}
     m.update(metrics)
-    per_class = [{"name": "cat", "count": 100, "accuracy": 0.80}, {"name": "dog", "count": 100, "accuracy": 0.99},
-                 {"name": "eel", "count": 100, "accuracy": 0.96}]
-    li = {"n_flagged": 2, "n_estimated": 1, "rate": 0.001, "triage_counts": {"likely_mislabelled": 1},
-          "rows": [{"index": 7, "given": "cat", "suggested": "dog"}]}
+    floor = {"verdict": "miscalibrated" if m["ece"] > m["ece_noise_floor"] else "consistent", "floor_q95": m["ece_noise_floor"],
+             "p_value": 0.0005 if m["ece"] > m["ece_noise_floor"] else 0.4}
+    after = {"verdict": "consistent", "floor_q95": 0.02, "p_value": 0.5}
+    per_class = [{"name": "cat", "count": 100, "accuracy": 0.80, "accuracy_ci": [0.711, 0.867]},
+                 {"name": "dog", "count": 100, "accuracy": 0.99, "accuracy_ci": [0.946, 0.998]},
+                 {"name": "eel", "count": 100, "accuracy": 0.96, "accuracy_ci": [0.901, 0.984]}]
+    li = {"n_flagged": 2, "n_estimated": 1, "n_checked": 1000, "rate": 0.001, "checker": {"independent": False, "kind": "audited_model"}}
     return {"metrics": m, "per_class": per_class, "label_issues": li, "epistemic_measured": False, "method": {"n_samples": 1},
-            "reading": [], "gates": []}
+            "calibration": {"floor": floor}, "temperature": {"floor_after": after}, "gates": []}
 
 
 def test_findings_rank_by_score_and_name_the_numbers():
     found = findings.findings(fake_context())
-    # calibration 10*0.08 = 0.8; performance 4*0.05 + 2*0.15 = 0.5; epistemic not measured 0.35; selective 0.06; labels 0.02.
-    assert [f["topic"] for f in found] == ["calibration", "performance", "epistemic"]
-    assert found[0]["text"] == ("The model is moderately over-confident (ECE 0.080; mean confidence 0.990 vs accuracy 0.950); "
-                                "temperature scaling with T = 1.60 brings the held-out ECE to 0.010.")
-    assert found[1]["text"] == ("Accuracy is 95.0 % on 1,000 audited samples; the weakest class is ‘cat’ at 80.0 % "
-                                "(20 of 100 wrong), the strongest ‘dog’ at 99.0 %.")
-    assert found[0]["level"] == "bad" and found[1]["level"] == "warn"
+    # calibration 0.4 + 10*0.08 -> 1.0; performance 4*0.05 = 0.2; epistemic not measured 0.35; labels 0.3 + 0.02 (always kept).
+    assert [f["topic"] for f in found] == ["calibration", "epistemic", "label_issues", "performance"]
+    assert found[0]["text"].startswith("ECE 0.080 against a noise floor of 0.020")
+    assert "miscalibrated, over-confident on average (mean confidence 0.990 vs accuracy 0.950)" in found[0]["text"]
+    assert "T = 1.60 > 1 softens" in found[0]["text"] and "a real improvement" in found[0]["text"]
+    assert found[3]["text"].startswith("Accuracy is 95.0 % (93.6–96.2) on 1,000 audited samples. The weakest class is ‘cat’")
+    assert found[0]["level"] == "warn"
     everything = findings.findings(fake_context(), limit=None)
-    assert [f["topic"] for f in everything][3:] == ["selective", "label_issues"]
-    assert everything[4]["text"].endswith("the top one, sample #7, is labelled ‘cat’ but looks like ‘dog’.")
+    assert [f["topic"] for f in everything][4:] == ["selective"]
 
 
 def test_findings_when_no_threshold_reaches_one_percent_error():
-    ctx = fake_context(coverage_1pct=None, threshold_1pct=None, ece=0.001)
-    found = findings.findings(ctx)
-    assert found[0]["topic"] == "performance"
+    ctx = fake_context(coverage_1pct=None, threshold_1pct=None, risk_1pct=None, ece=0.001)
+    found = findings.findings(ctx, limit=None)
     assert any(f["topic"] == "selective" and f["text"].startswith("No confidence threshold") for f in found)
+    assert next(f for f in found if f["topic"] == "calibration")["level"] == "good"
 
 
 def test_verdict_badges():
@@ -144,10 +147,13 @@ def test_verdict_badges():
     ctx["label_issues"]["rate"] = 0.06
     ctx["gates"] = [{"expr": "accuracy<0.99", "failed": True}, {"expr": "ece>0.1", "failed": False}]
     v = {b["label"]: b for b in findings.verdicts(ctx)}
-    assert (v["Calibration"]["level"], v["Calibration"]["text"]) == ("good", "well calibrated (ECE 0.005)")
-    assert v["Label issues"]["level"] == "bad"
+    assert (v["Calibration"]["level"], v["Calibration"]["text"]) == ("good", "consistent with calibration (ECE 0.005, noise floor 0.020)")
+    assert v["Label issues"] == {"label": "Label issues", "text": "2 candidates for review, no independent checker", "level": "warn"}
+    ctx["label_issues"]["checker"] = {"independent": True}
+    assert findings.verdicts(ctx)[3]["level"] == "bad"  # 6 % estimated with a real checker
     assert (v["CI gates"]["level"], v["CI gates"]["text"]) == ("bad", "1 of 2 failed")
     assert v["Epistemic uncertainty"] == {"label": "Epistemic uncertainty", "text": "not measured", "level": "warn"}
+    assert v["Accuracy"]["text"] == "95.0 % (93.6–96.2)"
 
 
 def test_gate_outcomes_are_in_the_context(hostile_context):
@@ -171,10 +177,10 @@ def test_report_md_matches_summary(mc_audit):
     md = (mc_audit / "report.md").read_text()
     s = json.loads((mc_audit / "summary.json").read_text())
     m = s["metrics"]
-    assert f"| Accuracy | accuracy | {metrics.fmt(m['accuracy'], 'accuracy')} |" in md
-    assert f"| {metrics.names()['ece']} | ece | {metrics.fmt(m['ece'], 'ece')} |" in md
+    assert f"| Accuracy | accuracy | {metrics.fmt_with_interval(m, 'accuracy')} |" in md
+    assert f"| {metrics.names()['ece']} | ece | {metrics.fmt_with_interval(m, 'ece')} |" in md
     numbered = re.findall(r"^(\d)\. ", md, flags=re.M)
-    assert numbered == ["1", "2", "3"] and len(s["findings"]) == 3
+    assert numbered == [str(i + 1) for i in range(len(s["findings"]))] and len(s["findings"]) in (3, 4)
     assert "[report.html](report.html)" in md
 
 

@@ -218,7 +218,8 @@ def test_hand_computed_overconfident_case():
     labels = np.array([0, 1, 0, 2, 1])
     cal = u.calibration(probs, labels, n_bins=10)
     assert cal.ece == pytest.approx(0.45, abs=1e-6)  # TFP works in float32
-    assert cal.mce == pytest.approx(0.65, abs=1e-12)
+    assert cal.mce is None  # no bin holds 30 samples: a gap from 1 or 2 samples is not evidence
+    assert u._compute_bins(probs, labels, 10).mce(min_count=1) == pytest.approx(0.65, abs=1e-12)
     np.testing.assert_array_equal(cal.bin_count, [0, 0, 0, 0, 0, 0, 1, 0, 2, 2])
     np.testing.assert_allclose(cal.bin_accuracy[[6, 8, 9]], [0.0, 0.5, 0.5])
     np.testing.assert_allclose(cal.bin_confidence[[6, 8, 9]], [0.65, 0.85, 0.95])
@@ -337,7 +338,8 @@ def test_selective_prediction_hand_case():
     np.testing.assert_allclose(sel.coverage, [0.2, 0.4, 0.6, 0.8, 1.0])
     # 80 % of 5 = 4 samples -> 3/4; 90, 95 and 99 % round up to all 5 -> 3/5.
     assert sel.accuracy_at == pytest.approx({"80": 0.75, "90": 0.6, "95": 0.6, "99": 0.6})
-    assert sel.threshold_1pct == 0.8 and sel.coverage_1pct == pytest.approx(0.4)
+    assert sel.threshold_1pct == 0.8
+    assert sel.kept_at == {"80": 4, "90": 5, "95": 5, "99": 5}
 
 
 def test_selective_prediction_ties_do_not_depend_on_order():
@@ -360,15 +362,15 @@ def test_selective_prediction_is_order_invariant(conf, rnd):
     a, b = u.selective_prediction(conf, correct), u.selective_prediction(conf[perm], correct[perm])
     assert a.aurc == pytest.approx(b.aurc, abs=1e-12)
     assert a.accuracy_at == pytest.approx(b.accuracy_at, abs=1e-12)
-    assert (a.threshold_1pct, a.coverage_1pct) == (b.threshold_1pct, b.coverage_1pct)
+    assert a.threshold_1pct == b.threshold_1pct
     if a.threshold_1pct is not None:
         kept = conf >= a.threshold_1pct
-        assert (~correct[kept]).mean() <= 0.01 and kept.mean() == pytest.approx(a.coverage_1pct)
+        assert (~correct[kept]).mean() <= 0.01
 
 
 def test_threshold_is_none_when_everything_is_wrong():
     sel = u.selective_prediction(np.array([0.95, 0.6, 0.4]), np.zeros(3, bool))
-    assert sel.threshold_1pct is None and sel.coverage_1pct is None
+    assert sel.threshold_1pct is None and sel.crossfit is None
     assert sel.aurc == 1.0 and sel.accuracy_at["80"] == 0.0
 
 
@@ -378,7 +380,28 @@ def test_threshold_takes_the_largest_coverage_under_one_percent():
     correct = np.r_[False, np.ones(150, bool), False]
     sel = u.selective_prediction(conf, correct)
     assert sel.threshold_1pct == pytest.approx(conf[150])
-    assert sel.coverage_1pct == pytest.approx(151 / 152)
+
+
+def test_crossfitted_risk_is_measured_on_the_other_half():
+    """In-sample, the threshold looks perfect; each half's threshold, counted on the other half, shows the real error."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    conf = rng.random(n)
+    correct = rng.random(n) < 0.97 + 0.03 * conf  # ~1.5 % errors everywhere, a little fewer at high confidence
+    sel = u.selective_prediction(conf, correct, seed=1)
+    cf = sel.crossfit
+    perm = np.random.default_rng(1).permutation(n)
+    a, b = perm[: n // 2], perm[n // 2:]
+    kept = errors = 0
+    for fit, score in ((a, b), (b, a)):
+        t = u._threshold(conf[fit], correct[fit])
+        keep = conf[score] >= t
+        kept += keep.sum()
+        errors += (~correct[score][keep]).sum()
+    assert (cf["kept"], cf["errors"]) == (kept, errors)
+    assert cf["risk"] == pytest.approx(errors / kept) and cf["coverage"] == pytest.approx(kept / n)
+    in_sample = (~correct[conf >= sel.threshold_1pct]).mean()
+    assert in_sample <= 0.01 < cf["risk"]  # the honest estimate is worse than the optimistic one here
 
 
 def test_curve_is_thinned_but_aurc_uses_full_curve():
@@ -406,16 +429,19 @@ def test_per_class_hand_case():
     stats, labels, probs = small_case()
     rows = u.per_class(stats, labels, probs, n_classes=3, class_names=["a", "b", "c"], n_bins=10)
     a, b, c = rows
-    assert a == pytest.approx(dict(name="a", count=1, accuracy=1.0, mean_confidence=0.9,
-                                   mean_aleatoric=float(ref_entropy(probs[0])), mean_epistemic=0.0,
-                                   ece=0.1))
-    # Class b: conf 0.62 wrong (bin 6), 0.73 right (bin 7), 0.42 wrong (bin 4):
-    # ECE = (0.62 + 0.27 + 0.42) / 3.
-    assert b["count"] == 3 and b["accuracy"] == pytest.approx(1 / 3)
+    # Predictions: 0, 0, 1, 2. Class a: 1 of 1 right; predicted twice, right once.
+    assert (a["count"], a["correct"], a["accuracy"], a["predicted"], a["precision"]) == (1, 1, 1.0, 2, 0.5)
+    assert a["mean_confidence"] == pytest.approx(0.9) and a["mean_aleatoric"] == pytest.approx(ref_entropy(probs[0]))
+    # Wilson 95 % for 1 of 1: [1/(1 + z^2), 1].
+    z2 = 1.959963984540054 ** 2
+    assert a["accuracy_ci"] == pytest.approx([1 / (1 + z2), 1.0])
+    assert b["count"] == 3 and b["accuracy"] == pytest.approx(1 / 3) and b["precision"] == 1.0
     assert b["mean_confidence"] == pytest.approx((0.62 + 0.73 + 0.42) / 3)
-    assert b["ece"] == pytest.approx(1.31 / 3)
-    assert c == dict(name="c", count=0, accuracy=None, mean_confidence=None,
-                     mean_aleatoric=None, mean_epistemic=None, ece=None)
+    # Classwise ECE of class b: p_b = .05 .28 .73 .33 against 1[y = b] = 0 1 1 1, 10 bins:
+    # bins 0 {.05: 0}, 2 {.28: 1}, 3 {.33: 1}, 7 {.73: 1} -> (0.05 + 0.72 + 0.67 + 0.27) / 4.
+    assert b["classwise_ece"] == pytest.approx((0.05 + 0.72 + 0.67 + 0.27) / 4)
+    assert c["count"] == 0 and c["accuracy"] is None and c["accuracy_ci"] is None and c["predicted"] == 1
+    assert c["precision"] == 0.0 and c["mean_confidence"] is None
 
 
 def test_per_class_epistemic_none_for_one_pass():
@@ -431,20 +457,55 @@ def test_summarize_keys_and_values():
     stats, labels, probs = small_case()
     out = u.summarize(stats, u.calibration(probs, labels), u.temperature_scaling(probs, labels),
                       u.selective_prediction(stats.confidence, stats.correct))
+    from reportgen import metrics
+
     expected_keys = {"accuracy", "n_samples", "mean_confidence", "mean_entropy", "mean_aleatoric",
                      "mean_epistemic", "ece", "mce", "brier", "nll", "ece_temperature_scaled",
                      "nll_temperature_scaled", "temperature", "aurc", "acc_at_80", "acc_at_90",
-                     "acc_at_95", "acc_at_99", "threshold_1pct", "coverage_1pct"}
-    assert expected_keys <= set(out) and set(out) <= set(u.METRIC_NAMES)
+                     "acc_at_95", "acc_at_99", "threshold_1pct", "coverage_1pct", "risk_1pct", "ece_debiased",
+                     "ece_equal_mass", "ece_noise_floor", "ece_p_value", "classwise_ece"}
+    assert expected_keys <= set(out) and set(out) <= set(metrics.names())
     assert out["accuracy"] == 0.5 and out["n_samples"] == 4 and out["n_passes"] == 2
     assert out["mean_epistemic"] == pytest.approx(0.0, abs=1e-12)
     # Sorted: 0.9 right, 0.73 right, 0.62 wrong, 0.42 wrong -> keep the top two.
-    assert out["threshold_1pct"] == pytest.approx(0.73) and out["coverage_1pct"] == 0.5
+    assert out["threshold_1pct"] == pytest.approx(0.73)
     assert all(v is None or type(v) in (int, float) for v in out.values())
     json.dumps(out)
 
 
-# --------------------------------------------------------------------------- reading
+# --------------------------------------------------------------------------- intervals and facts
+
+
+def test_interval_metrics_wilson_for_accuracy_and_bootstrap_around_the_point():
+    rng = np.random.default_rng(2)
+    n, k = 2000, 5
+    y = rng.integers(0, k, n)
+    z = rng.normal(size=(n, k)) + 2.0 * np.eye(k)[y]
+    probs = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    stats = u.per_sample(accumulate(probs[None]), y)
+    sel = u.selective_prediction(stats.confidence, stats.correct)
+    ci = u.interval_metrics(stats, probs, y, sel, replicates=400, seed=0)
+    from reportgen.intervals import wilson
+
+    assert [ci["accuracy_ci_low"], ci["accuracy_ci_high"]] == pytest.approx(list(wilson(int(stats.correct.sum()), n)))
+    nll = float(-np.mean(np.log(probs[np.arange(n), y])))
+    assert ci["nll_ci_low"] < nll < ci["nll_ci_high"] and ci["nll_ci_high"] - ci["nll_ci_low"] < 0.1
+    assert ci["mean_epistemic_ci_low"] is None  # one pass: not measured, no interval
+    for key in ("ece", "brier", "aurc", "mean_confidence", "acc_at_90", "risk_1pct"):
+        assert ci[f"{key}_ci_low"] <= ci[f"{key}_ci_high"], key
+
+
+def test_error_facts_count_confusions_and_errors_among_the_most_uncertain():
+    labels = np.array([4, 9, 4, 1, 2, 3, 5, 6, 7, 8] * 4)
+    predicted = labels.copy()
+    predicted[:3] = [9, 4, 9]
+    predicted[3] = 7
+    aleatoric = np.r_[[2.0, 1.9], np.zeros(38)]  # the 5 % (2 of 40) most aleatoric are errors
+    stats = make_stats(labels, predicted, np.full(40, 0.97), aleatoric)
+    facts = u.error_facts(stats, labels, 10)
+    cm = np.array(facts["confusion"])
+    assert cm[4, 9] == 2 and cm[9, 4] == 1 and cm[1, 7] == 1 and cm.sum() == 40
+    assert (facts["n_errors"], facts["top_count"], facts["errors_in_top"], facts["top_statistic"]) == (4, 2, 2, "total")
 
 
 def make_stats(labels, predicted, confidence, aleatoric, s=1):
@@ -455,34 +516,3 @@ def make_stats(labels, predicted, confidence, aleatoric, s=1):
         confidence=np.asarray(confidence, float), margin=np.zeros(n), total=total,
         aleatoric=total, epistemic=np.zeros(n), variation_ratio=np.zeros(n),
         n_samples=s, epistemic_measured=s > 1)
-
-
-def test_reading_names_the_confused_pair_and_calibration():
-    names = [str(i) for i in range(10)]
-    labels = np.array([4, 9, 4, 1, 2, 3, 5, 6, 7, 8] * 4)
-    predicted = labels.copy()
-    predicted[:3] = [9, 4, 9]  # three 4<->9 errors
-    predicted[3] = 7  # one 1->7 error
-    aleatoric = np.r_[[2.0, 1.9], np.zeros(38)]  # the 5 % (2 of 40) most aleatoric are errors
-    stats = make_stats(labels, predicted, np.full(40, 0.97), aleatoric)
-    cal = u.CalibrationStats(ece=0.021, mce=0.1, brier=0.1, nll=0.1, n_bins=15, bin_edges=np.zeros(16),
-                             bin_count=np.zeros(15), bin_accuracy=np.zeros(15), bin_confidence=np.zeros(15))
-    text = u.reading(stats, labels, names, cal)
-    assert 2 <= len(text) <= 4
-    assert text[0] == "Errors concentrate in 4↔9 (3 of 4 errors)."
-    assert text[1].startswith("50 % of wrong predictions (2 of 4)")
-    assert "highest-entropy" in text[1]
-    assert text[2] == "Epistemic uncertainty was not measured (one deterministic pass)."
-    assert text[3] == ("ECE 0.021: the model is slightly over-confident "
-                       "(mean confidence 0.970 vs accuracy 0.900).")
-
-
-def test_reading_with_no_errors_and_several_passes():
-    labels = np.array([0, 1, 1])
-    stats = make_stats(labels, labels, [0.9, 0.8, 0.7], [0.1, 0.2, 0.3], s=4)
-    stats = dataclasses.replace(stats, epistemic=np.array([0.05, 0.0, 0.1]), total=np.array([0.15, 0.2, 0.4]))
-    text = u.reading(stats, labels, ["cat", "dog"])
-    assert text[0] == "All 3 predictions are correct, so there are no errors to analyse."
-    assert text[1] == ("Epistemic uncertainty (mutual information over 4 passes) averages "
-                       "0.050 nats, 20 % of the predictive entropy.")
-    assert len(text) == 2
