@@ -23,14 +23,13 @@ from .errors import ReportgenError
 COMPARE_HTML = "compare.html"
 COMPARE_PDF = "compare.pdf"
 COMPARE_JSON = "compare.json"
-# A change smaller than this share of the old value counts as "same" (no better/worse verdict).
+# A metric without an interval: a change smaller than this share of the old value counts as "same"
+# (and a larger one is "changed", never better or worse: nothing measures its noise).
 REL_TOLERANCE = 0.01
 # ... and so does any change smaller than this in absolute terms (metrics near zero).
 ABS_TOLERANCE = 1e-6
 # Metrics whose direction decides the verdict line.
 VERDICT_METRICS = ("accuracy", "ece", "nll", "brier", "aurc")
-# An accuracy change within this many standard errors of the difference is called sampling noise.
-NOISE_SE = 2.0
 # Flagged indices listed per set in the HTML/PDF (compare.json has all of them).
 LIST_LIMIT = 60
 
@@ -104,17 +103,43 @@ def load_version(folder: str | Path) -> Version:
 
 # --------------------------------------------------------------------------- pure comparisons
 
-def change(key: str, old: float | None, new: float | None) -> str:
-    """'better', 'worse', 'same', 'changed' (a metric with no better direction) or 'n/a' (not measured on a side)."""
+def noise(key: str, old: Mapping, new: Mapping) -> float | None:
+    """Half-width of a 95 % interval for the difference new - old, from each side's 95 % interval.
+
+    sqrt(h_old^2 + h_new^2) with h the half-widths: exact for independent samples (normal
+    approximation) and conservative when both audits scored the same samples. None when either
+    side has no interval for `key`.
+    """
+    halves = []
+    for side in (old, new):
+        lo, hi = side.get(key + metrics.CI_LOW), side.get(key + metrics.CI_HIGH)
+        if not isinstance(lo, (int, float)) or not isinstance(hi, (int, float)) or isinstance(lo, bool):
+            return None
+        halves.append((float(hi) - float(lo)) / 2)
+    return math.sqrt(halves[0] ** 2 + halves[1] ** 2)
+
+
+def change(key: str, old: float | None, new: float | None, noise: float | None = None) -> str:
+    """'better' / 'worse' only beyond sampling noise; else 'same', 'changed' or 'n/a'.
+
+    - 'n/a': not measured on a side;
+    - with a noise half-width: 'same' when |new - old| <= noise, else better/worse (or 'changed'
+      for a metric with no better direction);
+    - without one (a metric that carries no interval): 'same' within REL_TOLERANCE, else 'changed',
+      never better/worse, because nothing says the difference exceeds its noise.
+    """
     if old is None or new is None or isinstance(old, bool) or isinstance(new, bool):
         return "n/a"
     old, new = float(old), float(new)
     if math.isnan(old) or math.isnan(new):
         return "n/a"
     direction = metrics.better(key)
+    delta = abs(new - old)
     if direction == "closer_to_1":
         old, new = abs(old - 1.0), abs(new - 1.0)
-    if abs(new - old) <= max(ABS_TOLERANCE, REL_TOLERANCE * abs(old)):
+    if noise is None:
+        return "same" if delta <= max(ABS_TOLERANCE, REL_TOLERANCE * abs(old)) else "changed"
+    if delta <= noise:
         return "same"
     if direction is None:
         return "changed"
@@ -140,19 +165,27 @@ def _delta(old, new) -> float | None:
 
 
 def metric_deltas(old: Mapping, new: Mapping) -> list[dict]:
-    """Every metric of either side: {key, name, old, new, delta, delta_text, direction, change}, in display order."""
+    """Every metric of either side (interval bounds left out): {key, name, old, new, delta, delta_text, noise,
+    noise_text, direction, change}, in display order."""
     names = metrics.names()
-    keys = [k for k in names if k in old or k in new] + sorted(k for k in {*old, *new} if k not in names)
-    return [
-        {"key": k, "name": names.get(k, k), "old": old.get(k), "new": new.get(k), "delta": _delta(old.get(k), new.get(k)),
-         "delta_text": fmt_delta(k, _delta(old.get(k), new.get(k))), "direction": metrics.better(k),
-         "change": change(k, old.get(k), new.get(k))}
-        for k in keys
-    ]
+    keys = [k for k in names if (k in old or k in new) and metrics.base_key(k) == k]
+    keys += sorted(k for k in {*old, *new} if k not in names)
+    rows = []
+    for k in keys:
+        n = noise(k, old, new)
+        rows.append({"key": k, "name": names.get(k, k), "old": old.get(k), "new": new.get(k),
+                     "delta": _delta(old.get(k), new.get(k)), "delta_text": fmt_delta(k, _delta(old.get(k), new.get(k))),
+                     "noise": n, "noise_text": "no interval" if n is None else "±" + fmt_delta(k, n)[1:],
+                     "direction": metrics.better(k), "change": change(k, old.get(k), new.get(k), n)})
+    return rows
 
 
 def per_class_changes(old: Sequence[Mapping], new: Sequence[Mapping]) -> list[dict]:
-    """Per-class accuracy and ECE on both sides, matched by class name (new's order, then classes only in old)."""
+    """Per-class recall (judged against its Wilson intervals) and classwise ECE on both sides, matched by class name.
+
+    Rows in new's order, then classes only in old. The ECE carries no interval, so its change is
+    shown but never called better or worse.
+    """
     o = {str(r["name"]): r for r in old}
     n = {str(r["name"]): r for r in new}
     names = [*n, *(k for k in o if k not in n)]
@@ -160,12 +193,14 @@ def per_class_changes(old: Sequence[Mapping], new: Sequence[Mapping]) -> list[di
     for name in names:
         a, b = o.get(name, {}), n.get(name, {})
         row = {"name": name, "old_count": a.get("count"), "new_count": b.get("count")}
-        for key, metric in (("accuracy", "accuracy"), ("ece", "ece")):
-            row[f"old_{key}"], row[f"new_{key}"] = a.get(metric), b.get(metric)
-            d = _delta(a.get(metric), b.get(metric))
+        for key, field, metric in (("accuracy", "accuracy", "accuracy"), ("ece", "classwise_ece", "classwise_ece")):
+            row[f"old_{key}"], row[f"new_{key}"] = a.get(field), b.get(field)
+            d = _delta(a.get(field), b.get(field))
+            ci_a, ci_b = a.get(f"{field}_ci"), b.get(f"{field}_ci")
+            n_half = (math.hypot((ci_a[1] - ci_a[0]) / 2, (ci_b[1] - ci_b[0]) / 2) if ci_a and ci_b else None)
             row[f"delta_{key}"] = d
             row[f"delta_{key}_text"] = fmt_delta(metric, d)
-            row[f"change_{key}"] = change(metric, a.get(metric), b.get(metric))
+            row[f"change_{key}"] = change(metric, a.get(field), b.get(field), n_half)
         rows.append(row)
     return rows
 
@@ -201,37 +236,26 @@ def same_samples(old: Mapping, new: Mapping) -> tuple[bool, str]:
     return True, ""
 
 
-def accuracy_noise(old: Mapping, new: Mapping) -> float | None:
-    """NOISE_SE standard errors of the difference of two independent accuracies (None when not computable)."""
-    p1, n1, p2, n2 = old.get("accuracy"), old.get("n_samples"), new.get("accuracy"), new.get("n_samples")
-    if None in (p1, n1, p2, n2) or not n1 or not n2:
-        return None
-    return NOISE_SE * math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
-
-
-def verdict(deltas: Sequence[Mapping], *, old_label: str, new_label: str, comparable: bool = True,
-            reason: str = "", noise: float | None = None) -> dict:
+def verdict(deltas: Sequence[Mapping], *, old_label: str, new_label: str, comparable: bool = True, reason: str = "") -> dict:
     """The verdict line: {"word": better|worse|mixed|unchanged, "level", "text"}.
 
-    Accuracy decides when it moved beyond sampling noise (or, without sample counts, beyond the
-    tolerance); otherwise the other VERDICT_METRICS (calibration and proper scores) decide: better or
-    worse when they agree, mixed when they do not.
+    A difference is called only when it exceeds its sampling noise (metric_deltas' change).
+    Accuracy decides when it moved beyond its noise; otherwise the other VERDICT_METRICS
+    (calibration and proper scores) decide: better or worse when they agree, mixed when they do not.
     """
     by_key = {d["key"]: d for d in deltas}
     acc = by_key.get("accuracy")
     acc_moved = bool(acc) and acc["change"] in ("better", "worse")
-    within_noise = acc_moved and noise is not None and abs(acc["delta"]) <= noise
     others = [by_key[k] for k in VERDICT_METRICS if k != "accuracy" and k in by_key]
     better = [d for d in others if d["change"] == "better"]
     worse = [d for d in others if d["change"] == "worse"]
 
     def listed(items):
-        return ", ".join(f"{metrics.short_name(d['key'])} {d['delta_text']}" for d in items)
+        return ", ".join(f"{metrics.short_name(d['key'])} {d['delta_text']} ({d['noise_text']})" for d in items)
 
-    if acc_moved and not within_noise:
+    if acc_moved:
         word = acc["change"]
-        beyond = f", beyond sampling noise of ±{100 * noise:.2f} pp" if noise is not None else ""
-        text = f"{new_label} is {word} than {old_label}: accuracy {acc['delta_text']}{beyond}"
+        text = f"{new_label} is {word} than {old_label}: accuracy {acc['delta_text']}, beyond sampling noise ({acc['noise_text']})"
         same_way = better if word == "better" else worse
         other_way = worse if word == "better" else better
         if same_way:
@@ -241,14 +265,14 @@ def verdict(deltas: Sequence[Mapping], *, old_label: str, new_label: str, compar
     else:
         word = "mixed" if better and worse else "better" if better else "worse" if worse else "unchanged"
         if word == "unchanged":
-            text = f"{new_label} performs like {old_label}: no headline metric moved by more than {100 * REL_TOLERANCE:g} %"
+            text = (f"No difference between {new_label} and {old_label} exceeds its sampling noise in "
+                    f"{', '.join(metrics.short_name(k) for k in VERDICT_METRICS if k in by_key)}")
         elif word == "mixed":
             text = f"Mixed: {new_label} is better than {old_label} in {listed(better)}, but worse in {listed(worse)}"
         else:
             text = f"{new_label} is {word} than {old_label} in {listed(better or worse)}"
-        if within_noise:
-            text += (f"; the accuracy change ({acc['delta_text']}) is within sampling noise "
-                     f"(±{100 * noise:.2f} pp at {NOISE_SE:g} standard errors)")
+        if acc and acc["change"] == "same" and acc["noise"] is not None and word != "unchanged":
+            text += f"; the accuracy change ({acc['delta_text']}) is within sampling noise ({acc['noise_text']})"
     text += "."
     level = {"better": "good", "worse": "bad", "mixed": "warn", "unchanged": "info"}[word]
     if not comparable:
@@ -331,8 +355,7 @@ def build_context(old: Version, new: Version, *, out: Path, created_at: str | No
         "new": _side(new, out),
         "same_samples": comparable,
         "samples_note": reason,
-        "verdict": verdict(deltas, old_label=old.label, new_label=new.label, comparable=comparable, reason=reason,
-                           noise=accuracy_noise(old.metrics, new.metrics)),
+        "verdict": verdict(deltas, old_label=old.label, new_label=new.label, comparable=comparable, reason=reason),
         "metrics": deltas,
         "per_class": per_class_changes(old.summary.get("per_class") or [], new.summary.get("per_class") or []),
         "flagged": flagged,

@@ -20,22 +20,30 @@ from reportgen.archive import list_versions, write_index
 # --------------------------------------------------------------------------- pure functions
 
 
-@pytest.mark.parametrize("key, old, new, expected", [
-    ("accuracy", 0.90, 0.92, "better"),
-    ("accuracy", 0.92, 0.90, "worse"),
-    ("accuracy", 0.900, 0.905, "same"),  # within 1 % of the old value
-    ("ece", 0.05, 0.04, "better"),
-    ("ece", 0.04, 0.05, "worse"),
-    ("aurc", 0.02, 0.03, "worse"),
-    ("coverage_1pct", 0.5, 0.6, "better"),
-    ("temperature", 0.8, 1.1, "better"),  # |0.2| from 1 -> |0.1|
-    ("temperature", 1.05, 0.8, "worse"),
-    ("n_samples", 1000, 2000, "changed"),  # describes the data: no better direction
-    ("mean_epistemic", None, 0.01, "n/a"),
-    ("ece", 0.0, 1e-9, "same"),
+@pytest.mark.parametrize("key, old, new, noise, expected", [
+    ("accuracy", 0.90, 0.92, 0.01, "better"),
+    ("accuracy", 0.92, 0.90, 0.01, "worse"),
+    ("accuracy", 0.90, 0.92, 0.025, "same"),  # +2 pp within a ±2.5 pp noise: not called
+    ("ece", 0.05, 0.04, 0.005, "better"),
+    ("ece", 0.04, 0.05, 0.005, "worse"),
+    ("ece", 0.04, 0.05, 0.02, "same"),
+    ("aurc", 0.02, 0.03, 0.001, "worse"),
+    ("temperature", 0.8, 1.1, 0.01, "better"),  # |0.2| from 1 -> |0.1|
+    ("temperature", 1.05, 0.8, 0.01, "worse"),
+    ("n_samples", 1000, 2000, 1.0, "changed"),  # describes the data: no better direction
+    ("mean_epistemic", None, 0.01, 0.1, "n/a"),
+    ("ece_temperature_scaled", 0.05, 0.02, None, "changed"),  # no interval: never better or worse
+    ("ece_temperature_scaled", 0.05, 0.0502, None, "same"),
 ])
-def test_change_direction_per_metric(key, old, new, expected):
-    assert compare.change(key, old, new) == expected
+def test_change_is_called_only_beyond_its_noise(key, old, new, noise, expected):
+    assert compare.change(key, old, new, noise) == expected
+
+
+def test_noise_combines_both_intervals():
+    old = {"accuracy": 0.9, "accuracy_ci_low": 0.88, "accuracy_ci_high": 0.92}
+    new = {"accuracy": 0.95, "accuracy_ci_low": 0.935, "accuracy_ci_high": 0.965}
+    assert compare.noise("accuracy", old, new) == pytest.approx((0.02 ** 2 + 0.015 ** 2) ** 0.5)
+    assert compare.noise("ece", old, new) is None
 
 
 def test_fmt_delta_units():
@@ -53,38 +61,40 @@ def test_flagged_sets():
     assert s["counts"] == {"new": 2, "resolved": 3, "still": 2, "old": 5, "new_total": 4}
 
 
-def deltas(**pairs):
-    return compare.metric_deltas({k: v[0] for k, v in pairs.items()}, {k: v[1] for k, v in pairs.items()})
+def deltas(noise: float = 0.01, **pairs):
+    """Metric deltas where every metric carries a 95 % interval of half-width noise / sqrt(2) on both sides."""
+    h = noise / 2 ** 0.5
+    side = lambda i: {**{k: v[i] for k, v in pairs.items()},  # noqa: E731
+                      **{k + "_ci_low": v[i] - h for k, v in pairs.items() if v[i] is not None},
+                      **{k + "_ci_high": v[i] + h for k, v in pairs.items() if v[i] is not None}}
+    return compare.metric_deltas(side(0), side(1))
 
 
 def test_verdict_words():
     v = compare.verdict(deltas(accuracy=(0.90, 0.95), ece=(0.05, 0.02)), old_label="m a", new_label="m b")
     assert (v["word"], v["level"]) == ("better", "good")
-    assert v["text"] == "m b is better than m a: accuracy +5.00 pp; also better in ECE −0.0300."
+    assert v["text"] == ("m b is better than m a: accuracy +5.00 pp, beyond sampling noise (±1.00 pp); "
+                         "also better in ECE −0.0300 (±0.0100).")
     # Accuracy that moved decides, whatever calibration did.
     v = compare.verdict(deltas(accuracy=(0.90, 0.80), ece=(0.30, 0.02), nll=(1.0, 2.0)), old_label="m a", new_label="m b")
     assert v["word"] == "worse"
-    assert v["text"] == "m b is worse than m a: accuracy −10.00 pp; also worse in NLL +1.0000; but better in ECE −0.2800."
-    # Accuracy unchanged: the other metrics decide, and disagree.
-    v = compare.verdict(deltas(accuracy=(0.90, 0.901), ece=(0.02, 0.05), brier=(0.2, 0.1)), old_label="m a", new_label="m b")
-    assert v["word"] == "mixed" and v["text"] == "Mixed: m b is better than m a in Brier score −0.1000, but worse in ECE +0.0300."
-    v = compare.verdict(deltas(accuracy=(0.90, 0.901), n_samples=(10, 20)), old_label="m a", new_label="m b")
-    assert v["word"] == "unchanged"
+    assert v["text"] == ("m b is worse than m a: accuracy −10.00 pp, beyond sampling noise (±1.00 pp); also worse in NLL +1.0000 "
+                         "(±0.0100); but better in ECE −0.2800 (±0.0100).")
+    # Accuracy within its noise: the other metrics decide, and disagree.
+    v = compare.verdict(deltas(accuracy=(0.90, 0.905), ece=(0.02, 0.05), brier=(0.2, 0.1)), old_label="m a", new_label="m b")
+    assert v["word"] == "mixed" and v["text"].startswith("Mixed: m b is better than m a in Brier score −0.1000 (±0.0100), but worse in ECE +0.0300")
+    assert v["text"].endswith("the accuracy change (+0.50 pp) is within sampling noise (±1.00 pp).")
+    v = compare.verdict(deltas(accuracy=(0.90, 0.905), ece=(0.02, 0.021)), old_label="m a", new_label="m b")
+    assert v["word"] == "unchanged" and v["text"] == "No difference between m b and m a exceeds its sampling noise in Accuracy, ECE."
     v = compare.verdict(deltas(accuracy=(0.90, 0.85)), old_label="a", new_label="b", comparable=False, reason="the data files differ (sha256)")
     assert v["level"] == "warn" and v["text"].startswith("Caution, not the same samples (the data files differ (sha256)): b is worse")
 
 
-def test_accuracy_within_sampling_noise_does_not_decide():
-    old, new = {"accuracy": 0.90, "n_samples": 1000, "ece": 0.05}, {"accuracy": 0.92, "n_samples": 1000, "ece": 0.08}
-    noise = compare.accuracy_noise(old, new)
-    assert noise == pytest.approx(2 * ((0.9 * 0.1 + 0.92 * 0.08) / 1000) ** 0.5)
-    v = compare.verdict(compare.metric_deltas(old, new), old_label="a", new_label="b", noise=noise)
-    assert v["word"] == "worse"  # +2 pp is within ±2.56 pp; the ECE got worse
-    assert v["text"] == ("b is worse than a in ECE +0.0300; the accuracy change (+2.00 pp) is within sampling noise "
-                         "(±2.56 pp at 2 standard errors).")
-    big = {"accuracy": 0.99, "n_samples": 1000, "ece": 0.08}
-    v = compare.verdict(compare.metric_deltas(old, big), old_label="a", new_label="b", noise=compare.accuracy_noise(old, big))
-    assert v["word"] == "better" and "beyond sampling noise of ±" in v["text"]
+def test_a_large_accuracy_change_without_intervals_is_not_called():
+    """Old summaries without intervals: nothing measures the noise, so nothing is called better or worse."""
+    d = compare.metric_deltas({"accuracy": 0.80, "ece": 0.1}, {"accuracy": 0.95, "ece": 0.01})
+    assert {x["key"]: x["change"] for x in d} == {"accuracy": "changed", "ece": "changed"}
+    assert compare.verdict(d, old_label="a", new_label="b")["word"] == "unchanged"
 
 
 def test_same_samples():
@@ -105,13 +115,15 @@ def test_same_samples():
 
 
 def test_per_class_changes_match_by_name():
-    rows = compare.per_class_changes(
-        [{"name": "cat", "count": 10, "accuracy": 0.5, "ece": 0.1}, {"name": "dog", "count": 10, "accuracy": 0.8, "ece": 0.2}],
-        [{"name": "dog", "count": 10, "accuracy": 0.9, "ece": 0.1}, {"name": "cat", "count": 10, "accuracy": 0.4, "ece": 0.1}],
-    )
-    assert [r["name"] for r in rows] == ["dog", "cat"]
+    def r(name, acc, lo, hi, ece):
+        return {"name": name, "count": 1000, "accuracy": acc, "accuracy_ci": [lo, hi], "classwise_ece": ece}
+
+    rows = compare.per_class_changes([r("cat", 0.5, 0.47, 0.53, 0.1), r("dog", 0.8, 0.77, 0.83, 0.2)],
+                                     [r("dog", 0.9, 0.88, 0.92, 0.1), r("cat", 0.48, 0.45, 0.51, 0.1)])
+    assert [x["name"] for x in rows] == ["dog", "cat"]
     assert rows[0]["delta_accuracy"] == pytest.approx(0.1) and rows[0]["change_accuracy"] == "better"
-    assert rows[1]["change_accuracy"] == "worse" and rows[1]["change_ece"] == "same"
+    assert rows[1]["change_accuracy"] == "same"  # -2 pp inside the noise of two ±3 pp intervals
+    assert rows[0]["change_ece"] == "changed" and rows[1]["change_ece"] == "same"  # no interval: never better or worse
 
 
 def test_missing_files_are_named(tmp_path):
@@ -179,19 +191,19 @@ def test_metric_deltas_are_new_minus_old_with_direction(two_versions, compared):
     _, c = compared
     old, new = summary(v1)["metrics"], summary(v2)["metrics"]
     rows = {d["key"]: d for d in c["metrics"]}
-    assert set(rows) == set(old) | set(new)
+    assert set(rows) == {k for k in set(old) | set(new) if not k.endswith(("_ci_low", "_ci_high"))}
     assert rows["accuracy"]["delta"] == pytest.approx(new["accuracy"] - old["accuracy"], abs=1e-12)
     assert rows["mean_epistemic"]["old"] is None and rows["mean_epistemic"]["change"] == "n/a"  # v1 had S = 1
     assert rows["n_passes"]["change"] == "changed"
     for key in ("accuracy", "ece", "nll", "brier", "aurc"):
         d = new[key] - old[key]
-        if abs(d) <= 0.01 * abs(old[key]):
+        if abs(d) <= compare.noise(key, old, new):
             assert rows[key]["change"] == "same", key
         else:
             improved = d > 0 if key == "accuracy" else d < 0
             assert rows[key]["change"] == ("better" if improved else "worse"), key
     # A CNN trained on 500 images instead of 2,000: the accuracy change is far beyond sampling noise, so it decides.
-    noise = compare.accuracy_noise(old, new)
+    noise = compare.noise("accuracy", old, new)
     assert abs(new["accuracy"] - old["accuracy"]) > noise
     assert c["verdict"]["word"] == rows["accuracy"]["change"]
     assert c["verdict"]["text"].startswith(f"{v2.parent.name} v2 is {rows['accuracy']['change']} than {v1.parent.name} {v1.name}: accuracy ")
