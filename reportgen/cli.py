@@ -9,7 +9,8 @@ import sys
 import click
 
 from .cli_archive import COMMANDS as ARCHIVE_COMMANDS
-from .cli_common import GATE, Ctx, config_file, config_option, enforce_gates, global_flags, handle_errors, option_sources
+from .cli_common import (GATE, Ctx, card_table, config_file, config_option, enforce_gates, global_flags, handle_errors,
+                         option_sources)
 from .checker import RECIPES as CHECKERS
 from .intervals import DEFAULT_REPLICATES
 from .label_issues import RANKERS, RULES
@@ -90,6 +91,7 @@ def train(obj: Ctx, data, output, name, ensemble, force, epochs, batch_size, see
 @click.option("--rank-by", type=click.Choice(sorted(RANKERS)), default="self_confidence", show_default=True, help="Ranking of flagged samples.")
 @click.option("--reviews", type=click.Path(dir_okay=False), default=None, help="A filled-in review.csv from an earlier audit: reviewer verdicts to carry over.")
 @click.option("--apply-reviews", is_flag=True, help="Use the corrected labels of label_wrong reviews for the checker and the metrics.")
+@click.option("--card", type=click.Path(dir_okay=False), default=None, help="Model card (TOML): owners, intended use, limitations, ... Default: [tool.reportgen.card] of the configuration.")
 @click.option("--bootstrap", type=click.IntRange(1), default=DEFAULT_REPLICATES, show_default=True, help="Bootstrap resamples of the 95 % intervals.")
 @click.option("--fail-on", "fail_on", multiple=True, type=GATE, help="Exit 3 after writing the report when EXPR holds, e.g. 'accuracy<0.98' (repeatable; any summary.json metric, < <= > >=).")
 @click.option("--trust-model", is_flag=True, allow_from_autoenv=False, help="Allow models with Lambda layers (runs code stored in the file).")
@@ -98,7 +100,7 @@ def train(obj: Ctx, data, output, name, ensemble, force, epochs, batch_size, see
 @global_flags
 @handle_errors
 def audit(obj: Ctx, data, models, predictions, labels, images, class_names, output, name, version, force, mc_samples,
-          audit_size, cv, checker, checker_epochs, flag_rule, rank_by, reviews, apply_reviews, bootstrap, fail_on, trust_model, paper, epochs,
+          audit_size, cv, checker, checker_epochs, flag_rule, rank_by, reviews, apply_reviews, card, bootstrap, fail_on, trust_model, paper, epochs,
           batch_size, seed, train_size) -> None:
     """Audit a model (or saved probabilities) and write report.html, report.pdf, summary.json, flagged.csv.
 
@@ -116,7 +118,7 @@ def audit(obj: Ctx, data, models, predictions, labels, images, class_names, outp
         data=data, models=tuple(models), predictions=predictions, labels=labels, images=images, class_names=class_names,
         output=output, name=name, version=version, force=force, mc_samples=mc_samples, seed=seed, epochs=epochs,
         batch_size=batch_size, train_size=train_size, audit_size=audit_size, cv=cv, checker=checker, checker_epochs=checker_epochs, flag_rule=flag_rule,
-        rank_by=rank_by, reviews=reviews, apply_reviews=apply_reviews, bootstrap=bootstrap, trust_model=trust_model,
+        rank_by=rank_by, reviews=reviews, apply_reviews=apply_reviews, card=card, card_table=card_table(), bootstrap=bootstrap, trust_model=trust_model,
         paper=paper, fail_on=tuple(fail_on), config_file=config_file(), option_sources=option_sources(),
         command=" ".join(shlex.quote(a) for a in ["reportgen", *sys.argv[1:]]),
     )

@@ -18,6 +18,8 @@ from .errors import ReportgenError
 GATE_EXIT = 3
 # ctx.meta key under which the configuration file in use is kept for the provenance.
 CONFIG_FILE_META = "reportgen.config_file"
+# ctx.meta key under which the configuration's [tool.reportgen.card] table is kept.
+CARD_META = "reportgen.card"
 
 
 class Ctx:
@@ -98,6 +100,7 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
     except ReportgenError as e:
         raise click.BadParameter(str(e), ctx=ctx, param=param) from None
     ctx.meta[CONFIG_FILE_META] = str(located) if cfg or value else None
+    ctx.meta[CARD_META] = cfg.pop(config.CARD_TABLE, None)
     if cfg:
         ctx.default_map = {**config.default_map(cfg, ctx.command), **(ctx.default_map or {})}
 
@@ -114,6 +117,12 @@ def config_file(ctx: click.Context | None = None) -> str | None:
     """The configuration file whose values are in effect (None: none)."""
     ctx = ctx or click.get_current_context()
     return ctx.find_root().meta.get(CONFIG_FILE_META)
+
+
+def card_table(ctx: click.Context | None = None) -> dict | None:
+    """The configuration's model card table ([tool.reportgen.card]), if any."""
+    ctx = ctx or click.get_current_context()
+    return ctx.find_root().meta.get(CARD_META)
 
 
 def option_sources(ctx: click.Context | None = None) -> dict[str, str]:

@@ -22,9 +22,11 @@ COMMAND_LINE_ONLY = frozenset({"force", "trust_model"})
 # Options a configuration file may not set at all (they choose the file, or print and exit).
 NOT_CONFIGURABLE = frozenset({"config", "help", "version_option"})
 # Keys whose values are paths: resolved against the configuration file's folder, not the working directory.
-PATH_KEYS = frozenset({"data", "model", "predictions", "labels", "images", "class_names", "output"})
+PATH_KEYS = frozenset({"data", "model", "predictions", "labels", "images", "class_names", "output", "card", "reviews"})
 # Values of `data` that name a built-in source rather than a file.
 BUILTIN_SOURCES = frozenset({"mnist"})
+# The sub-table that holds the model card's fields (card.FIELDS), not option defaults.
+CARD_TABLE = "card"
 # Top-level keys that do not reach some commands, because there the option means something else
 # (`train --output` is the folder for model files and `compare --output` one comparison, not the archive root).
 TOP_LEVEL_SKIPS = frozenset({("train", "output"), ("compare", "output")})
@@ -131,7 +133,9 @@ def load(path: str | Path | None, start: str | Path, *, group) -> dict:
     base = p.resolve().parent
     out: dict[str, Any] = {}
     for key, value in data.items():
-        if key in commands and isinstance(value, dict):
+        if key == CARD_TABLE and isinstance(value, dict):
+            out[CARD_TABLE] = dict(value)  # the card's fields (a string here is the --card file instead)
+        elif key in commands and isinstance(value, dict):
             sub = f"{table}.{key}" if table else key
             for k, v in value.items():
                 _check_key(p, k, keys, sub, command=key)
@@ -161,7 +165,7 @@ def default_map(cfg: Mapping[str, Any], group) -> dict:
         target[pname] = value
 
     for key, value in cfg.items():
-        if key in commands and isinstance(value, dict):
+        if (key == CARD_TABLE or key in commands) and isinstance(value, dict):
             continue
         for cmd in keys.get(key, {}):
             if (cmd, key) not in TOP_LEVEL_SKIPS:

@@ -406,3 +406,113 @@ def readings(ctx: Mapping) -> dict[str, list[str]]:
         out["calibration"].append(t)
     out["selective"].append(selective_sentence(m)[1])
     return out
+
+
+# --------------------------------------------------------------------------- conclusions
+
+
+def _action_labels(ctx: Mapping) -> dict | None:
+    li, m = ctx.get("label_issues") or {}, ctx.get("metrics", {})
+    if not li:
+        return None
+    checker = li.get("checker") or {}
+    n_flag = int(li.get("n_flagged", 0))
+    if not checker.get("independent"):
+        if checker.get("kind") == "saved":
+            return None if not n_flag else {
+                "topic": "labels", "action": f"Review the {n_flag:,} candidates in review.csv only if the saved probabilities are "
+                                             "out-of-sample; otherwise produce them by cross-validation first",
+                "evidence": "the flags come from the saved probabilities alone, which cannot tell label errors from the model's own"}
+        return {"topic": "labels", "action": "Check the labels with an independent checker: rerun with --cv 5",
+                "evidence": f"the {n_flag:,} flags of this audit come from the audited model itself (accuracy "
+                            f"{_with_ci(m, 'accuracy')}), so they mix label errors with its own mistakes"}
+    if not n_flag:
+        return None
+    open_flags = int((li.get("reviews") or {}).get("unreviewed_flags", n_flag))
+    if not open_flags:
+        return None
+    return {"topic": "labels",
+            "action": f"Review the {open_flags:,} unreviewed candidates in review.csv, then rerun with --reviews review.csv "
+                      "(add --apply-reviews to train and score on the corrected labels)",
+            "evidence": f"the checker agrees with the given labels {_pct(checker['accuracy'])} of the time out of sample and "
+                        f"confident learning estimates {int(li.get('n_estimated', 0)):,} label errors"}
+
+
+def _action_model_errors(ctx: Mapping) -> dict | None:
+    cases = (ctx.get("label_issues") or {}).get("cases") or {}
+    n = int(cases.get("model_errors") or 0)
+    if not n:
+        return None
+    wrong = n + int(cases.get("ambiguous") or 0) + int(cases.get("label_candidates") or 0)
+    return {"topic": "model", "action": "Improve the model, not the labels, for its errors on correctly labelled samples",
+            "evidence": f"on {n:,} of the audited model's errors the independent checker agrees with the given label "
+                        f"(model errors, not label issues; {wrong:,} error or flag cases in all)"}
+
+
+def _action_calibration(ctx: Mapping) -> dict | None:
+    m = ctx.get("metrics", {})
+    floor = (ctx.get("calibration") or {}).get("floor")
+    after = (ctx.get("temperature") or {}).get("floor_after")
+    t, e0, e1 = _num(m, "temperature"), _num(m, "ece"), _num(m, "ece_temperature_scaled")
+    if not floor or floor.get("verdict") != "miscalibrated" or t is None or e0 is None or e1 is None:
+        return None
+    if after and after.get("verdict") == "consistent":
+        return {"topic": "calibration", "action": f"Recalibrate with temperature scaling, T = {t:.2f} (divide the logits by T)",
+                "evidence": f"held-out ECE {e0:.3f} → {e1:.3f}, within the noise floor of a calibrated model "
+                            f"({after['floor_q95']:.3f})"}
+    return {"topic": "calibration", "action": "Recalibrate with a richer method than one temperature (e.g. per-class or histogram binning)",
+            "evidence": f"ECE {e0:.3f} is above its noise floor ({floor['floor_q95']:.3f}) and stays above it after temperature "
+                        f"scaling ({e1:.3f})"}
+
+
+def _action_abstain(ctx: Mapping) -> dict | None:
+    m = ctx.get("metrics", {})
+    thr, cov, risk, hi = (_num(m, k) for k in ("threshold_1pct", "coverage_1pct", "risk_1pct", "risk_1pct_ci_high"))
+    if thr is None or cov is None or risk is None:
+        return {"topic": "abstain", "action": "Keep a human in the loop for every prediction if errors must stay at or below 1 %",
+                "evidence": "no confidence threshold keeps the error at or below 1 % on both random halves of the samples"}
+    bound = f", at most {_pct(hi)}" if hi is not None else ""
+    return {"topic": "abstain", "action": f"Abstain below confidence {thr:.4f} and route those samples to a person",
+            "evidence": f"chosen on one half and measured on the other, the error of the kept {_pct(cov)} is {_pct(risk)}{bound} "
+                        "(95 % interval)"}
+
+
+def _action_weak_class(ctx: Mapping) -> dict | None:
+    rows = [r for r in ctx.get("per_class") or [] if r.get("accuracy") is not None and r.get("accuracy_ci")]
+    if len(rows) < 2:
+        return None
+    worst = min(rows, key=lambda r: (r["accuracy"], str(r["name"])))
+    if worst["accuracy_ci"][1] >= min(r["accuracy_ci"][0] for r in rows if r is not worst):
+        return None
+    return {"topic": "class", "action": f"Collect more (or cleaner) training data for class {_quote(worst['name'])}",
+            "evidence": f"its recall {_pct(worst['accuracy'])} {fmt_interval(*worst['accuracy_ci'], 'accuracy')} is below every "
+                        "other class's 95 % interval"}
+
+
+def _action_data(ctx: Mapping) -> dict | None:
+    note = (ctx.get("dataset") or {}).get("subset_note")
+    if not note:
+        return None
+    return {"topic": "data", "action": "Retrain and audit on the full data set before comparing with published results",
+            "evidence": note}
+
+
+def _action_epistemic(ctx: Mapping) -> dict | None:
+    if ctx.get("epistemic_measured"):
+        return None
+    return {"topic": "epistemic", "action": "Estimate epistemic uncertainty: rerun with --mc-samples 30 or a deep ensemble",
+            "evidence": "one deterministic pass per sample measures no spread between predictions"}
+
+
+_ACTIONS = (_action_labels, _action_model_errors, _action_calibration, _action_weak_class, _action_abstain, _action_data,
+            _action_epistemic)
+
+
+def conclusions(ctx: Mapping) -> list[dict]:
+    """Recommended actions, each with the evidence behind it, in a fixed order of urgency.
+
+    Returns:
+        [{"topic", "action", "evidence"}]: labels, model errors, calibration, a weak class, abstention,
+        data, epistemic uncertainty; a topic appears only when its numbers call for it.
+    """
+    return [a for fn in _ACTIONS if (a := fn(ctx)) is not None]

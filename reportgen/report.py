@@ -17,12 +17,17 @@ import numpy as np
 from . import gates as G
 from . import metrics, render
 from .archive import FLAGGED_FILE, HTML_FILE, MD_FILE, PDF_FILE, SUMMARY_FILE, write_manifest
-from .findings import N_FINDINGS, findings, readings, verdicts
+from . import card as model_card
+from .findings import N_FINDINGS, conclusions, findings, readings, verdicts
 from .reviews import REVIEW_COLUMNS, REVIEW_FILE
 from .uncertainty import MCE_MIN_COUNT
 
 # Columns of flagged.csv, in order (compare.py and review files name a sample by "split" and "row").
 FLAGGED_COLUMNS = ("rank", "split", "row", "given", "suggested", "p_given", "score", "audited_prediction", "review")
+# The per-sample export, written in chunks of this many rows with a fast gzip level (it can be 10^6 rows).
+PREDICTIONS_FILE = "predictions.csv.gz"
+PREDICTIONS_CHUNK = 65_536
+PREDICTIONS_GZIP_LEVEL = 1
 # Model errors shown as examples in the label section (the audited model wrong, the checker agreeing with the label).
 MODEL_ERROR_EXAMPLES = 8
 # Flagged samples listed in the report's table (all of them go to flagged.csv).
@@ -77,7 +82,7 @@ def package_versions() -> dict[str, str]:
 def build_context(*, audit, result, figures, method: dict, model_name: str, version: str, model_info: dict,
                   data_role: str, notes: list[str], command: str, options: dict, reportgen_version: str,
                   created_at: str, config_file: str | None = None, option_sources: Mapping[str, str] | None = None,
-                  gates: Sequence[str] = ()) -> dict:
+                  gates: Sequence[str] = (), dataset_info: Mapping | None = None, card: dict | None = None) -> dict:
     """The plain-data context that every rendering uses (JSON-serialisable as it is).
 
     Args:
@@ -87,6 +92,8 @@ def build_context(*, audit, result, figures, method: dict, model_name: str, vers
             "default_map" (the configuration file), "default") (default: options["option_sources"]).
         gates: --fail-on expressions; their pass/fail is recorded in the context (and summary.json)
             (default: options["fail_on"]).
+        dataset_info: the data set in plain words (pipeline._dataset_info).
+        card: a checked model card (card.load / card.from_table), or None.
     """
     config_file = config_file if config_file is not None else options.get("config_file")
     option_sources = option_sources if option_sources is not None else options.get("option_sources")
@@ -124,6 +131,8 @@ def build_context(*, audit, result, figures, method: dict, model_name: str, vers
                       "crossfit": result.selective.crossfit},
         "epistemic_measured": bool(st.epistemic_measured),
         "errors": result.errors,
+        "dataset": dict(dataset_info or {}),
+        "card": model_card.context(card),
         "label_issues": label_context(audit, result, m),
         "figures": {f.key: {"title": f.title, "alt": f.alt, "uri": f.uri, "note": f.note} for f in figures},
         "warnings": warnings,
@@ -139,6 +148,7 @@ def build_context(*, audit, result, figures, method: dict, model_name: str, vers
     ctx["findings"] = findings(ctx)
     ctx["verdicts"] = verdicts(ctx)
     ctx["readings"] = readings(ctx)
+    ctx["conclusions"] = conclusions(ctx)
     return ctx
 
 
@@ -269,12 +279,51 @@ def write_csv(path: Path, rows: Sequence[Mapping], columns: Sequence[str]) -> Pa
     return path
 
 
-def write_all(folder: Path, context: dict, *, flagged_rows: list[dict], review_rows: list[dict], paper: str = "a4") -> None:
-    """Write report.html, report.pdf, report.md, summary.json, flagged.csv, review.csv and manifest.json into `folder`."""
+def write_predictions(path: Path, audit, result) -> Path:
+    """predictions.csv.gz: one row per audited sample, enough to recompute every per-sample number.
+
+    Columns: split, row (the sample in its source), given, predicted (class indices; names in
+    summary.json data.class_names), p_0 .. p_{K-1} (mean probabilities), confidence, total,
+    aleatoric, epistemic (nats; empty when not measured), flagged (1 when a candidate for review),
+    case (label_candidate / model_error / ambiguous, with an independent checker), review.
+    """
+    import gzip
+
+    st, lr = result.stats, result.labels
+    n, k = len(audit.labels), audit.n_classes
+    flagged = lr.issues.issue_mask[lr.audit_pos]
+    cases = lr.cases if lr.cases is not None else np.full(n, "", dtype=object)
+    review = lr.reviews.verdict[lr.audit_pos]
+    probs = result.sampled.mean_probs
+    epi = st.epistemic if st.epistemic_measured else None
+    header = ["split", "row", "given", "predicted", *(f"p_{c}" for c in range(k)), "confidence", "total", "aleatoric",
+              "epistemic", "flagged", "case", "review"]
+    split, rows = audit.source_split, audit.source_index
+    with gzip.open(path, "wt", encoding="utf-8", newline="", compresslevel=PREDICTIONS_GZIP_LEVEL) as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for start in range(0, n, PREDICTIONS_CHUNK):
+            stop = min(n, start + PREDICTIONS_CHUNK)
+            p = np.char.mod("%.7g", probs[start:stop])
+            num = np.char.mod("%.7g", np.stack([st.confidence[start:stop], st.total[start:stop], st.aleatoric[start:stop]], 1))
+            for j, i in enumerate(range(start, stop)):
+                w.writerow([render.csv_cell(str(split[i])), int(rows[i]), int(audit.labels[i]), int(st.predicted[i]), *p[j], *num[j],
+                            "" if epi is None else f"{epi[i]:.7g}", int(flagged[i]), cases[i], review[i]])
+    return path
+
+
+def write_all(folder: Path, context: dict, *, flagged_rows: list[dict], review_rows: list[dict], paper: str = "a4",
+              predictions=None, card: dict | None = None) -> None:
+    """Write report.html, report.pdf, report.md, summary.json, model_card.json, flagged.csv, review.csv,
+    predictions.csv.gz (when `predictions(path)` is given) and manifest.json into `folder`."""
     (folder / HTML_FILE).write_text(render_html(context, paper=paper), encoding="utf-8")
     write_pdf(context, folder, paper=paper)
     (folder / MD_FILE).write_text(render_markdown(context), encoding="utf-8")
     (folder / SUMMARY_FILE).write_text(json.dumps(summary_of(context), indent=2) + "\n", encoding="utf-8")
     write_csv(folder / FLAGGED_FILE, flagged_rows, FLAGGED_COLUMNS)
     write_csv(folder / REVIEW_FILE, review_rows, REVIEW_COLUMNS)
+    (folder / model_card.CARD_FILE).write_text(json.dumps(_plain(model_card.model_card_json(card, context)), indent=2) + "\n",
+                                               encoding="utf-8")
+    if predictions is not None:
+        predictions(folder / PREDICTIONS_FILE)
     write_manifest(folder)
