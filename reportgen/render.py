@@ -64,6 +64,7 @@ def _common(env, extra_globals: dict | None) -> None:
     env.filters["fmt"] = metrics.fmt
     env.filters["show"] = show
     env.globals.update({"LEVEL_SYMBOL": LEVEL_SYMBOL, "fmt_ci": metrics.fmt_with_interval, "better": metrics.better,
+                        "short_name": metrics.short_name,
                         **(extra_globals or {})})
 
 

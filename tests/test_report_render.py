@@ -189,11 +189,11 @@ def test_html_has_sidebar_alt_text_and_real_tables(mc_audit):
     nav = re.search(r'<nav class="sidebar".*?</nav>', html, flags=re.S).group(0)
     assert re.findall(r'href="#([\w-]+)"', nav) == [sid for sid, _ in report.SECTIONS]
     for sid, _ in report.SECTIONS:
-        assert f'<section id="{sid}">' in html
+        assert re.search(rf'<section id="{sid}"( class="[^"]+")?>', html), sid
     imgs = re.findall(r"<img [^>]*>", html)
     assert len(imgs) >= 8
     assert all(re.search(r'alt="[^"]{20,}"', tag) for tag in imgs)
-    assert all(re.search(r'src="data:image/png;base64,', tag) for tag in imgs)  # self-contained
+    assert all(re.search(r'src="data:image/svg\+xml;base64,', tag) for tag in imgs)  # self-contained
     assert html.count("<th scope=\"col\"") >= 20
     assert "<link" not in html and "http://" not in html and "https://" not in html
 
@@ -207,11 +207,12 @@ def test_pdf_contents_page_numbers_point_at_the_sections(mc_audit):
     entries = re.findall(r"^\s*\d+\. (.+?) \.{3,}\s*(\d+)\s*$", cover, flags=re.M)
     assert [t for t, _ in entries] == [title for _, title in report.SECTIONS]
     pages = [int(p) for _, p in entries]
-    assert pages == sorted(pages) and pages[0] == 2 and pages[-1] <= n
+    assert pages == sorted(pages) and pages[0] == 1 and pages[-1] <= n  # the summary starts under the contents
     for title, page in entries:
         text = pdf_text(pdf, int(page))
         header = text.strip().splitlines()[0]
-        assert header.split()[:2] == ["Audit", "of"] and header.rstrip().endswith(title), header  # running header
+        if int(page) > 1:  # no running header on the cover page; elsewhere: the first section that starts on the page
+            assert header.split()[:2] == ["Audit", "of"] and header.rstrip().endswith(tuple(t for _, t in report.SECTIONS)), header
         assert re.search(rf"^\s*{re.escape(title)}\s*$", text, flags=re.M), title  # the heading itself
         assert f"Page {page} of {n}" in text
 
@@ -361,3 +362,142 @@ def test_figures_print_dollar_signs_in_class_names_as_written():
     assert asset.uri.startswith("data:image/")
     labels = [t.get_text() for t in ax[0, 0].get_xticklabels()]
     assert labels == names and not any(t.get_parse_math() for t in ax[0, 0].get_xticklabels())
+
+
+# --------------------------------------------------------------------------- a report that passes review (issue 10)
+
+
+def page_ink(pdf: Path, tmp_path: Path) -> list[float]:
+    """Per page: how far down the text area the lowest ink reaches (0 = empty, 1 = to the bottom margin)."""
+    from PIL import Image
+
+    subprocess.run(["pdftoppm", "-r", "30", "-gray", "-png", str(pdf), str(tmp_path / "ink")], check=True)
+    out = []
+    for png in sorted(tmp_path.glob("ink-*.png"), key=lambda p: int(p.stem.rsplit("-", 1)[1])):
+        a = np.asarray(Image.open(png).convert("L"))
+        h = a.shape[0]
+        top, bottom = int(0.075 * h), int(0.93 * h)  # inside the running header and the page-number footer
+        rows = np.flatnonzero((a[top:bottom] < 160).any(axis=1))
+        out.append(0.0 if not len(rows) else (rows[-1] + 1) / (bottom - top))
+    return out
+
+
+@needs_poppler
+def test_default_report_is_at_most_ten_pages_with_no_half_empty_page_mid_section(mc_audit, tmp_path):
+    pdf = mc_audit / "report.pdf"
+    n, _ = pdf_pages(pdf)
+    assert n <= 10, n
+    ink = page_ink(pdf, tmp_path)
+    assert len(ink) == n
+    titles = {title for _, title in report.SECTIONS}
+    for page in range(1, n):  # every page but the last
+        lines = [ln.strip() for ln in pdf_text(pdf, page + 1).splitlines() if ln.strip()]
+        next_starts_a_section = len(lines) > 1 and lines[1] in titles
+        assert ink[page - 1] >= 0.5 or next_starts_a_section, (page, ink[page - 1], lines[:2])
+
+
+@needs_poppler
+def test_every_card_field_is_in_the_pdf_and_missing_ones_are_named(mc_audit, tmp_path):
+    from reportgen import card as C
+
+    f = tmp_path / "card.toml"
+    f.write_text("""
+owners = [{name = "Vision team", contact = "vision@example.org"}]
+intended_use = "Sorting scanned digits before manual entry"
+intended_users = ["back-office clerks"]
+out_of_scope = ["handwritten letters", "any decision about a person"]
+limitations = "Trained on 2,000 digits only"
+ethical_considerations = "Errors fall on whoever wrote the digit"
+tradeoffs = "Abstaining below the threshold costs manual work"
+license = "Apache-2.0"
+references = ["https://example.org/model-v3"]
+""")
+    ctx = context_from_summary(mc_audit)
+    ctx["card"] = C.context(C.load(f))
+    text = " ".join(pdf_text(report.write_pdf(ctx, tmp_path)).split())
+    for value in ("Vision team", "vision@example.org", "Sorting scanned digits before manual entry", "back-office clerks",
+                  "handwritten letters", "any decision about a person", "Trained on 2,000 digits only",
+                  "Errors fall on whoever wrote the digit", "Abstaining below the threshold costs manual work", "Apache-2.0",
+                  "https://example.org/model-v3"):
+        assert value in text, value
+    assert "not provided" not in text
+    partial = C.context(C.from_table({"intended_use": "digits"}, "inline"))
+    assert partial["missing"] == ["Owners and contact", "Intended users", "Out-of-scope uses", "Known limitations",
+                                  "Ethical considerations", "Trade-offs", "Licence", "References"]
+
+
+def test_a_report_without_a_card_lists_every_field_as_not_provided(mc_audit):
+    html = (mc_audit / "report.html").read_text()
+    section = html[html.index('<section id="card">'):html.index("</section>", html.index('<section id="card">'))]
+    from reportgen.card import FIELDS
+
+    for name in FIELDS.values():
+        assert name in section
+    assert section.count(">not provided<") == len(FIELDS)
+
+
+def test_bad_card_files_fail_before_any_work(tmp_path):
+    from conftest import run_cli
+
+    cases = {"unknown.toml": ('colour = "red"\n', "unknown card field(s) colour"),
+             "types.toml": ("limitations = 3\n", "card field 'limitations' must be a string or a list of strings"),
+             "broken.toml": ("owners = [\n", "not valid TOML")}
+    for name, (body, message) in cases.items():
+        (tmp_path / name).write_text(body)
+        r = run_cli(["audit", "--card", str(tmp_path / name), "--output", str(tmp_path / "out")])
+        assert r.exit_code == 1 and message in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        assert not (tmp_path / "out").exists()
+
+
+def test_html_figures_are_svg(mc_audit):
+    html = (mc_audit / "report.html").read_text()
+    srcs = re.findall(r'<figure id="fig-[^"]+"[^>]*>\s*<img src="([^"]{0,40})', html)
+    assert len(srcs) >= 10
+    assert all(s.startswith("data:image/svg+xml;base64,") for s in srcs), srcs
+
+
+def test_model_card_json_follows_the_model_card_toolkit_fields(mc_audit):
+    import jsonschema
+
+    schema = json.loads((Path(__file__).parent / "model_card.schema.json").read_text())
+    mc = json.loads((mc_audit / "model_card.json").read_text())
+    jsonschema.validate(mc, schema)
+    s = json.loads((mc_audit / "summary.json").read_text())
+    perf = {p["type"]: p for p in mc["quantitative_analysis"]["performance_metrics"] if p["slice"] == "all audited samples"}
+    acc = perf["Accuracy"]
+    assert acc["value"] == s["metrics"]["accuracy"]
+    assert (acc["confidence_interval"]["lower_bound"], acc["confidence_interval"]["upper_bound"]) == (
+        s["metrics"]["accuracy_ci_low"], s["metrics"]["accuracy_ci_high"])
+    assert "confidence_interval" not in perf["Evaluated samples"]
+    assert mc["model_details"]["name"] == "mnist-cnn" and mc["model_details"]["version"]["name"] == "mc30"
+
+
+def test_predictions_export_recomputes_accuracy_and_ece(mc_audit):
+    """The README's recipe: accuracy and the 15-bin ECE from predictions.csv.gz alone."""
+    import csv as _csv
+    import gzip
+
+    s = json.loads((mc_audit / "summary.json").read_text())
+    with gzip.open(mc_audit / "predictions.csv.gz", "rt") as f:
+        rows = list(_csv.DictReader(f))
+    k = s["data"]["n_classes"]
+    assert len(rows) == s["metrics"]["n_samples"]
+    y = np.array([int(r["given"]) for r in rows])
+    p = np.array([[float(r[f"p_{c}"]) for c in range(k)] for r in rows])
+    assert np.mean(p.argmax(1) == y) == pytest.approx(s["metrics"]["accuracy"], abs=1e-12)
+    conf, right = p.max(1), p.argmax(1) == y
+    b = np.clip(np.floor(conf * 15), 0, 14).astype(int)
+    ece = sum(abs(right[b == i].mean() - conf[b == i].mean()) * np.mean(b == i) for i in range(15) if np.any(b == i))
+    assert ece == pytest.approx(s["metrics"]["ece"], abs=1e-4)  # TFP's ECE is computed in float32
+    assert sum(int(r["flagged"]) for r in rows) <= s["metrics"]["n_flagged"]
+    assert np.mean([float(r["epistemic"]) for r in rows]) == pytest.approx(s["metrics"]["mean_epistemic"], rel=1e-5)
+
+
+def test_report_md_has_a_title_the_label_finding_and_the_manifest(mc_audit):
+    md = (mc_audit / "report.md").read_text()
+    assert md.startswith("# Audit of mnist-cnn mc30\n")
+    s = json.loads((mc_audit / "summary.json").read_text())
+    label = next(f["text"] for f in s["findings"] if f["topic"] == "label_issues")
+    assert render.md_escape(label) in md
+    assert "[manifest.json](manifest.json)" in md
+    assert not re.search(r"^\s*[-*] [-*] ", md, flags=re.M)  # no doubled bullets
