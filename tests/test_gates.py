@@ -129,3 +129,17 @@ def test_passing_gates_exit_0(tmp_path, mnist_npz, deterministic_audit):
                  "--mc-samples", "1", "--output", str(tmp_path), "--fail-on", "accuracy<0.5"])
     assert r.exit_code == 0, r.output
     assert Path(r.stdout.strip().splitlines()[-1]).is_dir()
+
+
+def test_gates_on_the_pessimistic_bound_of_an_interval(tmp_path, mnist_npz, deterministic_audit):
+    """accuracy_ci_low is a gate key: a gate between the lower bound and the point value tells them apart."""
+    _, model = deterministic_audit
+    base = ["--quiet", "audit", "--data", str(mnist_npz), "--model", str(model), "--name", "m", "--mc-samples", "1",
+            "--output", str(tmp_path)]
+    r = run_cli(base + ["--version", "a"])
+    m = json.loads((Path(r.stdout.strip()) / "summary.json").read_text())["metrics"]
+    assert m["accuracy_ci_low"] < m["accuracy"] < m["accuracy_ci_high"]
+    between = round((m["accuracy_ci_low"] + m["accuracy"]) / 2, 4)
+    r = run_cli(base + ["--version", "b", "--fail-on", f"accuracy_ci_low<{between}", "--fail-on", f"accuracy<{between}"])
+    assert r.exit_code == 3
+    assert f"'accuracy_ci_low<{between}' failed" in r.stderr and f"'accuracy<{between}' failed" not in r.stderr
