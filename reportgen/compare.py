@@ -340,12 +340,27 @@ def _side(v: Version, out: Path) -> dict:
     }
 
 
+def same_checked_labels(old: Mapping, new: Mapping) -> tuple[bool, str]:
+    """Whether both audits checked the labels of the same samples (so their flags can be compared), and why not.
+
+    With --cv the label check covers every labelled sample, not just the audited ones; summaries
+    record a sha256 of the checked (split, row) pairs. Older summaries fall back to same_samples.
+    """
+    ca, cb = (old.get("label_issues") or {}).get("checked_sha256"), (new.get("label_issues") or {}).get("checked_sha256")
+    if not ca or not cb:
+        return same_samples(old, new)
+    if (old.get("data") or {}).get("sha256") != (new.get("data") or {}).get("sha256"):
+        return False, "the data files differ (sha256)"
+    return (True, "") if ca == cb else (False, "the label checks covered different samples")
+
+
 def build_context(old: Version, new: Version, *, out: Path, created_at: str | None = None) -> dict:
     """The plain-data context of compare.html / compare.pdf / compare.json."""
     from .version import __version__
 
     deltas = metric_deltas(old.metrics, new.metrics)
     comparable, reason = same_samples(old.summary, new.summary)
+    flags_ok, flags_reason = same_checked_labels(old.summary, new.summary)
     flagged = flagged_sets(old.flagged, new.flagged)
     return {
         "title": f"Comparison: {old.label} → {new.label}",
@@ -355,6 +370,8 @@ def build_context(old: Version, new: Version, *, out: Path, created_at: str | No
         "new": _side(new, out),
         "same_samples": comparable,
         "samples_note": reason,
+        "flags_comparable": flags_ok,
+        "flags_note": flags_reason,
         "verdict": verdict(deltas, old_label=old.label, new_label=new.label, comparable=comparable, reason=reason),
         "metrics": deltas,
         "per_class": per_class_changes(old.summary.get("per_class") or [], new.summary.get("per_class") or []),

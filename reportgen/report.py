@@ -229,7 +229,8 @@ def label_context(audit, result, m: Mapping) -> dict:
     counts = lr.reviews.counts()
     return {
         "rule": lr.rule, "rule_description": RULES[lr.rule], "rank_by": iss.rank_by,
-        "n_checked": int(len(lr.checked.labels)), "n_flagged": int(len(iss.flagged)), "n_estimated": int(iss.n_issues_estimated),
+        "n_checked": int(len(lr.checked.labels)), "checked_sha256": lr.checked.index_sha256(),
+        "n_flagged": int(len(iss.flagged)), "n_estimated": int(iss.n_issues_estimated),
         "rate": m["label_error_rate"], "checker": lr.checker,
         "scope": _scope(lr.checker, len(lr.checked.labels), len(audit.labels)),
         "cases": cases, "model_error_rows": examples,

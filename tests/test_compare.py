@@ -340,3 +340,16 @@ def test_compare_refuses_a_summary_whose_name_or_version_could_steer_the_output_
     r = run_cli(["compare", "--quiet", str(tmp_path / "m" / "old"), str(tmp_path / "m" / "new")])
     assert r.exit_code == 1 and r.stderr.count("\n") == 1 and "summary.json" in r.stderr, r.stderr
     assert set(tmp_path.rglob("*")) == before
+
+
+def test_flags_are_compared_when_the_label_checks_covered_the_same_samples():
+    """With --cv the checked samples (all labelled ones) decide, not the audited subset."""
+    a = {"data": {"sha256": "d1", "count": 100, "index_sha256": "x"}, "label_issues": {"checked_sha256": "all-rows"}}
+    b = {"data": {"sha256": "d1", "count": 200, "index_sha256": "y"}, "label_issues": {"checked_sha256": "all-rows"}}
+    assert compare.same_samples(a, b)[0] is False  # different audited subsets...
+    assert compare.same_checked_labels(a, b) == (True, "")  # ...but every label was checked in both
+    c = {**b, "label_issues": {"checked_sha256": "other"}}
+    assert compare.same_checked_labels(a, c) == (False, "the label checks covered different samples")
+    d = {**b, "data": {"sha256": "d2"}}
+    assert compare.same_checked_labels(a, d) == (False, "the data files differ (sha256)")
+    assert compare.same_checked_labels({"data": a["data"]}, {"data": b["data"]}) == compare.same_samples(a, b)
