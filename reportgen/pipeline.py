@@ -708,9 +708,9 @@ def audit(model_or_probs, images=None, labels=None, *, class_names: list[str] | 
     notes: list[str] = []
     x = as_images(images, "images", notes=notes)
     k = models[0].n_outputs
-    y = validate.labels(labels, source="labels", n=len(x), min_classes=2)
+    y = validate.labels(labels, source="labels", n=len(x), k=k, min_classes=2)
     prov = Provenance("arrays", "<in memory>", hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest(), int(len(y)))
-    ds = Dataset(x, y, [str(i) for i in range(max(k, int(y.max()) + 1))], prov, "arrays")
+    ds = Dataset(x, y, [str(i) for i in range(k)], prov, "arrays")
     ds = M.align_classes(ds, models[0], names=list(class_names) if class_names else None, names_source="class_names")
     ds, policy = M.fit_images(ds, models[0])
     models = [M.prepare(m, ds, explicit=preprocess, seed=seed) for m in models]

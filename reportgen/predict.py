@@ -1,6 +1,8 @@
 """Run models over images: deterministic, MC dropout (split at the first dropout layer), or ensembles.
 
-Every path streams batches into `uncertainty.SampleAccumulator`, so memory is O(N·K) whatever S is.
+Every path streams batches into `uncertainty.SampleAccumulator`, so memory is O(N·K) whatever S is;
+images given as files (`images.ImageFiles`) are decoded batch by batch by a tf.data pipeline, so
+the decoded images are never all in memory either.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .model import LoadedModel, preprocess
+from . import model as M
+from .model import LoadedModel
 from .uncertainty import SampleAccumulator, SampledPredictions
 
 Progress = Callable[[str], None]
@@ -18,6 +21,8 @@ Progress = Callable[[str], None]
 MAX_BATCH_BYTES = 192 * 1024 * 1024
 # Largest and smallest images-per-batch of the prediction loop.
 MAX_BATCH, MIN_BATCH = 512, 16
+# Images of the first batch that decides logits vs probabilities for a model not yet prepared.
+FIRST_PROBE = 64
 
 
 @dataclass(frozen=True)
@@ -94,11 +99,15 @@ def _to_probs(out, outputs_probs: bool) -> np.ndarray:
     return p / p.sum(axis=-1, keepdims=True)
 
 
-def _run(layers, x, *, masks=None, training_stochastic=False):
-    """Apply a chain of layers; Dropout-family layers use the given masks."""
-    for l in layers:
-        if masks is not None and id(l) in masks:
-            x = x * masks[id(l)]
+def _run(layers, x, *, mask_for=None, training_stochastic=False):
+    """Apply a chain of layers; a Dropout-family layer multiplies by `mask_for(j, layer, x)` when that is given.
+
+    Masks are drawn from the tensor that reaches the layer, so models whose spatial size is free
+    (None in their input shape) are sampled at the size of the images they are given.
+    """
+    for j, l in enumerate(layers):
+        if mask_for is not None and isinstance(l, _dropout_layers()):
+            x = x * mask_for(j, l, x)
         elif _is_stochastic(l):
             x = l(x, training=training_stochastic)
         else:
@@ -113,18 +122,13 @@ class _Sampler:
         self.m, self.head, self.tail, self.s, self.seed = m, chain[:split], chain[split:], s, seed
         self.linear = _channel_dropout_dense(self.tail)
 
-    @property
-    def features(self) -> int:
-        """Activations per image that the sampled tail holds S copies of (1 on the linear path)."""
-        return 1 if self.linear else int(np.prod(self.tail[0].input.shape[1:]))
+    def features(self, x1) -> int:
+        """Activations per image that the sampled tail holds S copies of (1 on the linear path), for input `x1`."""
+        return 1 if self.linear else int(np.prod(_run(self.head, x1).shape[1:]))
 
-    def masks_for(self, batch_index: int, b: int) -> dict:
-        """Masks of every dropout layer in the tail, for S samples of a batch of `b` images."""
-        return {
-            id(l): _draw_masks(l, self.s, (b, *l.input.shape[1:]), (self.seed, batch_index * 1009 + j))
-            for j, l in enumerate(self.tail)
-            if isinstance(l, _dropout_layers())
-        }
+    def mask(self, batch_index: int, j: int, layer, per_image_shape) -> "tf.Tensor":
+        """(S, B, ...) keep-masks of tail layer j for S samples of a batch whose input to it has `per_image_shape` (B, ...)."""
+        return _draw_masks(layer, self.s, tuple(int(d) for d in per_image_shape), (self.seed, batch_index * 1009 + j))
 
     def sample_efficient(self, xb, batch_index: int) -> np.ndarray:
         """(S, B, K) probabilities: the head runs once, the tail on S stacked copies."""
@@ -134,10 +138,13 @@ class _Sampler:
             return _to_probs(self.logits_linear(xb, batch_index), self.m.outputs_probs)
         h = _run(self.head, xb)
         b = int(h.shape[0])
-        masks = self.masks_for(batch_index, b)
         hs = tf.reshape(tf.repeat(h[None], self.s, axis=0), [self.s * b] + list(h.shape[1:]))
-        flat = {k: tf.reshape(v, [self.s * b] + list(v.shape[2:])) for k, v in masks.items()}
-        out = _run(self.tail, hs, masks=flat)
+
+        def stacked(j, layer, x):  # x holds S copies of the batch: (S * B, ...)
+            m = self.mask(batch_index, j, layer, (b, *x.shape[1:]))
+            return tf.reshape(m, [self.s * b] + list(m.shape[2:]))
+
+        out = _run(self.tail, hs, mask_for=stacked)
         return _to_probs(tf.reshape(out, [self.s, b, -1]), self.m.outputs_probs)
 
     def logits_linear(self, xb, batch_index: int):
@@ -150,7 +157,7 @@ class _Sampler:
         import tensorflow as tf
 
         h = _run(self.head, xb)
-        mask = self.masks_for(batch_index, int(h.shape[0]))[id(self.tail[0])]
+        mask = self.mask(batch_index, 0, self.tail[0], h.shape)
         dense = self.tail[-1]
         hh, ww, cc = (int(d) for d in h.shape[1:])
         w = tf.reshape(dense.kernel, [hh, ww, cc, -1])
@@ -163,11 +170,11 @@ class _Sampler:
 
     def sample_full(self, xb, batch_index: int) -> np.ndarray:
         """(S, B, K) probabilities from S complete forward passes with the same masks (reference)."""
-        masks = self.masks_for(batch_index, int(xb.shape[0]))
         outs = []
         for i in range(self.s):
             h = _run(self.head, xb)
-            outs.append(_run(self.tail, h, masks={k: v[i] for k, v in masks.items()}))
+            # The same (S, B, ...) draw as the efficient path; pass i keeps its own slice.
+            outs.append(_run(self.tail, h, mask_for=lambda j, layer, x, i=i: self.mask(batch_index, j, layer, x.shape)[i]))
         return _to_probs(np.stack([np.asarray(o) for o in outs]), self.m.outputs_probs)
 
 
@@ -208,18 +215,20 @@ def _batch_size(features: int, s: int) -> int:
 
 def predict(
     models: Sequence[LoadedModel],
-    images: np.ndarray,
+    images,
     *,
     mc_samples: int = 30,
     seed: int = 0,
     full_passes: bool = False,
     progress: Progress | None = None,
 ) -> tuple[SampledPredictions, PredictInfo]:
-    """Sample predictive distributions for `images` (N,H,W,C uint8).
+    """Sample predictive distributions for `images` (N,H,W,C uint8: an array, or images.ImageFiles streamed in batches).
 
     One model and mc_samples > 1: MC dropout (split at the first dropout layer unless
     `full_passes`); several models: a deep ensemble, each member one deterministic pass;
-    one model and mc_samples == 1: the deterministic case.
+    one model and mc_samples == 1: the deterministic case. Each model gets the images scaled and
+    laid out as it takes them (model.model_input); a model not yet prepared (model.prepare) has
+    its preprocessing chosen and its logits told from probabilities on the first images.
 
     Returns:
         SampledPredictions aggregates (N, K) and a PredictInfo describing the method.
@@ -228,9 +237,15 @@ def predict(
 
     n = len(images)
     k = models[0].n_outputs
+    probe = images[:FIRST_PROBE]
+    models = [M.ready(mm, probe) for mm in models]
+
+    def inputs(mm, xb):
+        return tf.convert_to_tensor(M.model_input(mm, xb))
+
     if len(models) > 1:
         info = PredictInfo("ensemble", len(models), f"deep ensemble of {len(models)} independently trained models; each member is one sample")
-        return _loop(n, k, images, lambda xb, bi: np.stack([_to_probs(mm.model(xb, training=False), mm.outputs_probs) for mm in models]), MAX_BATCH, progress), info
+        return _loop(n, k, images, lambda xb, bi: np.stack([_to_probs(mm.model(inputs(mm, xb), training=False), mm.outputs_probs) for mm in models]), MAX_BATCH, progress), info
     m = models[0]
     chain = _chain(m.model)
     split = None
@@ -240,11 +255,11 @@ def predict(
     if mc_samples <= 1 or not has_dropout:
         why = "one deterministic pass" if mc_samples <= 1 else "one deterministic pass (the model has no dropout layer to sample)"
         info = PredictInfo("deterministic", 1, why)
-        return _loop(n, k, images, lambda xb, bi: _to_probs(m.model(xb, training=False), m.outputs_probs)[None], MAX_BATCH, progress), info
+        return _loop(n, k, images, lambda xb, bi: _to_probs(m.model(inputs(m, xb), training=False), m.outputs_probs)[None], MAX_BATCH, progress), info
     tail_ok = split is not None and all(isinstance(l, _dropout_layers()) or not _is_stochastic(l) for l in chain[split:])
     if tail_ok:
         sampler = _Sampler(m, chain, split, mc_samples, seed)
-        feats = sampler.features
+        feats = sampler.features(inputs(m, probe[:1]))
         first = chain[split]
         desc = (
             f"MC dropout, S = {mc_samples}: layers up to '{chain[split - 1].name if split else 'input'}' run once per batch; "
@@ -254,7 +269,7 @@ def predict(
             desc += "; the dense layer is linear in the channel mask, so each channel's contribution to the logits is computed once and the S samples cost one small product"
         fn = sampler.sample_full if full_passes else sampler.sample_efficient
         info = PredictInfo("mc_dropout_full" if full_passes else "mc_dropout", mc_samples, desc)
-        return _loop(n, k, images, fn, _batch_size(feats, mc_samples), progress), info
+        return _loop(n, k, images, lambda xb, bi: fn(inputs(m, xb), bi), _batch_size(feats, mc_samples), progress), info
     # Not splittable: S full passes of a copy whose stochastic layers are always on, run in
     # inference mode so BatchNorm and friends keep their stored statistics (and are not updated).
     import keras
@@ -265,19 +280,28 @@ def predict(
     info = PredictInfo("mc_dropout_full", mc_samples, desc)
 
     def full(xb, bi):
-        return np.stack([_to_probs(sampling(xb, training=False), m.outputs_probs) for _ in range(mc_samples)])
+        x = inputs(m, xb)
+        return np.stack([_to_probs(sampling(x, training=False), m.outputs_probs) for _ in range(mc_samples)])
 
     return _loop(n, k, images, full, MAX_BATCH, progress), info
 
 
-def _loop(n, k, images, sample_fn, batch, progress) -> SampledPredictions:
-    import tensorflow as tf
+def _batches(images, batch: int):
+    """uint8 batches of `images` in order: streamed from files by tf.data, or slices of an array."""
+    if hasattr(images, "batches"):
+        yield from images.batches(batch)
+    else:
+        for start in range(0, len(images), batch):
+            yield images[start:start + batch]
 
+
+def _loop(n, k, images, sample_fn, batch, progress) -> SampledPredictions:
+    """Feed uint8 batches to `sample_fn(batch, batch_index) -> (S, B, K)` and accumulate."""
     acc = SampleAccumulator(n, k)
     step = max(1, n // 10)
     next_report = step
-    for bi, start in enumerate(range(0, n, batch)):
-        xb = tf.convert_to_tensor(preprocess(images[start:start + batch]))
+    for bi, xb in enumerate(_batches(images, batch)):
+        start = bi * batch
         acc.add(start, sample_fn(xb, bi))
         done = min(n, start + batch)
         if progress and (done >= next_report or done == n):

@@ -84,8 +84,11 @@ def test_npz_validation_errors(tmp_path, arrays, message):
 def test_unsupported_and_missing(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         D.load(tmp_path / "nope.npz")
-    (tmp_path / "x.csv").write_text("1,2")
+    (tmp_path / "x.txt").write_text("1,2")
     with pytest.raises(DataError, match="unsupported data file"):
+        D.load(tmp_path / "x.txt")
+    (tmp_path / "x.csv").write_text("1,2")
+    with pytest.raises(DataError, match=r"x\.csv: a manifest needs columns 'path' and 'label' \(found 1, 2\)"):
         D.load(tmp_path / "x.csv")
     with pytest.raises(DataError, match="no IDX image/label pair"):
         D.load(tmp_path)

@@ -62,7 +62,7 @@ def test_efficient_mc_equals_full_passes_dense_dropout_and_softmax(tmp_path, ima
     x = keras.layers.Dropout(0.5)(x)
     out = keras.layers.Dense(5, activation="softmax")(x)
     m = _loaded(keras.Model(inp, out), tmp_path)
-    assert m.outputs_probs
+    assert M.ready(m, images).outputs_probs
     fast, info = predict([m], images, mc_samples=5, seed=9)
     slow, _ = predict([m], images, mc_samples=5, seed=9, full_passes=True)
     assert info.method == "mc_dropout" and "linear" not in info.description  # the generic split path ran
@@ -172,7 +172,7 @@ def test_sampler_masks_match_keras_spatial_dropout(default_cnn):
     layer = chain[split]
     rate = float(layer.rate)
     s, b = 4000, 2
-    ours = np.asarray(_Sampler(default_cnn, chain, split, s, seed=7).masks_for(0, b)[id(layer)])  # (S, B, 1, 1, C)
+    ours = np.asarray(_Sampler(default_cnn, chain, split, s, seed=7).mask(0, 0, layer, (b, 13, 13, 32)))  # (S, B, 1, 1, C)
     keras.utils.set_random_seed(11)
     ones = tf.ones((b, 13, 13, 32))
     theirs = np.stack([np.asarray(layer(ones, training=True)) for _ in range(400)])  # (400, B, 13, 13, C)
@@ -208,3 +208,42 @@ def test_fallback_samples_match_keras_training_true_in_distribution(tmp_path, im
     assert ref_std.min() > 1e-3  # dropout really varies the outputs
     assert np.all(np.abs(sp.mean_probs - ref_mean) < 5 * se + 1e-9)
     np.testing.assert_allclose(sp.std_probs, ref_std, rtol=0.2)
+
+
+# ----------------------------------------------------------------- input shapes
+
+
+def test_free_spatial_size_model_samples_at_the_image_size(tmp_path, images):
+    """Input (None, None, 1): masks are drawn from the tensors the images make (this crashed on None before)."""
+    keras.utils.set_random_seed(6)
+    net = keras.Sequential([
+        keras.Input((None, None, 1)),
+        keras.layers.Conv2D(8, 3, activation="relu"),
+        keras.layers.SpatialDropout2D(0.5),
+        keras.layers.Conv2D(8, 3, activation="relu"),
+        keras.layers.Dropout(0.3),  # element-wise, on a (H-4, W-4, 8) map whose size only the images fix
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(4),
+    ])
+    m = _loaded(net, tmp_path)
+    assert m.input_shape == (-1, -1, 1)
+    fast, info = predict([m], images, mc_samples=6, seed=2)
+    slow, _ = predict([m], images, mc_samples=6, seed=2, full_passes=True)
+    assert info.method == "mc_dropout"
+    _same(fast, slow)
+    assert fast.std_probs.max() > 1e-3
+    small, _ = predict([m], images[:, :20, :20], mc_samples=6, seed=2)  # another size through the same model
+    assert small.mean_probs.shape == (70, 4) and np.abs(small.mean_probs - fast.mean_probs).max() > 1e-3
+
+
+def test_hw_input_model_gets_images_without_the_channel_axis(tmp_path, images):
+    keras.utils.set_random_seed(7)
+    net = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(16, activation="relu"),
+                            keras.layers.Dropout(0.5), keras.layers.Dense(3)])
+    m = _loaded(net, tmp_path)
+    sp, info = predict([m], images, mc_samples=1)
+    logits = np.asarray(net(images[..., 0].astype(np.float32) / 255.0), np.float64)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(sp.mean_probs, p / p.sum(1, keepdims=True), atol=1e-6)
+    mc, info = predict([m], images, mc_samples=4)
+    assert info.method == "mc_dropout" and mc.std_probs.max() > 1e-3
