@@ -10,9 +10,9 @@ Settings:
   clean       the labels as published (no injected flips; flags are counted, not scored)
   sym 5/10/20 %  that share of the samples, chosen uniformly, moved to a uniformly chosen OTHER class
   asym 10 %   10 % of each source class moved: 7->1, 2->7, 5->6, 3->8
-  inst 5 %    instance-dependent: the 5 % of samples whose SECOND most likely class is most likely
-              under a reference model (the seed CNN's out-of-sample probabilities on the clean labels)
-              are moved to that class: the errors people make
+  inst 5 %    instance-dependent: among the samples a reference model (the seed CNN's out-of-sample
+              probabilities on the clean labels) gets right, the 5 % of all samples whose second most
+              likely class is most likely are moved to that class: a look-alike, the errors people make
 
 Rules compared on the same probabilities: reportgen's default rule, reportgen's exact reference rule
 (--flag-rule cleanlab) and the reference implementation itself (cleanlab.filter.find_label_issues)
@@ -68,10 +68,12 @@ def inject(labels: np.ndarray, kind: str | None, rate: float, *, k: int, seed: i
                               for s in ASYMMETRIC])
         noisy[idx] = [ASYMMETRIC[int(c)] for c in labels[idx]]
     elif kind == "instance":
-        p = reference.copy()
-        p[np.arange(n), labels] = -1.0  # the most likely class other than the published label
-        second = p.argmax(axis=1)
-        idx = np.argsort(-p[np.arange(n), second], kind="stable")[: int(round(rate * n))]
+        order = np.argsort(-reference, axis=1, kind="stable")
+        first, second = order[:, 0], order[:, 1]
+        # Among the samples the reference model gets right, those whose runner-up class is most likely:
+        # a correct label swapped for the look-alike class a person would confuse it with.
+        p2 = np.where(first == labels, reference[np.arange(n), second], -1.0)
+        idx = np.argsort(-p2, kind="stable")[: int(round(rate * n))]
         noisy[idx] = second[idx]
     else:
         idx = np.array([], dtype=np.int64)
