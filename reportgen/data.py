@@ -86,6 +86,11 @@ class Dataset:
         return np.arange(len(self.labels), dtype=np.int64) if self.index is None else self.index
 
     @property
+    def source_files(self) -> np.ndarray | None:
+        """(N,) str absolute path of each sample's image file; None when the images are arrays."""
+        return self.images.paths if isinstance(self.images, ImageFiles) else None
+
+    @property
     def source_split(self) -> np.ndarray:
         """(N,) str source split of each row."""
         return np.full(len(self.labels), UNSPLIT) if self.split is None else self.split

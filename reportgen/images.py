@@ -364,11 +364,12 @@ def _checked(root: Path, kind: str, class_names: list[str], per_split: dict, not
 
     h = hashlib.sha256(manifest)
     info = {}
-    with ThreadPoolExecutor(max_workers=SCAN_THREADS) as pool:
+    pool = ThreadPoolExecutor(max_workers=SCAN_THREADS)
+    try:
         for split, (paths, _, lines) in per_split.items():
             sizes = np.zeros((len(paths), 2), np.int64)
             grey = np.zeros(len(paths), bool)
-            for i, got in enumerate(pool.map(_inspect, paths, chunksize=64)):
+            for i, got in enumerate(pool.map(_inspect, paths)):
                 if isinstance(got, str):
                     where = f"{root}: line {lines[i]}: {paths[i]}" if lines else paths[i]
                     raise DataError(f"{where} {got}")
@@ -376,6 +377,8 @@ def _checked(root: Path, kind: str, class_names: list[str], per_split: dict, not
                 sizes[i] = (hh, w)
                 h.update(os.path.relpath(paths[i], base).encode() + b"\0" + digest)
             info[split] = (np.array(paths), sizes, grey)
+    finally:
+        pool.shutdown(cancel_futures=True)  # on an error, do not inspect the files still queued
     all_sizes = np.concatenate([s for _, s, _ in info.values()])
     all_grey = np.concatenate([g for _, _, g in info.values()])
     counts = Counter(map(tuple, all_sizes.tolist()))

@@ -100,6 +100,7 @@ def test_png_tree_and_manifest_load_the_exact_pixels_and_labels(fashion):
     np.testing.assert_array_equal(s.test.images[:][..., 0], x[rows])
     assert [s.test.class_names[k] for k in s.test.labels] == [FASHION_CLASSES[k] for k in y[rows]]
     assert s.test.provenance.source == "folder" and len(s.test.provenance.sha256) == 64
+    assert Path(s.test.source_files[3]).stem == f"{rows[3]:05d}" and D.take(s.test, 5, seed=0).source_files.shape == (5,)
     m = D.load(fashion["manifest"])
     assert m.train.images.shape[0] == FASHION_TRAIN and m.test.class_names == s.test.class_names
     mrows = _rows(m.test.images)
