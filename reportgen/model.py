@@ -433,9 +433,9 @@ def fit_images(ds: Dataset, m: LoadedModel, *, trained_here: bool = False) -> tu
             raise ModelError(f"{m.path}: model takes {tc}-channel images; image files decode to 1 (grey) or 3 (RGB) channels")
         files = ds.images.with_target(th, tw, tc)
         if trained_here:
-            size = f"the data set's most common size, {th}×{tw} (the default CNN's input)"
+            size = f"the data set's most common size, {th}×{tw}, which the default CNN takes"
         elif want_h is None or want_w is None:
-            size = f"the data set's most common size, {th}×{tw} (the model leaves its input size free)"
+            size = f"the data set's most common size, {th}×{tw}, as the model leaves its input size free"
         else:
             size = f"the model's {th}×{tw} input"
         k = files.n_resized
