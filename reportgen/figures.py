@@ -321,11 +321,9 @@ def plot_bars(values, class_names, *, ylabel: str, ax=None):
 
 
 def _rgb(img: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 for display: grey for one channel (dark ink on white), the first three channels otherwise."""
+    """(H, W, 3) uint8 for display, pixels as they are: grey for one or two channels (the first), the first three otherwise."""
     c = img.shape[-1]
-    if c == 1:
-        return np.repeat(255 - img, 3, axis=2)
-    if c == 2:
+    if c < 3:
         return np.repeat(img[..., :1], 3, axis=2)
     return img[..., :3]
 
@@ -353,10 +351,11 @@ def gallery(images, items, class_names, *, mean_probs=None, std_probs=None, ncol
     fig = plt.figure(figsize=(FULL, cell_h * nrows))
     grid = fig.add_gridspec(nrows * (2 if bars else 1), ncols, height_ratios=([1.2, 0.7] if bars else [1.2]) * nrows,
                             hspace=0.45 if bars else 0.3, wspace=0.3)
+    pictures = np.asarray(images[np.array([i for i, _ in items], dtype=np.int64)])  # one decode for image files
     for t, (i, title) in enumerate(items):
         r, col = divmod(t, ncols)
         ax = fig.add_subplot(grid[r * (2 if bars else 1), col])
-        ax.imshow(_rgb(np.asarray(images[i])), interpolation="nearest")
+        ax.imshow(_rgb(pictures[t]), interpolation="nearest")
         ax.set_title(title, fontsize=6.5, pad=2)
         ax.axis("off")
         if bars:

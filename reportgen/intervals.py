@@ -484,6 +484,14 @@ def _compute_bootstrap_aurc(conf, ok, replicates, seed, weights=None) -> np.ndar
     starts = np.r_[0, ends[:-1] + 1]
     group = np.repeat(np.arange(len(ends)), ends - starts + 1)
     err_pos = np.flatnonzero(~ok[order])
+    if not err_pos.size:  # no error anywhere: each replicate's risk curve is 0 (NaN for a replicate with no rows)
+        out = np.empty(replicates)
+        step = max(1, CHUNK_ELEMENTS // n)
+        for b0 in range(0, replicates, step):
+            b1 = min(replicates, b0 + step)
+            w = _weights(0, n, b0, b1, seed) if weights is None else weights[b0:b1]
+            out[b0:b1] = np.where(w.sum(axis=1, dtype=np.int64) > 0, 0.0, np.nan)
+        return out
     err_group = group[err_pos]
     # Tie groups holding errors, where each starts in err_pos, and its sorted positions.
     seg = np.flatnonzero(np.r_[True, err_group[1:] != err_group[:-1]])
@@ -501,9 +509,6 @@ def _compute_bootstrap_aurc(conf, ok, replicates, seed, weights=None) -> np.ndar
         prefix = np.zeros((b1 - b0, len(cuts) + 1), dtype=np.int64)
         np.cumsum(np.add.reduceat(w, cuts, axis=1, dtype=np.int64), axis=1, out=prefix[:, 1:])
         n_star = prefix[:, -1]
-        if not err_pos.size:
-            out[b0:b1] = np.where(n_star > 0, 0.0, np.nan)
-            continue
         h = _harmonic(int(n_star.max()))
         a = prefix[:, at_start]  # copies before the group
         end = prefix[:, at_stop]  # copies up to the group's end, a + t

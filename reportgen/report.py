@@ -23,7 +23,7 @@ from .reviews import REVIEW_COLUMNS, REVIEW_FILE
 from .uncertainty import MCE_MIN_COUNT
 
 # Columns of flagged.csv, in order (compare.py and review files name a sample by "split" and "row").
-FLAGGED_COLUMNS = ("rank", "split", "row", "given", "suggested", "p_given", "score", "audited_prediction", "review")
+FLAGGED_COLUMNS = ("rank", "split", "row", "file", "given", "suggested", "p_given", "score", "audited_prediction", "review")
 # The per-sample export, written in chunks of this many rows with a fast gzip level (it can be 10^6 rows).
 PREDICTIONS_FILE = "predictions.csv.gz"
 PREDICTIONS_CHUNK = 65_536
@@ -257,7 +257,8 @@ def summary_of(context: dict) -> dict:
 def flagged_rows(audit, result, *, limit: int | None = None) -> list[dict]:
     """One row per flagged sample (the first `limit`), most likely first, named by its source split and row.
 
-    Columns FLAGGED_COLUMNS: rank, split, row, given, suggested, p_given (the checker's probability of
+    Columns FLAGGED_COLUMNS: rank, split, row, file (the image file, for folders and manifests; else
+    empty), given, suggested, p_given (the checker's probability of
     the given label), score (the ranking score), audited_prediction (the audited model's prediction
     when the sample was audited, else empty), review (a reviewer's verdict, if any).
     """
@@ -266,9 +267,11 @@ def flagged_rows(audit, result, *, limit: int | None = None) -> list[dict]:
     names = checked.class_names
     audited = np.full(len(checked.labels), -1, dtype=np.int64)
     audited[lr.audit_pos] = result.stats.predicted
+    files = checked.source_files
     top = slice(0, limit)
     return [
-        {"rank": r + 1, "split": str(checked.source_split[i]), "row": int(checked.source_index[i]), "given": names[g],
+        {"rank": r + 1, "split": str(checked.source_split[i]), "row": int(checked.source_index[i]),
+         "file": "" if files is None else str(files[i]), "given": names[g],
          "suggested": names[s], "p_given": round(float(pg), 6), "score": round(float(sc), 6),
          "audited_prediction": names[audited[i]] if audited[i] >= 0 else "", "review": str(lr.reviews.verdict[i])}
         for r, (i, g, s, pg, sc) in enumerate(zip(iss.flagged[top], iss.given[top], iss.suggested[top],
@@ -289,8 +292,9 @@ def review_rows(audit, result) -> list[dict]:
         key = (str(checked.source_split[i]), int(checked.source_index[i]))
         row = known.get(key)
         if row is None:
-            row = {"split": key[0], "row": key[1], "given": names[checked.labels[i]], "suggested": "", "verdict": "", "label": "",
-                   "note": ""}
+            files = checked.source_files
+            row = {"split": key[0], "row": key[1], "file": "" if files is None else str(files[i]), "given": names[checked.labels[i]],
+                   "suggested": "", "verdict": "", "label": "", "note": ""}
             rows.append(row)
         row.update(verdict=str(rv.verdict[i]), note=str(rv.note[i]),
                    label=names[rv.corrected[i]] if rv.verdict[i] == "label_wrong" else "")
@@ -324,7 +328,8 @@ def write_csv(path: Path, rows: Sequence[Mapping], columns: Sequence[str]) -> Pa
 def write_predictions(path: Path, audit, result) -> Path:
     """predictions.csv.gz: one row per audited sample, enough to recompute every per-sample number.
 
-    Columns: split, row (the sample in its source), given, predicted (class indices; names in
+    Columns: split, row (the sample in its source), file (its image file for folders and manifests),
+    given, predicted (class indices; names in
     summary.json data.class_names), p_0 .. p_{K-1} (mean probabilities), confidence, total,
     aleatoric, epistemic (nats; empty when not measured), flagged (1 when a candidate for review),
     case (label_candidate / model_error / ambiguous, with an independent checker), review.
@@ -338,9 +343,9 @@ def write_predictions(path: Path, audit, result) -> Path:
     review = lr.reviews.verdict[lr.audit_pos]
     probs = result.sampled.mean_probs
     epi = st.epistemic if st.epistemic_measured else None
-    header = ["split", "row", "given", "predicted", *(f"p_{c}" for c in range(k)), "confidence", "total", "aleatoric",
+    header = ["split", "row", "file", "given", "predicted", *(f"p_{c}" for c in range(k)), "confidence", "total", "aleatoric",
               "epistemic", "flagged", "case", "review"]
-    split, rows = audit.source_split, audit.source_index
+    split, rows, files = audit.source_split, audit.source_index, audit.source_files
     with gzip.open(path, "wt", encoding="utf-8", newline="", compresslevel=PREDICTIONS_GZIP_LEVEL) as f:
         w = csv.writer(f)
         w.writerow(header)
@@ -349,7 +354,8 @@ def write_predictions(path: Path, audit, result) -> Path:
             p = np.char.mod("%.7g", probs[start:stop])
             num = np.char.mod("%.7g", np.stack([st.confidence[start:stop], st.total[start:stop], st.aleatoric[start:stop]], 1))
             for j, i in enumerate(range(start, stop)):
-                w.writerow([render.csv_cell(str(split[i])), int(rows[i]), int(audit.labels[i]), int(st.predicted[i]), *p[j], *num[j],
+                w.writerow([render.csv_cell(str(split[i])), int(rows[i]), "" if files is None else render.csv_cell(str(files[i])),
+                            int(audit.labels[i]), int(st.predicted[i]), *p[j], *num[j],
                             "" if epi is None else f"{epi[i]:.7g}", int(flagged[i]), cases[i], review[i]])
     return path
 

@@ -25,7 +25,7 @@ from .errors import DataError
 
 REVIEW_FILE = "review.csv"
 # Columns of review.csv, in order; `split` and `row` name the sample, the rest is the reviewer's.
-REVIEW_COLUMNS = ("split", "row", "given", "suggested", "verdict", "label", "note")
+REVIEW_COLUMNS = ("split", "row", "file", "given", "suggested", "verdict", "label", "note")
 # Columns a --reviews file must have.
 REQUIRED_COLUMNS = ("split", "row", "verdict", "label", "note")
 VERDICTS = ("label_wrong", "label_ok", "ambiguous")
@@ -150,5 +150,5 @@ def read(path: str | Path, *, splits: np.ndarray, rows: np.ndarray, class_names:
 
 def template_rows(flagged_rows: Sequence[dict]) -> list[dict]:
     """review.csv rows for the flagged samples: how to name each sample, and empty reviewer columns."""
-    return [{"split": r["split"], "row": r["row"], "given": r["given"], "suggested": r["suggested"],
+    return [{"split": r["split"], "row": r["row"], "file": r.get("file", ""), "given": r["given"], "suggested": r["suggested"],
              "verdict": "", "label": "", "note": ""} for r in flagged_rows]

@@ -528,3 +528,13 @@ def test_bad_input_raises_one_line_data_error(call, message):
     with pytest.raises(DataError, match=message) as excinfo:
         call()
     one_line_data_error(excinfo)
+
+
+def test_bootstrap_of_a_model_without_errors():
+    """Every prediction right: AURC is 0 in every replicate, the ECE interval is the gap's, nothing crashes."""
+    conf = np.linspace(0.6, 1.0, 200)
+    ok = np.ones(200, bool)
+    out = iv.bootstrap(conf, ok, {"nll": -np.log(conf)}, replicates=50, seed=3)
+    assert out["aurc"].tolist() == [0.0, 0.0]
+    assert 0 < out["ece"][0] <= out["ece"][1]
+    assert iv.bootstrap_aurc(conf, ok, replicates=7, seed=1).tolist() == [0.0] * 7

@@ -70,5 +70,6 @@ def test_missing_columns_and_empty_files(tmp_path):
 
 def test_template_rows_name_samples_like_flagged_csv():
     rows = R.template_rows([{"rank": 1, "split": "test", "row": 4, "given": "cat", "suggested": "dog", "p_given": 0.1}])
-    assert rows == [{"split": "test", "row": 4, "given": "cat", "suggested": "dog", "verdict": "", "label": "", "note": ""}]
+    assert rows == [{"split": "test", "row": 4, "file": "", "given": "cat", "suggested": "dog", "verdict": "", "label": "",
+                     "note": ""}]
     assert list(rows[0]) == list(R.REVIEW_COLUMNS)
