@@ -162,7 +162,35 @@ def main() -> None:
         if key == "inst05":
             checks.append(f"gain >= +{TARGET_INST05_GAIN}: {'met' if gain >= TARGET_INST05_GAIN else 'NOT met'}")
         print(line + "; " + "; ".join(checks))
+    clean = next((s for s in SETTINGS if s[0] == "clean"), None)
+    if clean and "clean" in args.settings.split(","):
+        probs, _ = cv_probs(ds, ds.labels, recipes[0], args)
+        flags = find_label_issues(ds.labels, probs, rule="reportgen")
+        png = draw_flags(ds, flags, OUT / "label_noise_clean_flags.png")
+        print(f"  the {len(flags.flagged)} default-rule flags on the published labels (for a person to judge): {png}")
     print(f"  load average at end: {load_average()}")
+
+
+def draw_flags(ds, issues, path, limit: int = 32):
+    """The flagged images in a grid, titled '#row given -> suggested p(given)'."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(limit, len(issues.flagged))
+    cols = 8
+    fig, axes = plt.subplots(max(1, -(-n // cols)), cols, figsize=(12, 1.7 * max(1, -(-n // cols))), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i, g, s, pg in zip(axes.flat, issues.flagged, issues.given, issues.suggested, issues.self_confidence):
+        ax.imshow(ds.images[i, :, :, 0], cmap="gray")
+        ax.set_title(f"#{ds.source_index[i]} {ds.class_names[g]}→{ds.class_names[s]} {pg:.2f}", fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import warnings
@@ -24,9 +25,13 @@ from reportgen.label_issues import (
     _prune_by_noise_rate,
     _round_rows,
     drop_flags,
-    find_label_issues,
     separate_cases,
 )
+from reportgen.label_issues import find_label_issues as _find_label_issues
+
+# Most tests below check the reference algorithm convention by convention, so they call it by that name;
+# the default rule's own difference (thresholds capped at CONFIDENT_PROBABILITY) is tested on its own.
+find_label_issues = functools.partial(_find_label_issues, rule="cleanlab")
 
 
 def make_noisy(n, k, *, noise, seed, strength=(5.0, 40.0), base=1.0):
@@ -531,3 +536,20 @@ def test_module_does_not_import_tensorflow():
     code = "import sys, reportgen.label_issues; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_reportgen_rule_counts_a_confident_probability_below_a_high_class_mean():
+    """An accurate checker: class 1's mean self-confidence is 0.99, so five labels '0' whose image the checker
+    calls '1' at 0.85 are never confidently '1' for the reference rule; the default rule counts them at 0.8."""
+    labels = np.r_[np.zeros(100, int), np.ones(100, int), np.zeros(5, int)]
+    probs = np.r_[np.tile([0.99, 0.01], (100, 1)), np.tile([0.01, 0.99], (100, 1)), np.tile([0.15, 0.85], (5, 1))]
+    ref = find_label_issues(labels, probs, rule="cleanlab")
+    new = find_label_issues(labels, probs, rule="reportgen")
+    assert ref.flagged.size == 0 and ref.n_issues_estimated == 0
+    assert sorted(new.flagged.tolist()) == [200, 201, 202, 203, 204] and new.n_issues_estimated == 5
+    assert new.thresholds.tolist() == pytest.approx([0.8, 0.8]) and ref.thresholds[1] == pytest.approx(0.99)
+    # Where every class mean is below the cap, the two rules are the same rule.
+    low = np.clip(probs * 0.8 + 0.1, 0, 1)
+    low /= low.sum(1, keepdims=True)
+    np.testing.assert_array_equal(find_label_issues(labels, low, rule="reportgen").issue_mask,
+                                  find_label_issues(labels, low, rule="cleanlab").issue_mask)
