@@ -42,6 +42,15 @@ MISCALIBRATION_ALPHA = 0.05
 BLOCK_ROWS = 1024
 # Stream tags after the seed, so bootstrap and null never share a stream (SeedSequence: [s] == [s, 0]).
 BOOTSTRAP_STREAM, NULL_STREAM = 1, 2
+# Tags of the per-row hashes (`row_uniform`): the 2-fold halves, the temperature-fit subsample, the figures' sample.
+HALF_STREAM, FIT_STREAM, DISPLAY_STREAM = 3, 4, 5
+# Confidence histograms bin u = 1 - confidence by its float64 exponent and this many leading mantissa bits:
+# two confidences whose distances to 1 differ by more than 2^-10 (0.1 %) relative always fall in different bins.
+FINE_MANTISSA_BITS = 10
+# The per-replicate histograms of the bootstrap AURC (B of them) use 2^-4 (6 %) relative bins: 865 bins, B x 865 counts.
+COARSE_MANTISSA_BITS = 4
+# Smallest positive u kept apart (float64 confidences below 1 are at most 1 - 2^-53); smaller u share bin 1.
+_U_MIN_EXPONENT = -53
 # round(2^32 P(Poisson(1) <= k)), k = 0..11, from 60-digit decimals: fixed integers, same on every machine.
 POISSON_THRESHOLDS = (
     1580030169, 3160060337, 3950075422, 4213413783, 4279248374, 4292415292,
@@ -156,6 +165,39 @@ class CalibrationVerdict:
     floor_mean: float
     floor_q95: float
     simulations: int
+
+
+@dataclass(frozen=True)
+class NullSums:
+    """Sums of the calibrated-model simulations over some rows; `merge` (or +) them across disjoint rows.
+
+    seed: seed of the draws; n: rows summed; rows: their (start, stop) global ranges.
+    sum_confidence: (n_bins,) float64 sum of the confidences per equal-width bin.
+    hits: (M, n_bins) int64 simulated correct predictions per simulation and bin.
+    """
+
+    seed: int
+    n: int
+    rows: tuple[tuple[int, int], ...]
+    sum_confidence: np.ndarray
+    hits: np.ndarray
+
+    def merge(self, other: NullSums) -> NullSums:
+        """Sums over the union of two disjoint row sets.
+
+        Raises:
+            DataError: different seed, simulations or bins, or overlapping rows.
+        """
+        if not isinstance(other, NullSums) or other.seed != self.seed or other.hits.shape != self.hits.shape:
+            raise DataError("cannot merge null sums with a different seed, number of simulations or bins")
+        return NullSums(self.seed, self.n + other.n, _union_rows(self.rows, other.rows),
+                        self.sum_confidence + other.sum_confidence, self.hits + other.hits)
+
+    __add__ = merge
+
+    def eces(self) -> np.ndarray:
+        """(M,) float64 equal-width ECE of each simulation: sum_b |hits_b - sum_confidence_b| / n."""
+        return np.abs(self.hits - self.sum_confidence).sum(axis=1) / max(self.n, 1)
 
 
 # --------------------------------------------------------------------------- validation
@@ -353,6 +395,43 @@ def poisson_weights(start: int, stop: int, *, replicates: int, seed: int) -> np.
     return _weights(start, stop, 0, replicates, seed)
 
 
+# --------------------------------------------------------------------------- per-row hashes
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser on a uint64 array (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        x = x + _GOLDEN
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def row_uniform(rows, *, seed: int, stream: int) -> np.ndarray:
+    """A uniform number in [0, 1) per global row: a hash of (seed, stream, row), the same however rows are sharded.
+
+    It decides which random half a row falls in, whether it is in the temperature fit's subsample and in the
+    figures' sample, so a sharded run (reportgen.beam) makes the same choices as one pass over all rows.
+
+    Args:
+        rows: (n,) integer global row indices >= 0.
+        seed: integer >= 0; stream: one of the *_STREAM tags.
+    Returns:
+        (n,) float64 in [0, 1), 53 random bits each.
+    """
+    key = _splitmix64(_splitmix64(np.array([seed], dtype=np.uint64)) ^ np.uint64(stream))
+    h = _splitmix64(np.asarray(rows, dtype=np.int64).astype(np.uint64) ^ key)
+    return (h >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+def random_halves(start: int, n: int, *, seed: int) -> np.ndarray:
+    """(n,) bool: True for global rows start:start+n in half A of the 2-fold cross-fits (a per-row hash, p = 1/2)."""
+    return row_uniform(np.arange(start, start + n), seed=seed, stream=HALF_STREAM) < 0.5
+
+
 # --------------------------------------------------------------------------- bootstrap sums
 
 
@@ -519,6 +598,190 @@ def _compute_bootstrap_aurc(conf, ok, replicates, seed, weights=None) -> np.ndar
         with np.errstate(invalid="ignore", divide="ignore"):
             out[b0:b1] = np.where(n_star > 0, total / n_star, np.nan)
     return out
+
+
+# --------------------------------------------------------------------------- confidence histograms
+
+
+def n_confidence_bins(mantissa_bits: int = FINE_MANTISSA_BITS) -> int:
+    """Number of bins of `confidence_bins` with this many mantissa bits."""
+    return 1 + (1 - _U_MIN_EXPONENT) * (1 << mantissa_bits)
+
+
+def confidence_bins(confidence, *, mantissa_bits: int = FINE_MANTISSA_BITS) -> np.ndarray:
+    """Bin of each confidence on a scale that keeps near-certain predictions apart: most confident first.
+
+    u = 1 - confidence is binned by its float64 exponent and leading `mantissa_bits` mantissa bits, so a
+    bin spans u in [2^e (1 + m 2^-bits), 2^e (1 + (m + 1) 2^-bits)): 0.1 % of u with the fine setting,
+    whether u is 0.3 or 3e-9. Bin 0 holds confidence >= 1 (u <= 0); u < 2^-53 shares bin 1. Ascending bins
+    are descending confidence, the order of the risk-coverage curve.
+
+    Args:
+        confidence: (n,) confidences in [0, 1].
+        mantissa_bits: FINE_MANTISSA_BITS or COARSE_MANTISSA_BITS (any integer 0..52).
+    Returns:
+        (n,) int64 in [0, n_confidence_bins(mantissa_bits)).
+    """
+    u = 1.0 - np.asarray(confidence, dtype=np.float64)
+    bits = np.ascontiguousarray(np.maximum(u, 0.0)).view(np.uint64)
+    exponent = (bits >> np.uint64(52)).astype(np.int64) - 1023
+    mantissa = ((bits >> np.uint64(52 - mantissa_bits)) & np.uint64((1 << mantissa_bits) - 1)).astype(np.int64)
+    low = exponent < _U_MIN_EXPONENT
+    idx = 1 + (exponent - _U_MIN_EXPONENT) * (1 << mantissa_bits) + mantissa
+    idx[low] = 1
+    idx[u <= 0] = 0
+    return idx
+
+
+def confidence_bin_edges(mantissa_bits: int = FINE_MANTISSA_BITS) -> np.ndarray:
+    """(n_bins,) float64 largest confidence a bin can hold (1 for bin 0): 1 - the smallest u of the bin."""
+    m = 1 << mantissa_bits
+    b = np.arange(1, n_confidence_bins(mantissa_bits))
+    u = np.ldexp(1.0 + ((b - 1) % m) / m, _U_MIN_EXPONENT + (b - 1) // m)
+    u[0] = 0.0  # bin 1 also holds u below 2^-53
+    return np.r_[1.0, 1.0 - u]
+
+
+def _harmonic_of(x) -> np.ndarray:
+    """H(x) = 1 + 1/2 + ... + 1/x for integer arrays x >= 0 (a table below 2^16, the asymptotic series above)."""
+    x = np.asarray(x, dtype=np.int64)
+    out = np.empty(x.shape)
+    small = x < _HARMONIC_TABLE.size
+    out[small] = _HARMONIC_TABLE[x[small]]
+    big = x[~small].astype(np.float64)
+    out[~small] = np.log(big) + 0.5772156649015329 + 1 / (2 * big) - 1 / (12 * big ** 2) + 1 / (120 * big ** 4)
+    return out
+
+
+_HARMONIC_TABLE = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, 1 << 16))])
+
+
+def aurc_from_histogram(count: np.ndarray, errors: np.ndarray) -> np.ndarray:
+    """AURC when each confidence bin is one tie group (its errors spread evenly over its positions).
+
+    The formula of `bootstrap_aurc`: a group after A samples, with T of which R are errors, adds
+    R [H(N) - H(A+T) + 1 - (A/T)(H(A+T) - H(A))] to N x AURC.
+
+    Args:
+        count, errors: (..., H) samples and errors per bin, most confident bin first (`confidence_bins`).
+    Returns:
+        (...) float64 AURC; NaN where there are no samples.
+    """
+    count = np.asarray(count, dtype=np.int64)
+    errors = np.asarray(errors, dtype=np.int64)
+    n = count.sum(axis=-1)
+    before = np.cumsum(count, axis=-1) - count
+    end = before + count
+    h_end, h_before = _harmonic_of(end), _harmonic_of(before)
+    inside = before / np.maximum(count, 1) * (h_end - h_before)
+    total = (errors * (_harmonic_of(n)[..., None] - h_end + 1.0 - inside)).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, total / n, np.nan)
+
+
+def aurc_histogram_bound(count: np.ndarray, errors: np.ndarray) -> float:
+    """Largest |AURC - aurc_from_histogram| over every order of the samples inside each bin.
+
+    Inside a bin of T samples with R errors, the errors among its first k differ from the even spread
+    R k / T by at most R (T - R) / T, so the bin moves N x AURC by at most R (T - R) / T (H(A+T) - H(A)).
+    """
+    count = np.asarray(count, dtype=np.int64)
+    errors = np.asarray(errors, dtype=np.int64)
+    n = int(count.sum())
+    if n == 0:
+        return 0.0
+    before = np.cumsum(count) - count
+    spread = errors * (count - errors) / np.maximum(count, 1)
+    return float(np.sum(spread * (_harmonic_of(before + count) - _harmonic_of(before))) / n)
+
+
+@dataclass(frozen=True)
+class BootstrapHistogram:
+    """Per-replicate confidence histograms of some rows (Poisson weights of `poisson_weights`); merge with +.
+
+    seed: seed of the weights; rows: the global (start, stop) ranges summed.
+    count: (B, H) int64 weighted samples per replicate and `confidence_bins` bin (COARSE_MANTISSA_BITS).
+    errors: (B, H) int64 weighted wrong predictions.
+    """
+
+    seed: int
+    rows: tuple[tuple[int, int], ...]
+    count: np.ndarray
+    errors: np.ndarray
+
+    def merge(self, other: BootstrapHistogram) -> BootstrapHistogram:
+        """Histograms of the union of two disjoint row sets.
+
+        Raises:
+            DataError: different seed or shapes, or overlapping rows.
+        """
+        if not isinstance(other, BootstrapHistogram) or other.seed != self.seed or other.count.shape != self.count.shape:
+            raise DataError("cannot merge bootstrap histograms with a different seed, replicates or bins")
+        return BootstrapHistogram(self.seed, _union_rows(self.rows, other.rows), self.count + other.count,
+                                  self.errors + other.errors)
+
+    __add__ = merge
+
+    def aurc(self) -> np.ndarray:
+        """(B,) AURC of each replicate, each bin taken as one tie group (`aurc_from_histogram`)."""
+        return aurc_from_histogram(self.count, self.errors)
+
+
+def _segment_sums(x: np.ndarray, keys: np.ndarray, n_keys: int) -> np.ndarray:
+    """(n_keys, m) int64 sums of the uint8 rows of x (r, m) by key, added a few rows at a time in uint16."""
+    order = np.argsort(keys, kind="stable")
+    x = x[order]
+    counts = np.bincount(keys, minlength=n_keys)
+    ends = np.cumsum(counts)
+    out = np.zeros((n_keys, x.shape[1]), dtype=np.int64)
+    for k in np.flatnonzero(counts):
+        for r in range(ends[k] - counts[k], ends[k], _U16_ROWS):
+            out[k] += np.add.reduce(x[r:min(ends[k], r + _U16_ROWS)], axis=0, dtype=np.uint16)
+    return out
+
+
+# Rows of Poisson weights (each <= 12) added at once in uint16 without overflow.
+_U16_ROWS = 5000
+
+
+def bootstrap_histogram(start: int, confidence: np.ndarray, correct: np.ndarray, *, replicates: int = DEFAULT_REPLICATES,
+                        seed: int = 0, mantissa_bits: int = COARSE_MANTISSA_BITS) -> BootstrapHistogram:
+    """Per-replicate confidence histograms of global rows start:start+n (the weights of `bootstrap_sums`).
+
+    What a sharded run keeps instead of the rows for the bootstrap AURC: each replicate's AURC is then
+    that of its histogram (`BootstrapHistogram.aurc`), within the histogram's resolution of `bootstrap_aurc`.
+
+    Args:
+        start: global index of the first row; confidence: (n,) in [0, 1]; correct: (n,) bool.
+        replicates, seed: as `bootstrap_sums` (shards must share them).
+        mantissa_bits: resolution of the bins (`confidence_bins`).
+    Returns:
+        BootstrapHistogram.
+    Raises:
+        DataError: bad arguments.
+    """
+    start = _as_int(start, "start", 0)
+    replicates = _as_int(replicates, "replicates", 1)
+    seed = _as_int(seed, "seed", 0)
+    conf = _as_confidence(confidence, allow_empty=True)
+    ok = _as_correct(correct, len(conf))
+    n, stop = len(conf), start + len(conf)
+    h = n_confidence_bins(mantissa_bits)
+    idx = confidence_bins(conf, mantissa_bits=mantissa_bits)
+    count = np.zeros((h, replicates), dtype=np.int64)
+    errors = np.zeros((h, replicates), dtype=np.int64)
+    for j in range(start // BLOCK_ROWS, -(-stop // BLOCK_ROWS)):
+        lo, hi = max(start, j * BLOCK_ROWS), min(stop, (j + 1) * BLOCK_ROWS)
+        w = np.ascontiguousarray(_block_weights(seed, j, 0, replicates)[:, lo - j * BLOCK_ROWS:hi - j * BLOCK_ROWS].T)
+        b = idx[lo - start:hi - start]
+        used = np.unique(b)
+        dense = np.searchsorted(used, b)
+        count[used] += _segment_sums(w, dense, len(used))
+        wrong = ~ok[lo - start:hi - start]
+        if wrong.any():
+            used_e = np.unique(b[wrong])
+            errors[used_e] += _segment_sums(w[wrong], np.searchsorted(used_e, b[wrong]), len(used_e))
+    return BootstrapHistogram(seed, ((start, stop),) if n else (), np.ascontiguousarray(count.T), np.ascontiguousarray(errors.T))
 
 
 # --------------------------------------------------------------------------- intervals
@@ -736,11 +999,12 @@ def calibrated_ece_null(
 ) -> np.ndarray:
     """Equal-width ECEs of a perfectly calibrated model with these confidences: the noise floor.
 
-    Each simulation draws correct_i ~ Bernoulli(confidence_i) (a float32 uniform below the
-    float32 confidence, so probabilities are exact to ~6e-8) and computes `equal_width_ece`.
+    Each simulation draws correct_i ~ Bernoulli(confidence_i) and computes `equal_width_ece`. The draw of
+    simulation s for global row i depends only on (seed, s, i) (`null_sums`), so shards of a data set
+    summed with `null_sums` and merged give these same ECEs.
 
     Args:
-        confidence: (N,) confidence in [0, 1].
+        confidence: (N,) confidence in [0, 1] of global rows 0..N-1.
         n_bins: equal-width bins on [0, 1].
         simulations: M >= 1.
         seed: integer >= 0 (stream (seed, NULL_STREAM), apart from the bootstrap's).
@@ -753,26 +1017,68 @@ def calibrated_ece_null(
     simulations = _as_int(simulations, "simulations", 1)
     seed = _as_int(seed, "seed", 0)
     conf = _as_confidence(confidence)
-    return _compute_null(conf, n_bins, simulations, seed)
+    return _compute_null_sums(0, conf, n_bins, simulations, seed).eces()
 
 
-def _compute_null(conf: np.ndarray, n_bins: int, simulations: int, seed: int) -> np.ndarray:
+def null_sums(start: int, confidence: np.ndarray, *, n_bins: int = DEFAULT_BINS, simulations: int = DEFAULT_SIMULATIONS,
+              seed: int = 0) -> NullSums:
+    """Per-simulation, per-bin sums of the calibrated-model draws of global rows start:start+n; merge shards with +.
+
+    Args:
+        start: global index of the first row (>= 0).
+        confidence: (n,) confidence in [0, 1]; n may be 0.
+        n_bins, simulations, seed: as `calibrated_ece_null`; shards of one data set must share them.
+    Returns:
+        NullSums.
+    Raises:
+        DataError: bad arguments.
+    """
+    start = _as_int(start, "start", 0)
+    n_bins = _as_int(n_bins, "n_bins", 1)
+    simulations = _as_int(simulations, "simulations", 1)
+    seed = _as_int(seed, "seed", 0)
+    conf = _as_confidence(confidence, allow_empty=True)
+    return _compute_null_sums(start, conf, n_bins, simulations, seed)
+
+
+def _null_block(seed: int, block: int, simulations: int) -> np.ndarray:
+    """(BLOCK_ROWS, simulations) uint32 uniform words of one block of global rows (stream (seed, NULL_STREAM, block)).
+
+    Row r of the block takes the r-th run of `simulations` consecutive words, so a row's draws do not
+    depend on which other rows of its block a shard holds.
+    """
+    bits = np.random.PCG64([seed, NULL_STREAM, block])
+    raw = bits.random_raw(simulations * BLOCK_ROWS // 2 + simulations % 2)
+    return raw.astype("<u8", copy=False).view("<u4")[: simulations * BLOCK_ROWS].reshape(BLOCK_ROWS, simulations)
+
+
+# Rows added at once in uint8 when counting simulated hits (no overflow below 256, no casting in the loop).
+_U8_ROWS = 255
+
+
+def _compute_null_sums(start: int, conf: np.ndarray, n_bins: int, simulations: int, seed: int) -> NullSums:
     n = len(conf)
+    stop = start + n
     idx = _equal_width_bins(conf, n_bins)
-    order = np.argsort(idx, kind="stable")  # bins become contiguous column ranges
-    c32 = conf[order].astype(np.float32)
-    sizes = np.bincount(idx, minlength=n_bins)
-    bounds = np.r_[0, np.cumsum(sizes)[:-1]][sizes > 0]
-    sum_conf = np.bincount(idx, weights=conf, minlength=n_bins)[sizes > 0]
-    rng = np.random.default_rng([seed, NULL_STREAM])
-    out = np.empty(simulations)
-    step = max(1, CHUNK_ELEMENTS // n)
-    for s0 in range(0, simulations, step):
-        s1 = min(simulations, s0 + step)
-        hits = rng.random((s1 - s0, n), dtype=np.float32) < c32
-        sum_ok = np.add.reduceat(hits.view(np.uint8), bounds, axis=1, dtype=np.int64)
-        out[s0:s1] = np.abs(sum_ok - sum_conf).sum(axis=1) / n
-    return out
+    # Row i is correct in simulation s when its 32-bit word is below confidence * 2^32 (exact to 2^-32);
+    # a confidence of 1 is always correct.
+    thr = np.minimum(np.floor(conf * 2.0 ** 32), 2.0 ** 32 - 1).astype(np.uint32)
+    sure = conf >= 1.0
+    hits = np.zeros((n_bins, simulations), dtype=np.int64)
+    for j in range(start // BLOCK_ROWS, -(-stop // BLOCK_ROWS)):
+        lo, hi = max(start, j * BLOCK_ROWS), min(stop, (j + 1) * BLOCK_ROWS)
+        words = _null_block(seed, j, simulations)[lo - j * BLOCK_ROWS:hi - j * BLOCK_ROWS]
+        b = idx[lo - start:hi - start]
+        order = np.argsort(b, kind="stable")  # rows of one bin become one run of rows
+        hit = (words[order] < thr[lo - start:hi - start][order][:, None]) | sure[lo - start:hi - start][order][:, None]
+        hit = hit.view(np.uint8)
+        counts = np.bincount(b, minlength=n_bins)
+        ends = np.cumsum(counts)
+        for k in np.flatnonzero(counts):
+            for r in range(ends[k] - counts[k], ends[k], _U8_ROWS):
+                hits[k] += np.add.reduce(hit[r:min(ends[k], r + _U8_ROWS)], axis=0, dtype=np.uint8)
+    return NullSums(seed=seed, n=n, rows=((start, stop),) if n else (),
+                    sum_confidence=np.bincount(idx, weights=conf, minlength=n_bins), hits=np.ascontiguousarray(hits.T))
 
 
 def calibration_test(ece_observed: float, null: np.ndarray) -> CalibrationVerdict:

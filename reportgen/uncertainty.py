@@ -162,7 +162,8 @@ class CalibrationBins:
 class CalibrationStats:
     """Calibration of (N, K) probabilities against labels.
 
-    ece: expected calibration error, 15 equal-width bins (tfp.stats.expected_calibration_error).
+    ece: expected calibration error, 15 equal-width bins: the float64 sum of CalibrationBins.ece (TFP's
+        tfp.stats.expected_calibration_error over the same bins agrees within its float32 rounding, ~1e-7).
     ece_debiased: Kumar et al.'s debiased L2 calibration error, equal-mass bins (intervals.debiased_ece).
     ece_equal_mass: L1 ECE with equal-mass bins.
     mce: largest bin gap over bins with >= MCE_MIN_COUNT samples; None when no bin has that many.
@@ -197,7 +198,7 @@ class CalibrationStats:
 class TemperatureScaling:
     """Held-out effect of temperature scaling.
 
-    temperature: T fitted on all N samples (for display only).
+    temperature: T fitted on the at most TEMPERATURE_FIT_ROWS samples with the smallest fit hash (for display only).
     nll_before, nll_after: mean NLL over all N, before and after out-of-fold scaling.
     ece_before, ece_after: ECE over all N, before and after out-of-fold scaling.
     floor_after: the scaled ECE tested against its own noise floor (as CalibrationStats.floor).
@@ -439,6 +440,7 @@ def _compute_bins(p: np.ndarray, y: np.ndarray, n_bins: int) -> CalibrationBins:
 
 
 def _tfp_ece(p: np.ndarray, y: np.ndarray, n_bins: int) -> float:
+    """TFP's ECE over the same bins, in float32: the reference the float64 CalibrationBins.ece is tested against."""
     import tensorflow_probability as tfp
 
     # float32: TFP 0.25 mixes a float32 count ratio with logits.dtype, so float64 logits fail.
@@ -461,7 +463,7 @@ def _brier(p: np.ndarray, y: np.ndarray) -> float:
 
 def calibration(probs: np.ndarray, labels: np.ndarray, *, n_bins: int = 15, simulations: int = intervals.DEFAULT_SIMULATIONS,
                 seed: int = 0) -> CalibrationStats:
-    """ECE (via TFP) judged against its noise floor, debiased and equal-mass ECE, MCE, classwise ECE, Brier, NLL.
+    """ECE (float64 sums over TFP's bins) judged against its noise floor, debiased and equal-mass ECE, MCE, classwise ECE, Brier, NLL.
 
     Args:
         probs: (N, K) probabilities, rows sum to 1.
@@ -492,7 +494,7 @@ def _compute_calibration(p: np.ndarray, y: np.ndarray, n_bins: int, simulations:
     predicted = p.argmax(axis=1)
     confidence, correct = p[np.arange(len(y)), predicted], predicted == y
     return CalibrationStats(
-        ece=_tfp_ece(p, y, n_bins),
+        ece=bins.ece(),
         ece_debiased=intervals.debiased_ece(confidence, correct, n_bins=n_bins),
         ece_equal_mass=intervals.equal_mass_ece(confidence, correct, n_bins=n_bins),
         mce=bins.mce(),
@@ -584,34 +586,57 @@ def temperature_scaling(
     return _compute_temperature_scaling(p, y, seed, n_bins, simulations)
 
 
+def fit_rows(rows: np.ndarray, fit_key: np.ndarray, limit: int = TEMPERATURE_FIT_ROWS) -> np.ndarray:
+    """The at most `limit` of `rows` with the smallest fit hash, in ascending row order (what T is fitted on).
+
+    Args:
+        rows: (m,) int64 global rows; fit_key: (m,) their intervals.row_uniform(..., stream=FIT_STREAM).
+    Returns:
+        (min(m, limit),) int64 rows, sorted.
+    """
+    if len(rows) > limit:
+        rows = rows[np.argsort(fit_key, kind="stable")[:limit]]
+    return np.sort(rows)
+
+
+def temperature_method(n: int, seed: int, crossfit: bool) -> str:
+    """The sentence that says how temperature scaling was held out."""
+    if not crossfit:
+        return (f"one of the two random halves (hash of seed {seed} and row) is empty at N = {n}, so T is fitted on all "
+                "samples and the scaled numbers are in-sample.")
+    return (f"2-fold cross-fitting: each sample falls in one of two random halves by a hash of (seed {seed}, row); T is "
+            "fitted on one half and applied to the other, so no sample is scored with a T fitted on it; the T shown is "
+            f"fitted on {min(n, TEMPERATURE_FIT_ROWS)} of the {n} samples"
+            + (f" (T is fitted on at most {TEMPERATURE_FIT_ROWS} per half, those with the smallest second hash)."
+               if n > 2 * TEMPERATURE_FIT_ROWS else "."))
+
+
 def _compute_temperature_scaling(p: np.ndarray, y: np.ndarray, seed: int, n_bins: int, simulations: int) -> TemperatureScaling:
     n = len(y)
     z = np.log(np.clip(p, LOG_FLOOR, 1.0))
-    perm = np.random.default_rng(seed).permutation(n)
-    half_a, half_b = perm[: n // 2], perm[n // 2 :]
+    rows = np.arange(n)
+    in_a = intervals.random_halves(0, n, seed=seed)
+    key = intervals.row_uniform(rows, seed=seed, stream=intervals.FIT_STREAM)
+    shown = fit_rows(rows, key)
+    t_shown = _fit_temperature(z[shown], y[shown])
     scaled = np.empty_like(p)
-    for fit_on, apply_to in ((half_a, half_b), (half_b, half_a)):
-        fit_on = fit_on[:TEMPERATURE_FIT_ROWS]  # already a random order
+    half_a, half_b = np.flatnonzero(in_a), np.flatnonzero(~in_a)
+    crossfit = bool(len(half_a) and len(half_b))
+    for fit_on, apply_to in (((half_a, half_b), (half_b, half_a)) if crossfit else ((rows, rows),)):
+        fit_on = fit_rows(fit_on, key[fit_on])
         t = _fit_temperature(z[fit_on], y[fit_on])
         for i in range(0, len(apply_to), ENTROPY_CHUNK_ROWS):
-            rows = apply_to[i:i + ENTROPY_CHUNK_ROWS]
-            scaled[rows] = _softmax(z[rows] / t)
-    shown = perm[:TEMPERATURE_FIT_ROWS]
+            chunk = apply_to[i:i + ENTROPY_CHUNK_ROWS]
+            scaled[chunk] = _softmax(z[chunk] / t)
     predicted = scaled.argmax(axis=1)
     return TemperatureScaling(
-        temperature=_fit_temperature(z[shown], y[shown]),
+        temperature=t_shown,
         nll_before=_nll(p, y),
         nll_after=_nll(scaled, y),
-        ece_before=_tfp_ece(p, y, n_bins),
-        ece_after=_tfp_ece(scaled, y, n_bins),
+        ece_before=_compute_bins(p, y, n_bins).ece(),
+        ece_after=_compute_bins(scaled, y, n_bins).ece(),
         floor_after=_noise_floor(scaled[np.arange(n), predicted], predicted == y, n_bins, simulations, seed + 1),
-        method=(
-            f"2-fold cross-fitting (shuffle seed {seed}): T is fitted on one random half and "
-            f"applied to the other, so no sample is scored with a T fitted on it; the T shown "
-            f"is fitted on {min(n, TEMPERATURE_FIT_ROWS)} of the {n} samples"
-            + (" (T is fitted on a seeded subsample of at most "
-               f"{TEMPERATURE_FIT_ROWS} per half)." if n > 2 * TEMPERATURE_FIT_ROWS else ".")
-        ),
+        method=temperature_method(n, seed, crossfit),
     )
 
 
@@ -623,8 +648,8 @@ def selective_prediction(confidence: np.ndarray, correct: np.ndarray, *, seed: i
 
     Ties in confidence are ordered at random in expectation (their errors are spread
     evenly), so the result does not depend on the input order. The threshold is also chosen
-    on each random half and its error measured on the other half, so the reported risk is not
-    the optimistic in-sample one.
+    on each random half (a hash of seed and row, intervals.random_halves) and its error measured
+    on the other half, so the reported risk is not the optimistic in-sample one.
 
     Args:
         confidence: (N,) float confidence of each prediction.
@@ -664,12 +689,12 @@ def _threshold(conf: np.ndarray, correct: np.ndarray) -> float | None:
 
 
 def _crossfit(conf: np.ndarray, correct: np.ndarray, seed: int) -> dict | None:
-    """Choose the threshold on one random half, count kept samples and errors on the other, both ways."""
+    """Choose the threshold on one random half (intervals.random_halves), count kept samples and errors on the other, both ways."""
     n = len(conf)
-    if n < 2:
+    in_a = intervals.random_halves(0, n, seed=seed)
+    halves = (np.flatnonzero(in_a), np.flatnonzero(~in_a))
+    if not (len(halves[0]) and len(halves[1])):
         return None
-    perm = np.random.default_rng(seed).permutation(n)
-    halves = (perm[: n // 2], perm[n // 2:])
     thresholds, kept, errors = [], 0, 0
     for fit, score in (halves, halves[::-1]):
         t = _threshold(conf[fit], correct[fit])
@@ -679,7 +704,12 @@ def _crossfit(conf: np.ndarray, correct: np.ndarray, seed: int) -> dict | None:
         thresholds.append(t)
         kept += int(keep.sum())
         errors += int((~correct[score][keep]).sum())
-    return {"thresholds": thresholds, "kept": kept, "errors": errors, "coverage": kept / n,
+    return crossfit_result(thresholds, kept, errors, n, seed)
+
+
+def crossfit_result(thresholds: list[float], kept: int, errors: int, n: int, seed: int) -> dict:
+    """SelectiveStats.crossfit from the two thresholds and the other halves' kept and wrong samples."""
+    return {"thresholds": [float(t) for t in thresholds], "kept": int(kept), "errors": int(errors), "coverage": kept / n,
             "risk": errors / kept if kept else None, "seed": seed}
 
 
