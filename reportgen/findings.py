@@ -494,7 +494,7 @@ def _action_data(ctx: Mapping) -> dict | None:
     if not note:
         return None
     return {"topic": "data", "action": "Retrain and audit on the full data set before comparing with published results",
-            "evidence": note}
+            "evidence": note.rstrip(".")}  # the template ends each evidence with its full stop
 
 
 def _action_epistemic(ctx: Mapping) -> dict | None:

@@ -155,3 +155,89 @@ def test_the_label_finding_is_always_in_the_executive_summary():
     assert "label_issues" in [f["topic"] for f in found]
     assert len(found) == F.N_FINDINGS + 1
     assert any(v["label"] == "Label issues" for v in F.verdicts(ctx))
+
+
+# --------------------------------------------------------------------------- conclusions and recommended actions
+
+
+def action(ctx, topic):
+    found = [a for a in F.conclusions(ctx) if a["topic"] == topic]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def test_label_action_without_checker_asks_for_cv_and_counts_the_flags():
+    ctx = {"metrics": {"accuracy": 0.931}, "label_issues": {"n_flagged": 16, "checker": {"independent": False, "kind": "model"}}}
+    a = action(ctx, "labels")
+    assert "--cv 5" in a["action"] and "the 16 flags" in a["evidence"] and "93.1 %" in a["evidence"]
+
+
+@pytest.mark.parametrize("flags, expected", [(0, None), (7, "Review the 7 candidates")])
+def test_label_action_on_saved_probabilities_is_conditional(flags, expected):
+    ctx = {"label_issues": {"n_flagged": flags, "checker": {"independent": False, "kind": "saved"}}}
+    a = action(ctx, "labels")
+    assert (a is None) if expected is None else (expected in a["action"] and "out-of-sample" in a["action"])
+
+
+@pytest.mark.parametrize("flags, unreviewed, expected", [(0, 0, None), (12, 0, None), (12, 5, "Review the 5 unreviewed")])
+def test_label_action_with_checker_counts_only_open_candidates(flags, unreviewed, expected):
+    ctx = {"label_issues": {"n_flagged": flags, "n_estimated": 14, "reviews": {"unreviewed_flags": unreviewed},
+                            "checker": {"independent": True, "accuracy": 0.9924}}}
+    a = action(ctx, "labels")
+    if expected is None:
+        assert a is None
+    else:
+        assert expected in a["action"] and "99.2 %" in a["evidence"] and "estimates 14 label errors" in a["evidence"]
+
+
+def test_model_error_action_counts_model_errors_and_all_cases():
+    assert action({"label_issues": {"cases": {"model_errors": 0, "ambiguous": 3}}}, "model") is None
+    a = action({"label_issues": {"cases": {"model_errors": 5, "ambiguous": 2, "label_candidates": 3}}}, "model")
+    assert "on 5 of" in a["evidence"] and "10 error or flag cases" in a["evidence"]
+
+
+def calibration_ctx(verdict, after_verdict, t=0.88):
+    return {"metrics": {"temperature": t, "ece": 0.037, "ece_temperature_scaled": 0.023},
+            "calibration": {"floor": {"verdict": verdict, "floor_q95": 0.030}},
+            "temperature": {"floor_after": {"verdict": after_verdict, "floor_q95": 0.029}}}
+
+
+def test_calibration_action_follows_the_noise_floor_verdicts():
+    assert action(calibration_ctx("consistent", "consistent"), "calibration") is None
+    a = action(calibration_ctx("miscalibrated", "consistent"), "calibration")
+    assert "T = 0.88" in a["action"] and "0.037 → 0.023" in a["evidence"] and "(0.029)" in a["evidence"]
+    a = action(calibration_ctx("miscalibrated", "miscalibrated"), "calibration")
+    assert "richer method" in a["action"] and "stays above it" in a["evidence"]
+
+
+def test_abstain_action_uses_the_cross_fitted_numbers_or_says_none_works():
+    a = action({"metrics": {}}, "abstain")
+    assert "human in the loop" in a["action"] and "both random halves" in a["evidence"]
+    m = {"threshold_1pct": 0.89921, "coverage_1pct": 0.745, "risk_1pct": 0.013, "risk_1pct_ci_high": 0.025}
+    a = action({"metrics": m}, "abstain")
+    assert "0.8992" in a["action"] and "74.5 %" in a["evidence"] and "1.3 %, at most 2.5 %" in a["evidence"]
+
+
+def test_weak_class_action_only_when_its_interval_is_below_every_other():
+    overlapping = [row("5", 86, 100), row("3", 90, 100), row("1", 95, 100)]
+    assert action({"per_class": overlapping}, "class") is None
+    separated = [row("5", 800, 1000), row("3", 950, 1000), row("1", 960, 1000)]
+    a = action({"per_class": separated}, "class")
+    assert "‘5’" in a["action"] and "80.0 %" in a["evidence"]
+
+
+def test_data_action_only_for_the_offline_subset_and_ends_with_one_full_stop():
+    assert action({"dataset": {"subset_note": None}}, "data") is None
+    a = action({"dataset": {"subset_note": "A subset, so not comparable."}}, "data")
+    assert a["evidence"] == "A subset, so not comparable"  # the template adds the full stop
+
+
+def test_epistemic_action_only_when_not_measured():
+    assert action({"epistemic_measured": True}, "epistemic") is None
+    assert "--mc-samples 30" in action({"epistemic_measured": False}, "epistemic")["action"]
+
+
+def test_conclusions_keep_their_order_of_urgency():
+    ctx = {**calibration_ctx("miscalibrated", "consistent"), "dataset": {"subset_note": "x."}, "epistemic_measured": False,
+           "label_issues": {"n_flagged": 3, "checker": {"independent": False, "kind": "model"}}}
+    assert [a["topic"] for a in F.conclusions(ctx)] == ["labels", "calibration", "abstain", "data", "epistemic"]
