@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -142,6 +141,8 @@ def build_default(input_shape: tuple[int, ...], n_classes: int, recipe: dict = D
 def train_default(images: np.ndarray, labels: np.ndarray, n_classes: int, *, seed: int, epochs: int | None = None,
                   recipe: dict = DEFAULT_RECIPE):
     """Train the default checker on uint8 (N,H,W,C) images; returns the Keras model (logits)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import keras
 
     keras.utils.set_random_seed(seed)

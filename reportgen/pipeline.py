@@ -584,7 +584,8 @@ class Audit:
         """The report context (figures included), as report.html/pdf/summary.json see it."""
         from . import figures, report
 
-        assets = figures.report_figures(self.dataset, self.result, has_images=self.has_images)
+        with figures.parallel_encoding() as finish:
+            assets = finish(figures.report_figures(self.dataset, self.result, has_images=self.has_images))
         return report.build_context(
             audit=self.dataset, result=self.result, figures=assets, method=self.method, model_name=self.model_name,
             version=self.version, model_info=self.model_info, data_role=self.data_role, notes=self.notes,
