@@ -134,11 +134,16 @@ def encode(fig, *, key: str, title: str, alt: str, note: str = "") -> FigureAsse
 
 
 def _fork_svg(fig) -> list | None:
-    """[fig, pid, None, read fd] of a child writing `fig`'s SVG URI to a pipe; None where fork is unavailable."""
+    """[fig, pid, None, read fd] of a child writing `fig`'s SVG URI to a pipe; None where fork is unavailable or fails."""
     if not hasattr(os, "fork"):
         return None
     read, write = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:  # no memory or process slot for a child: the caller encodes in this process
+        os.close(read)
+        os.close(write)
+        return None
     if pid == 0:  # the child: only matplotlib and the pipe, then out without running the parent's exit handlers
         code = 1
         try:
