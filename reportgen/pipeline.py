@@ -513,6 +513,76 @@ def analyse(ds: Dataset, sampled, *, rank_by: str = "self_confidence", seed: int
     return AuditResult(sampled, stats, cal, temp, sel, per_class, metrics, U.error_facts(stats, labels, k), lr)
 
 
+def reduce_local(ds: Dataset, result: AuditResult, *, has_images: bool = True):
+    """The local engine's per-sample result reduced to what the report reads (reduced.ReducedAudit).
+
+    Every number is the local one, exact; the display sample and the gallery lists are cut from the
+    per-sample arrays exactly as a sharded run (reportgen.beam) merges them from its shards.
+    """
+    from . import reduced as R
+
+    st, lr = result.stats, result.labels
+    iss, checked = lr.issues, lr.checked
+    n, k, names = len(ds.labels), ds.n_classes, ds.class_names
+    data = R.DataSummary(ds.name, list(names), np.bincount(ds.labels, minlength=k).tolist(), int(n), asdict(ds.provenance),
+                         ds.index_sha256())
+    pos = R.display_positions(n)
+    display = R.DisplaySample(pos, ds.labels[pos], st.predicted[pos], st.correct[pos], st.confidence[pos], st.total[pos],
+                              st.aleatoric[pos], st.epistemic[pos])
+    galleries: dict[str, list] = {}
+    if has_images:
+        sp = result.sampled
+        ranked = ((("gallery_aleatoric", st.aleatoric), ("gallery_epistemic", st.epistemic)) if st.epistemic_measured
+                  else (("gallery_entropy", st.total),))
+        for key, vals in ranked:
+            top = np.argsort(-vals, kind="stable")[:R.UNCERTAINTY_GALLERY_SIZE]
+            pictures = np.asarray(ds.images[top])  # one decode call for image files
+            galleries[key] = [R.GalleryItem(str(ds.source_split[i]), int(ds.source_index[i]), int(ds.labels[i]), int(st.predicted[i]),
+                                            float(vals[i]), sp.mean_probs[i], sp.std_probs[i] if st.epistemic_measured else None, pic)
+                              for i, pic in zip(top, pictures)]
+        top = iss.flagged[:R.FLAGGED_GALLERY_SIZE]
+        if len(top):
+            pictures = np.asarray(checked.images[top])
+            galleries["gallery_flagged"] = [
+                R.GalleryItem(str(checked.source_split[i]), int(checked.source_index[i]), int(g), int(sg), float(sc), lr.probs[i], None, pic)
+                for i, g, sg, sc, pic in zip(top, iss.given, iss.suggested, iss.self_confidence, pictures)]
+    audited = np.full(len(checked.labels), -1, dtype=np.int64)
+    audited[lr.audit_pos] = st.predicted
+    files = checked.source_files
+    f = iss.flagged
+    flagged = R.FlaggedSamples(
+        split=np.asarray(checked.source_split[f]).astype(str), row=np.asarray(checked.source_index[f], dtype=np.int64),
+        file=np.full(len(f), "", dtype=object) if files is None else np.asarray(files[f]).astype(str),
+        given=iss.given, suggested=iss.suggested, self_confidence=iss.self_confidence, score=iss.score,
+        audited_prediction=audited[f], review=np.asarray(lr.reviews.verdict[f]).astype(str))
+    cases = examples = None
+    if lr.cases is not None:
+        cases = {"label_candidates": int(np.sum(lr.cases == "label_candidate")), "model_errors": int(np.sum(lr.cases == "model_error")),
+                 "ambiguous": int(np.sum(lr.cases == "ambiguous"))}
+        examples = []
+        from .report import MODEL_ERROR_EXAMPLES
+
+        for i in np.flatnonzero(lr.cases == "model_error")[:MODEL_ERROR_EXAMPLES]:
+            j = lr.audit_pos[i]
+            examples.append({"split": str(ds.source_split[i]), "row": int(ds.source_index[i]), "given": names[ds.labels[i]],
+                             "predicted": names[st.predicted[i]], "checker_p_given": float(lr.probs[j, ds.labels[i]])})
+    rv = lr.reviews
+    reviewed = [{"split": str(checked.source_split[i]), "row": int(checked.source_index[i]),
+                 "file": "" if files is None else str(files[i]), "given": names[checked.labels[i]], "verdict": str(rv.verdict[i]),
+                 "note": str(rv.note[i]), "label": names[rv.corrected[i]] if rv.verdict[i] == "label_wrong" else ""}
+                for i in np.flatnonzero(rv.reviewed)]
+    labels = R.LabelSummary(
+        rule=lr.rule, rank_by=iss.rank_by, n_checked=int(len(checked.labels)), checked_sha256=checked.index_sha256(),
+        thresholds=iss.thresholds, calibrated_joint=iss.calibrated_joint, per_class_issues=iss.per_class_issues,
+        n_issues_estimated=int(iss.n_issues_estimated), checker=lr.checker, cases=cases, model_error_rows=examples or [],
+        reviews={**rv.counts(), "source": rv.source}, n_unreviewed_flags=int(result.metrics["n_unreviewed_flags"]),
+        flagged=flagged, reviewed=reviewed)
+    return R.ReducedAudit(data=data, metrics=result.metrics, calibration=result.calibration, temperature=result.temperature,
+                          selective=result.selective, per_class=result.per_class, errors=result.errors,
+                          epistemic_measured=bool(st.epistemic_measured), n_passes=int(st.n_samples), labels=labels,
+                          display=display, galleries=galleries, engine="local")
+
+
 def _load_card(opts: AuditOptions) -> dict | None:
     """The model card: --card FILE, else [tool.reportgen.card] of the configuration, else none."""
     from . import card
@@ -559,10 +629,13 @@ def _validate_options(opts: AuditOptions) -> None:
 
 @dataclass
 class Audit:
-    """One finished audit: the numbers (same as the CLI's summary.json) and how to write the report."""
+    """One finished audit: the numbers (same as the CLI's summary.json) and how to write the report.
 
-    dataset: Dataset
-    result: AuditResult
+    reduced: what the report is built from (reduced.ReducedAudit, either engine's); dataset and result:
+    the local engine's audited samples and per-sample AuditResult (None for a sharded run).
+    """
+
+    reduced: object
     method: dict
     model_name: str
     version: str
@@ -574,19 +647,21 @@ class Audit:
     command: str = ""
     dataset_info: dict = field(default_factory=dict)
     card: dict | None = None
+    dataset: Dataset | None = None
+    result: AuditResult | None = None
 
     @property
     def metrics(self) -> dict:
         """Headline metrics, keyed as in summary.json's "metrics"."""
-        return self.result.metrics
+        return self.reduced.metrics
 
     def context(self) -> dict:
         """The report context (figures included), as report.html/pdf/summary.json see it."""
         from . import figures, report
 
-        assets = figures.report_figures(self.dataset, self.result, has_images=self.has_images)
+        assets = figures.report_figures(self.reduced, has_images=self.has_images)
         return report.build_context(
-            audit=self.dataset, result=self.result, figures=assets, method=self.method, model_name=self.model_name,
+            reduced=self.reduced, figures=assets, method=self.method, model_name=self.model_name,
             version=self.version, model_info=self.model_info, data_role=self.data_role, notes=self.notes,
             command=self.command, options=self.options, reportgen_version=__version__,
             created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -604,12 +679,14 @@ class Audit:
         _say(progress, "drawing figures")
         context = self.context()
         _say(progress, f"rendering the report into {final}")
+        predictions = None
+        if self.result is not None:
+            predictions = lambda path: report.write_predictions(path, self.dataset, self.result)  # noqa: E731
         try:
             with staged_folder(final, force=force) as stage:
-                report.write_all(stage, context, flagged_rows=report.flagged_rows(self.dataset, self.result),
-                                 review_rows=report.review_rows(self.dataset, self.result), paper=paper,
-                                 predictions=lambda path: report.write_predictions(path, self.dataset, self.result),
-                                 card=self.card)
+                report.write_all(stage, context, flagged_rows=report.flagged_rows(self.reduced),
+                                 review_rows=report.review_rows(self.reduced), paper=paper, predictions=predictions,
+                                 card=self.card, per_sample_files=self.reduced.per_sample_files)
         except OSError as e:
             raise OutputError(f"{final}: cannot write the report ({e.strerror or e})") from e
         return final
@@ -635,10 +712,11 @@ def _compute(r: _Resolved, opts: AuditOptions, progress: Progress | None) -> Aud
     kind = "cv" if r.checker is not None else "saved" if r.probs is not None else "audited_model"
     result = analyse(r.audit, sampled, rank_by=opts.rank_by, seed=opts.seed, flag_rule=opts.flag_rule, replicates=opts.bootstrap,
                      checked=r.checked, checker=r.checker, reviews=r.reviews, kind=kind)
-    return Audit(dataset=r.audit, result=result, method=method, model_name=r.name, version=r.version,
+    has_images = r.probs is None or bool(opts.images)
+    return Audit(reduced=reduce_local(r.audit, result, has_images=has_images), method=method, model_name=r.name, version=r.version,
                  model_info=r.model_info, data_role=r.data_role, notes=r.notes, options=asdict(opts),
-                 has_images=r.probs is None or bool(opts.images), command=opts.command, dataset_info=r.dataset,
-                 card=_load_card(opts))
+                 has_images=has_images, command=opts.command, dataset_info=r.dataset, card=_load_card(opts),
+                 dataset=r.audit, result=result)
 
 
 def run_audit(opts: AuditOptions, progress: Progress | None = None) -> Path:

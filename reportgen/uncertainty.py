@@ -802,11 +802,28 @@ def _compute_per_class(stats: UncertaintyStats, y, names: list[str], classwise: 
     count = np.bincount(y, minlength=k)
     correct = np.bincount(y[stats.correct], minlength=k)
     predicted = np.bincount(stats.predicted, minlength=k)
+    means = {"confidence": [], "aleatoric": [], "epistemic": []}
+    for c in range(k):
+        mask = y == c
+        has = count[c] > 0
+        means["confidence"].append(float(stats.confidence[mask].mean()) if has else None)
+        means["aleatoric"].append(float(stats.aleatoric[mask].mean()) if has else None)
+        means["epistemic"].append(float(stats.epistemic[mask].mean()) if has and stats.epistemic_measured else None)
+    return per_class_rows(names, count, correct, predicted, means, classwise)
+
+
+def per_class_rows(names: list[str], count, correct, predicted, means: dict, classwise) -> list[dict]:
+    """The per-class dicts of `per_class` from per-class counts and means (what a sharded run merges).
+
+    Args:
+        names: K names; count, correct, predicted: (K,) integer counts by true class (correct: right
+            predictions of it) and by predicted class; means: {"confidence", "aleatoric", "epistemic"} ->
+            K floats or None (no sample, or not measured); classwise: (K,) classwise ECE.
+    """
     recall_ci = intervals.wilson(correct, count)
     precision_ci = intervals.wilson(correct, predicted)
     rows = []
     for c, name in enumerate(names):
-        mask = y == c
         has = count[c] > 0
         rows.append(dict(
             name=name,
@@ -817,9 +834,9 @@ def _compute_per_class(stats: UncertaintyStats, y, names: list[str], classwise: 
             predicted=int(predicted[c]),
             precision=float(correct[c] / predicted[c]) if predicted[c] else None,
             precision_ci=[float(v) for v in precision_ci[c]] if predicted[c] else None,
-            mean_confidence=float(stats.confidence[mask].mean()) if has else None,
-            mean_aleatoric=float(stats.aleatoric[mask].mean()) if has else None,
-            mean_epistemic=float(stats.epistemic[mask].mean()) if has and stats.epistemic_measured else None,
+            mean_confidence=means["confidence"][c],
+            mean_aleatoric=means["aleatoric"][c],
+            mean_epistemic=means["epistemic"][c],
             classwise_ece=float(classwise[c]),
         ))
     return rows
@@ -838,13 +855,23 @@ def error_facts(stats: UncertaintyStats, labels: np.ndarray, n_classes: int) -> 
     y = _as_labels(labels, len(stats.predicted), n_classes)
     k = n_classes
     confusion = np.bincount(y * k + stats.predicted, minlength=k * k).reshape(k, k)
-    n = len(y)
-    top_count = max(1, math.ceil(TOP_ALEATORIC_FRACTION * n))
+    top_count = top_count_of(len(y))
     values = stats.aleatoric if stats.epistemic_measured else stats.total
     top = np.argsort(-values, kind="stable")[:top_count]
-    return {"confusion": confusion.tolist(), "n_errors": int((~stats.correct).sum()), "top_fraction": TOP_ALEATORIC_FRACTION,
-            "top_count": int(top_count), "errors_in_top": int((~stats.correct[top]).sum()),
-            "top_statistic": "aleatoric" if stats.epistemic_measured else "total"}
+    return error_facts_from(confusion, int((~stats.correct).sum()), int((~stats.correct[top]).sum()), stats.epistemic_measured)
+
+
+def top_count_of(n: int) -> int:
+    """Samples counted as "most uncertain" among N: the top TOP_ALEATORIC_FRACTION, at least one."""
+    return max(1, math.ceil(TOP_ALEATORIC_FRACTION * n))
+
+
+def error_facts_from(confusion, n_errors: int, errors_in_top: int, epistemic_measured: bool) -> dict:
+    """`error_facts` from its counts (confusion (K, K), errors, errors among the top_count_of(N) most uncertain)."""
+    confusion = np.asarray(confusion, dtype=np.int64)
+    return {"confusion": confusion.tolist(), "n_errors": int(n_errors), "top_fraction": TOP_ALEATORIC_FRACTION,
+            "top_count": int(top_count_of(int(confusion.sum()))), "errors_in_top": int(errors_in_top),
+            "top_statistic": "aleatoric" if epistemic_measured else "total"}
 
 
 # --------------------------------------------------------------------------- summary
@@ -862,14 +889,24 @@ def summarize(
         {key: value}; n_samples is N, n_passes is S; None where not measured.
     """
     stats = _as_stats(stats)
+    means = {"accuracy": float(stats.correct.mean()), "mean_confidence": float(stats.confidence.mean()),
+             "mean_entropy": float(stats.total.mean()), "mean_aleatoric": float(stats.aleatoric.mean()),
+             "mean_epistemic": float(stats.epistemic.mean()) if stats.epistemic_measured else None}
+    return summary_metrics(means, int(stats.predicted.shape[0]), int(stats.n_samples), cal, temp, sel)
+
+
+def summary_metrics(means: dict, n: int, n_passes: int, cal: CalibrationStats, temp: TemperatureScaling,
+                    sel: SelectiveStats) -> dict[str, float | int | None]:
+    """`summarize` from the means over the samples (accuracy, mean_confidence, mean_entropy, mean_aleatoric,
+    mean_epistemic or None), N and S: what a sharded run has instead of per-sample arrays."""
     out: dict[str, float | int | None] = {
-        "accuracy": float(stats.correct.mean()),
-        "n_samples": int(stats.predicted.shape[0]),
-        "n_passes": int(stats.n_samples),
-        "mean_confidence": float(stats.confidence.mean()),
-        "mean_entropy": float(stats.total.mean()),
-        "mean_aleatoric": float(stats.aleatoric.mean()),
-        "mean_epistemic": float(stats.epistemic.mean()) if stats.epistemic_measured else None,
+        "accuracy": means["accuracy"],
+        "n_samples": int(n),
+        "n_passes": int(n_passes),
+        "mean_confidence": means["mean_confidence"],
+        "mean_entropy": means["mean_entropy"],
+        "mean_aleatoric": means["mean_aleatoric"],
+        "mean_epistemic": means["mean_epistemic"],
         "ece": float(cal.ece),
         "ece_debiased": float(cal.ece_debiased),
         "ece_equal_mass": float(cal.ece_equal_mass),
@@ -892,6 +929,15 @@ def summarize(
     out["coverage_1pct"] = None if cf is None else float(cf["coverage"])
     out["risk_1pct"] = None if cf is None or cf["risk"] is None else float(cf["risk"])
     return out
+
+
+def sample_scores(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample NLL (nats, p floored at LOG_FLOOR) and Brier score of (n, K) probabilities: ((n,), (n,)) float64."""
+    n = len(y)
+    nll_i = -np.log(np.maximum(p[np.arange(n), y], LOG_FLOOR))
+    diff = p.copy()
+    diff[np.arange(n), y] -= 1.0
+    return nll_i, np.sum(diff * diff, axis=1)
 
 
 def interval_metrics(stats: UncertaintyStats, probs: np.ndarray, labels: np.ndarray, sel: SelectiveStats, *,
@@ -924,10 +970,8 @@ def interval_metrics(stats: UncertaintyStats, probs: np.ndarray, labels: np.ndar
         put(f"acc_at_{pct}", intervals.wilson(int(round(sel.accuracy_at[str(pct)] * kept)), kept))
     cf = sel.crossfit
     put("risk_1pct", intervals.wilson(cf["errors"], cf["kept"]) if cf and cf["kept"] else None)
-    nll_i = -np.log(np.maximum(p[np.arange(n), y], LOG_FLOOR))
-    diff = p.copy()
-    diff[np.arange(n), y] -= 1.0
-    values = {"nll": nll_i, "brier": np.sum(diff * diff, axis=1), "mean_confidence": stats.confidence,
+    nll_i, brier_i = sample_scores(p, y)
+    values = {"nll": nll_i, "brier": brier_i, "mean_confidence": stats.confidence,
               "mean_entropy": stats.total, "mean_aleatoric": stats.aleatoric}
     if stats.epistemic_measured:
         values["mean_epistemic"] = stats.epistemic
