@@ -938,6 +938,27 @@ def equal_mass_from_sums(size: np.ndarray, sum_conf: np.ndarray, sum_ok: np.ndar
     return float(np.abs(sum_ok - sum_conf).sum() / size.sum())
 
 
+def equal_mass_from_histogram(count: np.ndarray, correct: np.ndarray, sum_confidence: np.ndarray, *,
+                              n_bins: int = DEFAULT_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Equal-mass bins' (size, sum of confidences, sum of correct) from a confidence histogram (a sharded run's).
+
+    The histogram's bins (`confidence_bins`, most confident first) are cut at the ranks of `equal_mass_sizes`;
+    a histogram bin split by a cut gives each side its share of the bin's sums pro rata (linear interpolation of
+    the cumulative sums), so the result is `_equal_mass_sums`'s within the histogram's resolution.
+
+    Args:
+        count, correct: (H,) int64 samples and correct predictions per bin; sum_confidence: (H,) float64.
+    Returns:
+        ((b,) float64 sizes, (b,) sums of confidence, (b,) sums of correct), lowest confidences first.
+    """
+    c = np.asarray(count, dtype=np.float64)[::-1]
+    n = int(c.sum())
+    cum_n = np.r_[0.0, np.cumsum(c)]
+    cuts = np.r_[0, np.cumsum(equal_mass_sizes(n, n_bins))].astype(np.float64)
+    at = [np.interp(cuts, cum_n, np.r_[0.0, np.cumsum(np.asarray(v, dtype=np.float64)[::-1])]) for v in (sum_confidence, correct)]
+    return np.diff(cuts), np.diff(at[0]), np.diff(at[1])
+
+
 def debiased_from_sums(size: np.ndarray, sum_conf: np.ndarray, sum_ok: np.ndarray) -> float:
     """Debiased L2 calibration error (`debiased_ece`) from the equal-mass bins' sizes and sums."""
     size = np.asarray(size, dtype=np.float64)

@@ -327,29 +327,35 @@ def write_predictions(path: Path, audit, result) -> Path:
     aleatoric, epistemic (nats; empty when not measured), flagged (1 when a candidate for review),
     case (label_candidate / model_error / ambiguous, with an independent checker), review.
     """
+    st, lr = result.stats, result.labels
+    n = len(audit.labels)
+    return write_prediction_rows(
+        path, split=audit.source_split, rows=audit.source_index, files=audit.source_files, labels=audit.labels,
+        predicted=st.predicted, probs=result.sampled.mean_probs, confidence=st.confidence, total=st.total, aleatoric=st.aleatoric,
+        epistemic=st.epistemic if st.epistemic_measured else None, flagged=lr.issues.issue_mask[lr.audit_pos],
+        cases=lr.cases if lr.cases is not None else np.full(n, "", dtype=object), review=lr.reviews.verdict[lr.audit_pos])
+
+
+def write_prediction_rows(path: Path, *, split, rows, files, labels, predicted, probs, confidence, total, aleatoric, epistemic,
+                          flagged, cases, review) -> Path:
+    """The per-sample export (`write_predictions`'s columns) of any rows: (n,) arrays, probs (n, K), epistemic and
+    files None when not measured / not image files (a sharded run writes one such file per shard)."""
     import gzip
 
-    st, lr = result.stats, result.labels
-    n, k = len(audit.labels), audit.n_classes
-    flagged = lr.issues.issue_mask[lr.audit_pos]
-    cases = lr.cases if lr.cases is not None else np.full(n, "", dtype=object)
-    review = lr.reviews.verdict[lr.audit_pos]
-    probs = result.sampled.mean_probs
-    epi = st.epistemic if st.epistemic_measured else None
+    n, k = probs.shape
     header = ["split", "row", "file", "given", "predicted", *(f"p_{c}" for c in range(k)), "confidence", "total", "aleatoric",
               "epistemic", "flagged", "case", "review"]
-    split, rows, files = audit.source_split, audit.source_index, audit.source_files
     with gzip.open(path, "wt", encoding="utf-8", newline="", compresslevel=PREDICTIONS_GZIP_LEVEL) as f:
         w = csv.writer(f)
         w.writerow(header)
         for start in range(0, n, PREDICTIONS_CHUNK):
             stop = min(n, start + PREDICTIONS_CHUNK)
             p = np.char.mod("%.7g", probs[start:stop])
-            num = np.char.mod("%.7g", np.stack([st.confidence[start:stop], st.total[start:stop], st.aleatoric[start:stop]], 1))
+            num = np.char.mod("%.7g", np.stack([confidence[start:stop], total[start:stop], aleatoric[start:stop]], 1))
             for j, i in enumerate(range(start, stop)):
                 w.writerow([render.csv_cell(str(split[i])), int(rows[i]), "" if files is None else render.csv_cell(str(files[i])),
-                            int(audit.labels[i]), int(st.predicted[i]), *p[j], *num[j],
-                            "" if epi is None else f"{epi[i]:.7g}", int(flagged[i]), cases[i], review[i]])
+                            int(labels[i]), int(predicted[i]), *p[j], *num[j],
+                            "" if epistemic is None else f"{epistemic[i]:.7g}", int(flagged[i]), cases[i], review[i]])
     return path
 
 

@@ -439,6 +439,11 @@ def _compute_bins(p: np.ndarray, y: np.ndarray, n_bins: int) -> CalibrationBins:
     return _bins_from_confidence(p[np.arange(len(y)), predicted], predicted == y, n_bins)
 
 
+def top_label_bins(p: np.ndarray, y: np.ndarray, n_bins: int = 15) -> CalibrationBins:
+    """CalibrationBins of already-checked (n, K) probabilities as given (not renormalised): a shard's piece of the ECE."""
+    return _compute_bins(p, y, n_bins)
+
+
 def _tfp_ece(p: np.ndarray, y: np.ndarray, n_bins: int) -> float:
     """TFP's ECE over the same bins, in float32: the reference the float64 CalibrationBins.ece is tested against."""
     import tensorflow_probability as tfp
@@ -516,6 +521,11 @@ def _compute_calibration(p: np.ndarray, y: np.ndarray, n_bins: int, simulations:
 def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_at(logits: np.ndarray, t: float) -> np.ndarray:
+    """softmax(logits / t) row by row: probabilities scaled by temperature t (what temperature_scaling applies)."""
+    return _softmax(logits / t)
 
 
 def _nll_at_temperature(z: np.ndarray, y: np.ndarray, t: float) -> float:
@@ -738,10 +748,7 @@ def _compute_selective(conf: np.ndarray, correct: np.ndarray, seed: int) -> Sele
         accuracy_at[str(pct)] = float(1.0 - expected_errors[m - 1] / m)
         kept_at[str(pct)] = int(m)
 
-    if n > CURVE_POINTS:
-        idx = np.unique(np.round(np.linspace(0, n - 1, CURVE_POINTS)).astype(np.int64))
-    else:
-        idx = np.arange(n)
+    idx = _curve_positions(n)
     return SelectiveStats(
         coverage=coverage[idx],
         risk=risk[idx],
@@ -751,6 +758,65 @@ def _compute_selective(conf: np.ndarray, correct: np.ndarray, seed: int) -> Sele
         threshold_1pct=_threshold(conf, correct),
         crossfit=_crossfit(conf, correct, seed),
     )
+
+
+def _curve_positions(n: int) -> np.ndarray:
+    """0-based positions of the at most CURVE_POINTS points the risk-coverage curve is thinned to."""
+    if n > CURVE_POINTS:
+        return np.unique(np.round(np.linspace(0, n - 1, CURVE_POINTS)).astype(np.int64))
+    return np.arange(n)
+
+
+def selective_from_histogram(count: np.ndarray, errors: np.ndarray, min_confidence: np.ndarray, crossfit: dict | None) -> SelectiveStats:
+    """SelectiveStats of a sharded run: every bin of a confidence histogram taken as one tie group.
+
+    Within a bin (intervals.confidence_bins, FINE_MANTISSA_BITS: 0.1 % of 1 - confidence) the errors are spread
+    evenly, as `_compute_selective` spreads them over exact ties; so the curve, AURC (within
+    intervals.aurc_histogram_bound) and accuracies at each coverage are those of the exact run up to that
+    resolution. threshold_1pct is the smallest confidence of the last bin whose end keeps error <= 1 %.
+
+    Args:
+        count, errors: (H,) int64 samples and wrong predictions per bin, most confident bin first.
+        min_confidence: (H,) float64 smallest confidence in each bin (inf where empty).
+        crossfit: `crossfit_result` of the half-histogram thresholds, counted exactly on the other halves, or None.
+    """
+    count = np.asarray(count, dtype=np.int64)
+    errors = np.asarray(errors, dtype=np.int64)
+    n = int(count.sum())
+    end = np.cumsum(count)
+    err_end = np.cumsum(errors)
+
+    def expected_errors(pos: np.ndarray) -> np.ndarray:
+        """Expected errors among the first pos + 1 samples (pos 0-based), errors spread evenly inside a bin."""
+        g = np.searchsorted(end, pos, side="right")
+        before = end[g] - count[g]
+        return (err_end[g] - errors[g]) + errors[g] * (pos - before + 1) / count[g]
+
+    idx = _curve_positions(n)
+    kept = idx + 1
+    accuracy_at: dict[str, float | None] = {}
+    kept_at: dict[str, int] = {}
+    for pct in COVERAGE_PERCENTS:
+        m = -(-pct * n // 100)
+        accuracy_at[str(pct)] = float(1.0 - expected_errors(np.array([m - 1]))[0] / m)
+        kept_at[str(pct)] = int(m)
+    return SelectiveStats(
+        coverage=kept / n,
+        risk=expected_errors(idx) / kept,
+        aurc=float(intervals.aurc_from_histogram(count, errors)),
+        accuracy_at=accuracy_at,
+        kept_at=kept_at,
+        threshold_1pct=threshold_from_histogram(count, errors, min_confidence),
+        crossfit=crossfit,
+    )
+
+
+def threshold_from_histogram(count: np.ndarray, errors: np.ndarray, min_confidence: np.ndarray) -> float | None:
+    """`_threshold` with each confidence bin as one tie group: the smallest confidence of the last bin keeping error <= 1 %."""
+    full = np.flatnonzero(np.asarray(count) > 0)
+    kept, wrong = np.cumsum(np.asarray(count)[full]), np.cumsum(np.asarray(errors)[full])
+    good = np.flatnonzero(100 * wrong <= TARGET_ERROR_PERCENT * kept)
+    return float(min_confidence[full[good[-1]]]) if good.size else None
 
 
 # --------------------------------------------------------------------------- per class
@@ -958,26 +1024,32 @@ def interval_metrics(stats: UncertaintyStats, probs: np.ndarray, labels: np.ndar
     p = _as_probs(probs)
     y = _as_labels(labels, *p.shape)
     n = len(y)
-    out: dict[str, float | None] = {}
-
-    def put(key: str, ci) -> None:
-        lo, hi = (None, None) if ci is None else (float(ci[0]), float(ci[1]))
-        out[key + "_ci_low"], out[key + "_ci_high"] = lo, hi
-
-    put("accuracy", intervals.wilson(int(stats.correct.sum()), n))
-    for pct in COVERAGE_PERCENTS:
-        kept = sel.kept_at[str(pct)]
-        put(f"acc_at_{pct}", intervals.wilson(int(round(sel.accuracy_at[str(pct)] * kept)), kept))
-    cf = sel.crossfit
-    put("risk_1pct", intervals.wilson(cf["errors"], cf["kept"]) if cf and cf["kept"] else None)
     nll_i, brier_i = sample_scores(p, y)
     values = {"nll": nll_i, "brier": brier_i, "mean_confidence": stats.confidence,
               "mean_entropy": stats.total, "mean_aleatoric": stats.aleatoric}
     if stats.epistemic_measured:
         values["mean_epistemic"] = stats.epistemic
     boot = intervals.bootstrap(stats.confidence, stats.correct, values, replicates=replicates, seed=seed)
+    return interval_metrics_from(int(stats.correct.sum()), n, sel, boot, stats.epistemic_measured)
+
+
+def interval_metrics_from(n_correct: int, n: int, sel: SelectiveStats, boot: dict, epistemic_measured: bool) -> dict[str, float | None]:
+    """`interval_metrics` from the correct count, the selective stats and the bootstrap intervals
+    ({name: (2,) [low, high]} for the values, "ece" and "aurc"): what a sharded run merges."""
+    out: dict[str, float | None] = {}
+
+    def put(key: str, ci) -> None:
+        lo, hi = (None, None) if ci is None else (float(ci[0]), float(ci[1]))
+        out[key + "_ci_low"], out[key + "_ci_high"] = lo, hi
+
+    put("accuracy", intervals.wilson(int(n_correct), n))
+    for pct in COVERAGE_PERCENTS:
+        kept = sel.kept_at[str(pct)]
+        put(f"acc_at_{pct}", intervals.wilson(int(round(sel.accuracy_at[str(pct)] * kept)), kept))
+    cf = sel.crossfit
+    put("risk_1pct", intervals.wilson(cf["errors"], cf["kept"]) if cf and cf["kept"] else None)
     for key, ci in boot.items():
         put(key, ci)
-    if not stats.epistemic_measured:
+    if not epistemic_measured:
         put("mean_epistemic", None)
     return out
