@@ -21,6 +21,14 @@ from .report import describe_data
 from .model import DEFAULT_EPOCHS
 
 Progress = Callable[[str], None]
+# Engines of `audit` (--engine): one process, or an Apache Beam pipeline over sharded saved predictions.
+ENGINES = ("local", "beam")
+# What --engine beam audits today; every other input is refused in one line.
+BEAM_INPUTS = ("--engine beam audits sharded saved predictions only (--predictions 'probs-*.npy' --labels 'labels-*.npy'); "
+               "models, --data image folders and manifests, --images, --cv, --reviews and --audit-size are not supported with it yet")
+# The method of an audit of saved probabilities (either engine).
+SAVED_METHOD = {"method": "saved_probabilities", "n_samples": 1,
+                "description": "saved probabilities from another framework: one distribution per sample, epistemic uncertainty not measured"}
 # Share of a single-split data set held out for the audit when reportgen trains the model itself.
 AUDIT_FRACTION = 0.2
 # Folder under the archive root where default models trained by `audit` are cached for reuse.
@@ -82,6 +90,8 @@ class AuditOptions:
     config_file: str | None = None
     option_sources: dict | None = None
     command: str = ""
+    engine: str = "local"  # ENGINES name: "local" (one process) or "beam" (sharded saved predictions on Apache Beam)
+    beam_options: tuple[str, ...] = ()  # Beam PipelineOptions flags, e.g. "--runner=FlinkRunner", with engine "beam"
 
 
 def _say(progress: Progress | None, msg: str) -> None:
@@ -414,30 +424,13 @@ class AuditResult:
 
 def _checker_info(checked: Dataset, probs: np.ndarray, checker, kind: str) -> dict:
     """What the report says about the checker: how it was made and how often it agrees with the given labels."""
-    from .intervals import wilson
+    from .label_issues import checker_info
 
     y = checked.labels
     right = probs.argmax(axis=1) == y
     k = checked.n_classes
-    count, hit = np.bincount(y, minlength=k), np.bincount(y[right], minlength=k)
-    ci = wilson(hit, count)
-    per_class = [{"name": checked.class_names[c], "count": int(count[c]), "accuracy": float(hit[c] / count[c]) if count[c] else None,
-                  "accuracy_ci": [float(v) for v in ci[c]] if count[c] else None} for c in range(k)]
-    info = {"kind": kind, "independent": kind == "cv", "accuracy": float(right.mean()),
-            "accuracy_ci": [float(v) for v in wilson(int(right.sum()), len(y))], "per_class": per_class,
-            "recipe": None, "folds": None, "fold_sha256": []}
-    if kind == "cv":
-        info.update(recipe=checker.recipe, folds=checker.folds, description=checker.description, fold_sha256=checker.fold_sha256,
-                    short=f"{checker.folds}-fold cross-validation, {checker.recipe} checker")
-    elif kind == "saved":
-        info.update(description="the saved probabilities themselves (reportgen assumes they are out-of-sample); no separate "
-                                "checker, so label errors and the model's own errors cannot be told apart",
-                    short="the saved probabilities")
-    else:
-        info.update(description="no independent checker: the audited model's own held-out probabilities; its confident "
-                                "disagreements mix label errors with its own mistakes (rerun with --cv K for a checker)",
-                    short="the audited model itself")
-    return info
+    return checker_info(np.bincount(y, minlength=k), np.bincount(y[right], minlength=k), checked.class_names, kind=kind,
+                        checker=checker)
 
 
 def check_labels(audit: Dataset, predicted: np.ndarray, audit_probs: np.ndarray, *, checked: Dataset | None = None,
@@ -472,25 +465,14 @@ def check_labels(audit: Dataset, predicted: np.ndarray, audit_probs: np.ndarray,
 
 def label_metrics(lr: LabelResult) -> dict:
     """The label check's numbers for summary.json (plain Python values)."""
+    from .label_issues import label_metrics_from
+
     iss, rv = lr.issues, lr.reviews
-    n = len(lr.checked.labels)
-    counts = rv.counts()
-    out = {
-        "n_checked": int(n),
-        "n_flagged": int(len(iss.flagged)),
-        "n_issues_estimated": int(iss.n_issues_estimated),
-        "label_error_rate": float(iss.n_issues_estimated / max(1, n)),
-        "checker_accuracy": lr.checker["accuracy"] if lr.checker["independent"] else None,
-        "checker_accuracy_ci_low": lr.checker["accuracy_ci"][0] if lr.checker["independent"] else None,
-        "checker_accuracy_ci_high": lr.checker["accuracy_ci"][1] if lr.checker["independent"] else None,
-        "n_model_errors": None if lr.cases is None else int(np.sum(lr.cases == "model_error")),
-        "n_ambiguous_errors": None if lr.cases is None else int(np.sum(lr.cases == "ambiguous")),
-        "n_reviewed": counts["reviewed"],
-        "n_confirmed_label_errors": counts["label_wrong"],
-        "n_reviewed_label_ok": counts["label_ok"],
-        "n_unreviewed_flags": int(np.sum(~rv.reviewed[iss.flagged])),
-    }
-    return out
+    cases = None if lr.cases is None else {"model_errors": int(np.sum(lr.cases == "model_error")),
+                                           "ambiguous": int(np.sum(lr.cases == "ambiguous"))}
+    return label_metrics_from(n_checked=len(lr.checked.labels), n_flagged=len(iss.flagged), n_estimated=iss.n_issues_estimated,
+                              checker=lr.checker, cases=cases, review_counts=rv.counts(),
+                              n_unreviewed_flags=int(np.sum(~rv.reviewed[iss.flagged])))
 
 
 def analyse(ds: Dataset, sampled, *, rank_by: str = "self_confidence", seed: int = 0, flag_rule: str = "reportgen",
@@ -608,6 +590,15 @@ def _validate_options(opts: AuditOptions) -> None:
         raise ReportgenError("--mc-samples must be at least 1")
     if opts.bootstrap < 1:
         raise ReportgenError("--bootstrap must be at least 1")
+    if opts.engine not in ENGINES:
+        raise ReportgenError(f"--engine {opts.engine!r}: choose one of {', '.join(ENGINES)}")
+    if opts.beam_options and opts.engine != "beam":
+        raise ReportgenError("--beam-option is for --engine beam")
+    if opts.engine == "beam":
+        if opts.models or opts.data or opts.images or opts.cv or opts.reviews or opts.audit_size or not opts.predictions:
+            raise ReportgenError(BEAM_INPUTS)
+        if not opts.labels:
+            raise ReportgenError("--predictions needs --labels (the given label of every row)")
     if opts.predictions and opts.models:
         raise ReportgenError("give either --predictions or --model, not both")
     if opts.cv is not None and opts.predictions:
@@ -617,7 +608,10 @@ def _validate_options(opts: AuditOptions) -> None:
     for path in opts.models:  # before any slow work (data loading, downloads, TensorFlow)
         if not Path(path).is_file():
             raise ModelError(f"{path}: no such model file")
+    globs = (opts.predictions, opts.labels) if opts.engine == "beam" else ()  # shard globs, matched by the engine
     for path in (opts.predictions, opts.labels, opts.images, opts.class_names, opts.reviews, opts.card):
+        if path in globs:
+            continue
         if path and not Path(path).is_file():
             raise DataError(f"{path}: no such file")
     if opts.version:
@@ -700,8 +694,7 @@ def _compute(r: _Resolved, opts: AuditOptions, progress: Progress | None) -> Aud
         acc = SampleAccumulator(*r.probs.shape)
         acc.add(0, r.probs[None])
         sampled = acc.result()
-        method = {"method": "saved_probabilities", "n_samples": 1,
-                  "description": "saved probabilities from another framework: one distribution per sample, epistemic uncertainty not measured"}
+        method = dict(SAVED_METHOD)
     else:
         from .predict import predict
 
@@ -728,6 +721,8 @@ def run_audit(opts: AuditOptions, progress: Progress | None = None) -> Path:
     from ._tf import load_quietly
 
     _validate_options(opts)
+    if opts.engine == "beam":
+        return _run_beam(opts, progress)
     load_quietly(keras=not opts.predictions)
     r = _resolve_predictions(opts) if opts.predictions else _resolve_models(opts, progress)
     final = version_dir(opts.output, r.name, r.version)
@@ -736,6 +731,30 @@ def run_audit(opts: AuditOptions, progress: Progress | None = None) -> Path:
     folder = _compute(r, opts, progress).write(final, force=opts.force, paper=opts.paper, progress=progress)
     from .archive import write_index
 
+    write_index(opts.output)
+    return folder
+
+
+def _run_beam(opts: AuditOptions, progress: Progress | None) -> Path:
+    """`reportgen audit --engine beam`: sharded saved predictions through reportgen.beam, the same report folder."""
+    from . import beam
+    from .archive import write_index
+
+    names = load_class_names(opts.class_names) if opts.class_names else None
+    shards, info, names = beam.prepare(opts.predictions, opts.labels, class_names=names, name=opts.name, version=opts.version)
+    name = check_component(info.name, "model name")
+    final = version_dir(opts.output, name, info.version)
+    if final.exists() and not opts.force:
+        raise OutputError(f"{final}: already exists; pass --force to overwrite it")
+    reduced, staging = beam.run(shards, info, names, output=opts.output, seed=opts.seed, replicates=opts.bootstrap,
+                                rule=opts.flag_rule, rank_by=opts.rank_by, beam_options=tuple(opts.beam_options), progress=progress)
+    try:
+        audit = Audit(reduced=reduced, method=dict(SAVED_METHOD), model_name=name, version=info.version, model_info=info.model_info,
+                      data_role=info.data_role, notes=[], options=asdict(opts), has_images=False, command=opts.command,
+                      dataset_info=info.dataset_info, card=_load_card(opts))
+        folder = audit.write(final, force=opts.force, paper=opts.paper, progress=progress)
+    finally:
+        beam.remove_staging(staging)
     write_index(opts.output)
     return folder
 
