@@ -117,6 +117,21 @@ def _open(path: str):
     return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
+def _create(path: str):
+    """A binary stream writing `path` on any Beam file system (local folders are created first)."""
+    from apache_beam.io.filesystems import CompressionTypes, FileSystems
+
+    if "://" not in path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def _join(base: str, *parts: str) -> str:
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.join(base, *parts)
+
+
 def _npy_header(path: str) -> tuple[tuple, np.dtype]:
     """(shape, dtype) of a .npy file from its header alone."""
     fmt = np.lib.format
@@ -547,19 +562,24 @@ def pass4(shard: Shard, cfg: Config, g2, cutoffs, s1: Sums1):
     rec["suggested"] = p[f].argmax(axis=1)
     rec["p_given"] = LI.self_confidence(y[f], p[f])
     rec["score"] = LI.RANKERS[cfg.rank_by](y[f], p[f])
-    staging = Path(cfg.staging)
     name = _safe(shard.key)
-    np.save(staging / "records" / f"flagged-{name}.npy", rec)
-    with open(staging / FLAGGED_DIR / f"flagged-{name}.csv", "w", newline="", encoding="utf-8") as out:
-        w = csv.writer(out)
-        w.writerow(_CSV_COLUMNS)
-        w.writerows(zip(rec["row"].tolist(), rec["given"].tolist(), rec["suggested"].tolist(),
-                        [f"{v:.9g}" for v in rec["p_given"]], [f"{v:.9g}" for v in rec["score"]]))
+    buf = io.BytesIO()
+    np.save(buf, rec)
+    with _create(_join(cfg.staging, "records", f"flagged-{name}.npy")) as out:
+        out.write(buf.getvalue())
+    text = io.StringIO(newline="")
+    w = csv.writer(text)
+    w.writerow(_CSV_COLUMNS)
+    w.writerows(zip(rec["row"].tolist(), rec["given"].tolist(), rec["suggested"].tolist(),
+                    [f"{v:.9g}" for v in rec["p_given"]], [f"{v:.9g}" for v in rec["score"]]))
+    with _create(_join(cfg.staging, FLAGGED_DIR, f"flagged-{name}.csv")) as out:
+        out.write(text.getvalue().encode("utf-8"))
     predicted, confidence, _, total = _per_sample(p, y)
-    report.write_prediction_rows(staging / PREDICTIONS_DIR / f"predictions-{name}.csv.gz", split=np.full(n, "all"),
-                                 rows=np.arange(shard.start, shard.start + n), files=None, labels=y, predicted=predicted,
-                                 probs=p, confidence=confidence, total=total, aleatoric=total, epistemic=None,
-                                 flagged=mask, cases=np.full(n, "", dtype=object), review=np.full(n, "", dtype=object))
+    with _create(_join(cfg.staging, PREDICTIONS_DIR, f"predictions-{name}.csv.gz")) as out:
+        report.write_prediction_rows(out, split=np.full(n, "all"), rows=np.arange(shard.start, shard.start + n), files=None,
+                                     labels=y, predicted=predicted, probs=p, confidence=confidence, total=total,
+                                     aleatoric=total, epistemic=None, flagged=mask, cases=np.full(n, "", dtype=object),
+                                     review=np.full(n, "", dtype=object))
     return Sums4(np.bincount(y[f], minlength=cfg.k).astype(np.int64))
 
 
@@ -596,8 +616,8 @@ def _combine_fn():
 
 
 def _save(obj, path: str) -> None:
-    with open(path, "wb") as f:
-        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+    with _create(path) as f:
+        f.write(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def run_pipeline(shards: list[Shard], cfg: Config, beam_options: tuple[str, ...]) -> None:
@@ -605,7 +625,6 @@ def run_pipeline(shards: list[Shard], cfg: Config, beam_options: tuple[str, ...]
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    staging = Path(cfg.staging)
     single = beam.pvalue.AsSingleton
     with beam.Pipeline(options=PipelineOptions(list(beam_options))) as pipe:
         src = pipe | "shards" >> beam.Create(shards) | "spread" >> beam.Reshuffle()
@@ -620,7 +639,7 @@ def run_pipeline(shards: list[Shard], cfg: Config, beam_options: tuple[str, ...]
         s4 = (src | "pass 4: flags" >> beam.Map(pass4, cfg, single(g2), single(g3), single(s1))
               | "merge 4" >> beam.CombineGlobally(_combine_fn()))
         for name, pc in (("sums1", s1), ("globals1", g1), ("sums2", s2), ("globals2", g2), ("sums4", s4)):
-            pc | f"save {name}" >> beam.Map(_save, str(staging / f"{name}.pkl"))
+            pc | f"save {name}" >> beam.Map(_save, _join(cfg.staging, f"{name}.pkl"))
 
 
 # --------------------------------------------------------------------------- reduce
@@ -639,14 +658,34 @@ class ShardedInputs:
     data_name: str
 
 
-def _load_result(staging: Path, name: str):
-    with open(staging / f"{name}.pkl", "rb") as f:
-        return pickle.load(f)
+def _load_result(staging: str, name: str):
+    with _open(_join(staging, f"{name}.pkl")) as f:
+        return pickle.loads(f.read())
 
 
-def reduce_sharded(staging: Path, shards: list[Shard], cfg: Config, class_names: list[str], *, data_name: str,
+def _local_files(staging: str, local: Path) -> list[tuple[str, str]]:
+    """(name in the report folder, local path) of the per-sample files; copied into `local` from a remote staging folder."""
+    from apache_beam.io.filesystems import FileSystems
+
+    out = []
+    for sub in (FLAGGED_DIR, PREDICTIONS_DIR):
+        for m in sorted(FileSystems.match([_join(staging, sub, "*")])[0].metadata_list, key=lambda m: m.path):
+            name = Path(m.path).name
+            if "://" in staging:
+                target = local / sub / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with _open(m.path) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                out.append((f"{sub}/{name}", str(target)))
+            else:
+                out.append((f"{sub}/{name}", m.path))
+    return out
+
+
+def reduce_sharded(staging: str, local: Path, shards: list[Shard], cfg: Config, class_names: list[str], *, data_name: str,
                    provenance: dict) -> R.ReducedAudit:
-    """The ReducedAudit of a finished run, from the merged pieces pickled in `staging`."""
+    """The ReducedAudit of a finished run, from the merged pieces pickled in `staging` (per-sample files copied to `local`
+    when the staging folder is not a local one)."""
     s1, g1, s2, g2, s4 = (_load_result(staging, x) for x in ("sums1", "globals1", "sums2", "globals2", "sums4"))
     if isinstance(s1, Failed):
         msgs = sorted(set(s1.messages))
@@ -691,7 +730,10 @@ def reduce_sharded(staging: Path, shards: list[Shard], cfg: Config, class_names:
     metrics.update(U.interval_metrics_from(n_correct, n, sel, boot, False))
     # --- labels
     calibrated, _, _ = g2
-    records = [np.load(staging / "records" / f"flagged-{_safe(s.key)}.npy") for s in shards]
+    records = []
+    for s in shards:
+        with _open(_join(staging, "records", f"flagged-{_safe(s.key)}.npy")) as f:
+            records.append(np.load(io.BytesIO(f.read()), allow_pickle=False))
     rec = np.concatenate(records) if records else np.zeros(0)
     rec = rec[np.lexsort((rec["row"], rec["score"]))]  # score ascending, ties by row (the local stable sort)
     m = len(rec)
@@ -716,10 +758,7 @@ def reduce_sharded(staging: Path, shards: list[Shard], cfg: Config, class_names:
                               np.zeros(len(d)))
     errors_facts = U.error_facts_from(s1.confusion, n - n_correct, int(s1.uncertain.records["wrong"].sum()), False)
     data = R.DataSummary(data_name, list(names), class_count.tolist(), int(n), provenance, index_sha)
-    files = []
-    for sub in (FLAGGED_DIR, PREDICTIONS_DIR):
-        for path in sorted((staging / sub).iterdir()):
-            files.append((f"{sub}/{path.name}", str(path)))
+    files = _local_files(staging, local)
     return R.ReducedAudit(data=data, metrics=metrics, calibration=cal, temperature=temp, selective=sel, per_class=per_class,
                           errors=errors_facts, epistemic_measured=False, n_passes=1, labels=labels, display=display, galleries={},
                           engine="beam", resolution=RESOLUTION, per_sample_files=tuple(files))
@@ -754,36 +793,59 @@ def prepare(predictions: str, labels: str, *, class_names: list[str] | None, nam
     return shards, info, names
 
 
+def staging_location(output: str, beam_options: tuple[str, ...]) -> str:
+    """Where the workers write their pieces: under --temp_location when the Beam options give one (a bucket every worker
+    of a cluster can reach), else a folder under the archive root (which the workers must then see at the same path)."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+
+    name = f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
+    temp = PipelineOptions(list(beam_options)).view_as(GoogleCloudOptions).temp_location
+    return _join(temp, name.lstrip(".")) if temp else str((Path(output) / name).resolve())
+
+
 def run(shards: list[Shard], info: ShardedInputs, class_names: list[str], *, output: str, seed: int, replicates: int, rule: str,
-        rank_by: str, beam_options: tuple[str, ...], progress=None) -> tuple[R.ReducedAudit, Path]:
+        rank_by: str, beam_options: tuple[str, ...], progress=None) -> tuple[R.ReducedAudit, tuple[str, Path]]:
     """Run the pipeline and reduce its result.
 
     Returns:
-        (the ReducedAudit, the staging folder holding its per-sample files: remove it once the report is written).
+        (the ReducedAudit, (staging location, local folder) holding its per-sample files: `remove_staging` them once the
+        report is written).
     Raises:
-        DataError: a shard's contents are invalid (one line; the staging folder is removed).
+        DataError: a shard's contents are invalid (one line; the staging folders are removed).
     """
     n = sum(s.rows for s in shards)
     root = Path(output)
     created = not root.exists()
-    staging = root / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
+    staging = staging_location(output, beam_options)
+    local = root / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}-files"
     try:
-        for sub in ("records", FLAGGED_DIR, PREDICTIONS_DIR):
-            (staging / sub).mkdir(parents=True)
         cfg = Config(k=len(class_names), n=int(n), seed=seed, replicates=replicates, rule=rule, rank_by=rank_by,
-                     top_count=U.top_count_of(n), staging=str(staging.resolve()))
+                     top_count=U.top_count_of(n), staging=staging)
         if progress:
             progress(f"auditing {n:,} rows in {len(shards)} shard(s) on Apache Beam ({' '.join(beam_options) or 'DirectRunner'})")
         run_pipeline(shards, cfg, beam_options)
-        return reduce_sharded(staging, shards, cfg, class_names, data_name=info.data_name, provenance=info.provenance), staging
+        reduced = reduce_sharded(staging, local, shards, cfg, class_names, data_name=info.data_name, provenance=info.provenance)
+        return reduced, (staging, local)
     except BaseException:
-        remove_staging(staging, created_root=root if created else None)
+        remove_staging((staging, local), created_root=root if created else None)
         raise
 
 
-def remove_staging(staging: Path, *, created_root: Path | None = None) -> None:
-    """Remove a run's staging folder (and the archive root when the run created it and it is left empty)."""
-    shutil.rmtree(staging, ignore_errors=True)
+def remove_staging(staging: tuple[str, Path], *, created_root: Path | None = None) -> None:
+    """Remove a run's staging folders (and the archive root when the run created it and it is left empty)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    remote, local = staging
+    shutil.rmtree(local, ignore_errors=True)
+    if "://" in remote:
+        try:
+            found = [m.path for m in FileSystems.match([_join(remote, "**")])[0].metadata_list]
+            if found:
+                FileSystems.delete(found)
+        except Exception:  # noqa: BLE001 - best effort: a leftover temp object must not fail a written report
+            pass
+    else:
+        shutil.rmtree(remote, ignore_errors=True)
     if created_root is not None:
         try:
             created_root.rmdir()

@@ -336,10 +336,11 @@ def write_predictions(path: Path, audit, result) -> Path:
         cases=lr.cases if lr.cases is not None else np.full(n, "", dtype=object), review=lr.reviews.verdict[lr.audit_pos])
 
 
-def write_prediction_rows(path: Path, *, split, rows, files, labels, predicted, probs, confidence, total, aleatoric, epistemic,
+def write_prediction_rows(path, *, split, rows, files, labels, predicted, probs, confidence, total, aleatoric, epistemic,
                           flagged, cases, review) -> Path:
     """The per-sample export (`write_predictions`'s columns) of any rows: (n,) arrays, probs (n, K), epistemic and
-    files None when not measured / not image files (a sharded run writes one such file per shard)."""
+    files None when not measured / not image files (a sharded run writes one such file per shard). `path`: a path or
+    a binary stream (left open)."""
     import gzip
 
     n, k = probs.shape

@@ -50,8 +50,9 @@ def parity(tmp_path_factory):
                      *common])
     assert local.exit_code == 0, local.output
     beam = run_cli(["audit", "--engine", "beam", "--predictions", str(d / "probs-*.npy"), "--labels", str(d / "labels-*.npy"),
-                    "--version", "beam", "--beam-option=--runner=DirectRunner", *common])
+                    "--version", "beam", "--beam-option=--runner=DirectRunner", f"--beam-option=--temp_location={d / 'temp'}", *common])
     assert beam.exit_code == 0, beam.output
+    assert (d / "temp").is_dir() and not list((d / "temp").iterdir())  # the workers' pieces went there and are gone
     return out / "m" / "local", out / "m" / "beam", out
 
 
