@@ -10,14 +10,15 @@ shards and one merge (`_Merge`, a CombineFn), later passes reading the earlier r
    1 - confidence) per random half, the per-class sums of the confident-learning thresholds, and keyed
    bounded selections: the temperature fit's rows, the figures' display sample, the most uncertain 5 %;
 2. with the thresholds and temperatures: the confident joint, the held-out temperature-scaled sums and
-   null, and the cross-fitted 1 %-error rule counted on the other half;
+   null, and the distinct samples of the few histogram bins that an equal-mass or coverage cut falls in or
+   that may hold a 1 %-error threshold (so those statistics are exact);
 3. with the prune counts: per (given i, other j) the prune_counts[i, j] largest margins p_j - p_i (a
-   keyed top-N), whose smallest is the cut-off;
+   keyed top-N), whose smallest is the cut-off; and the cross-fitted 1 % rule counted on the other half;
 4. with the cut-offs: the flags of each shard, written as per-shard files beside the per-sample export.
 
 What the report reads is then the local engine's reduced.ReducedAudit, so the report, archive, gates and
-`compare` are unchanged. Exact (up to float summation order, ~1e-15 relative) except what the local engine
-computes from the sorted confidences, which comes from the confidence histogram here (RESOLUTION).
+`compare` are unchanged. Exact (up to float summation order, ~1e-15 relative) except the AURC and its
+bootstrap interval, which come from confidence histograms (RESOLUTION).
 
 apache_beam is imported only inside the functions that build and run the pipeline.
 """
@@ -48,14 +49,14 @@ STAGING_PREFIX = ".beam-"
 # What a sharded run computes from a confidence histogram instead of sorted confidences, and how finely.
 RESOLUTION = {
     "confidence_histogram": "1 - confidence binned by its float64 exponent and 10 mantissa bits (0.1 % relative)",
-    "from_histogram": ["aurc", "acc_at_80/90/95/99", "threshold_1pct", "the cross-fitted thresholds behind coverage_1pct and "
-                       "risk_1pct (their kept and wrong samples are then counted exactly)", "ece_equal_mass and ece_debiased (bins cut pro rata "
-                       "inside a histogram bin)", "risk-coverage curve"],
+    "from_histogram": ["aurc (within aurc_bound)", "the risk-coverage curve's points"],
+    "exact_from_detail": ["acc_at_80/90/95/99", "threshold_1pct", "coverage_1pct and risk_1pct", "ece_equal_mass",
+                          "ece_debiased: the histogram bins these cut or may hold the threshold are read sample by sample"],
     "bootstrap_aurc": "per-replicate histograms with 4 mantissa bits (6 % of 1 - confidence)",
     "cl_thresholds": "per-class mean self-confidence as sum / count (the local engine's numpy mean may differ in the last bit)",
     "entropy": "numpy's -sum p log p (the local engine uses TFP's Categorical entropy; they agree to ~1e-15)",
 }
-# Largest values kept as confident-learning prune margins per (i, j) before the merge truncates (a bound on one shard).
+# Columns of the per-shard flagged files (class indices; names in summary.json data.class_names).
 _CSV_COLUMNS = ("row", "given", "suggested", "p_given", "score")
 
 
@@ -336,12 +337,52 @@ class Sums1:
 
 @dataclass(frozen=True)
 class Globals1:
-    thresholds: np.ndarray
+    """What pass 2 needs from pass 1."""
+
+    thresholds: np.ndarray  # (K,) confident-learning thresholds
     t_shown: float
     t_apply_a: float  # temperature applied to half A (fitted on B)
     t_apply_b: float
     crossfit_split: bool  # both halves non-empty
-    cf_thresholds: tuple | None  # (t from half A, t from half B) of the 1 % rule, None when a half has none
+    detail_bins: np.ndarray  # fine confidence bins whose distinct samples pass 2 collects (Distinct)
+    notes: tuple[str, ...]  # what stays histogram-based beyond RESOLUTION's list (too many candidate bins)
+
+
+@dataclass(frozen=True)
+class Distinct:
+    """Distinct (bin, conf, ok, half) samples of some fine confidence bins with their counts; merge adds the counts."""
+
+    records: np.ndarray
+
+    @classmethod
+    def of(cls, records: np.ndarray) -> "Distinct":
+        keys = records[["bin", "conf", "ok", "half"]]
+        uniq, inv = np.unique(keys, return_inverse=True)
+        out = np.zeros(len(uniq), dtype=DISTINCT_DTYPE)
+        for f in ("bin", "conf", "ok", "half"):
+            out[f] = uniq[f]
+        out["count"] = np.bincount(inv.ravel(), weights=records["count"], minlength=len(uniq)).astype(np.int64)
+        return cls(out)
+
+    def merge(self, other: "Distinct") -> "Distinct":
+        return Distinct.of(np.concatenate([self.records, other.records]))
+
+    def by_bin(self, half: bool | None = None) -> dict[int, np.ndarray]:
+        """bin -> (conf, ok, count) of its distinct samples, of one half (None: both)."""
+        r = self.records if half is None else self.records[self.records["half"] == half]
+        out = {}
+        for b in np.unique(r["bin"]):
+            x = r[r["bin"] == b]
+            d = np.zeros(len(x), dtype=[("conf", "f8"), ("ok", "?"), ("count", "i8")])
+            d["conf"], d["ok"], d["count"] = x["conf"], x["ok"], x["count"]
+            out[int(b)] = d
+        return out
+
+
+# Fields of Distinct's records.
+DISTINCT_DTYPE = [("bin", "i8"), ("conf", "f8"), ("ok", "?"), ("half", "?"), ("count", "i8")]
+# Candidate bins of one 1 %-threshold beyond which its exact search gives up (the threshold then comes from the histogram).
+MAX_THRESHOLD_BINS = 2048
 
 
 @dataclass(frozen=True)
@@ -350,6 +391,22 @@ class Sums2:
     scaled_sums: dict  # nll
     scaled_bins: object
     scaled_null: object
+    detail: object  # Distinct samples of Globals1.detail_bins
+
+
+@dataclass(frozen=True)
+class Globals2:
+    """What passes 3 and 4 need: the confident-learning estimates and the halves' exact 1 % thresholds."""
+
+    calibrated: np.ndarray
+    noise: np.ndarray
+    prune: np.ndarray
+    cf_thresholds: tuple | None  # (t chosen on half A, t chosen on half B), None when a half has none
+
+
+@dataclass(frozen=True)
+class Sums3:
+    margins: object  # Largest
     crossfit: np.ndarray  # (2,) int64 kept, errors on the other halves
 
 
@@ -457,32 +514,53 @@ def _fit(records: np.ndarray) -> float:
     return U.fit_temperature(rec["z"], rec["y"])
 
 
+def _half_hists(s: Sums1):
+    """((count, errors, min confidence) of half A, the same of half B) from pass 1's histograms."""
+    a = (s.hist[2], s.hist_errors_a, s.min_confidence[1])
+    b = (s.hist[0] - s.hist[2], s.hist[1] - s.hist_errors_a, s.min_confidence[2])
+    return a, b
+
+
+def _detail_bins(s: Sums1, n: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Fine bins whose samples make the histogram-based statistics exact: those the equal-mass cuts and the coverage
+    cuts fall inside, and the candidate bins of the 1 % thresholds (of all rows and of each half)."""
+    count, errors = s.hist[0], s.hist[1]
+    end = np.cumsum(count)
+    need = set()
+    cuts = [*intervals.equal_mass_cut_positions(n), *(-(-pct * n // 100) - 1 for pct in U.COVERAGE_PERCENTS)]
+    for pos in cuts:
+        j = int(np.searchsorted(end, pos, side="right"))
+        if j < len(end):
+            need.add(j)
+    notes = []
+    for what, (c, e, _) in (("threshold_1pct", (count, errors, None)), *zip(("half A's 1 % threshold", "half B's 1 % threshold"),
+                                                                             _half_hists(s))):
+        cand = U.threshold_candidates(c, e)
+        if len(cand) > MAX_THRESHOLD_BINS:
+            notes.append(f"{what} from the histogram: {len(cand)} candidate bins")
+        else:
+            need.update(int(b) for b in cand)
+    return np.array(sorted(need), dtype=np.int64), tuple(notes)
+
+
 def globals1(s: Sums1, cfg: Config):
-    """Thresholds, temperatures and the cross-fit's thresholds from the merged pass 1."""
+    """Thresholds, temperatures and the bins to detail from the merged pass 1."""
     if isinstance(s, Failed):
         return s
     fit = s.fit.records
-    count = s.hist[0]
-    count_a, count_b = s.hist[2], s.hist[0] - s.hist[2]
-    err_a, err_b = s.hist_errors_a, s.hist[1] - s.hist_errors_a
     t_shown = _fit(fit[fit["set"] == 0])
-    split = bool(count_a.sum() and count_b.sum())
+    split = bool(s.hist[2].sum() and (s.hist[0] - s.hist[2]).sum())
     if split:
         t_a, t_b = _fit(fit[fit["set"] == 1]), _fit(fit[fit["set"] == 2])  # fitted on half A, on half B
     else:
         t_a = t_b = t_shown
-    cf = None
-    if split:
-        th_a = U.threshold_from_histogram(count_a, err_a, s.min_confidence[1])
-        th_b = U.threshold_from_histogram(count_b, err_b, s.min_confidence[2])
-        cf = None if th_a is None or th_b is None else (th_a, th_b)
-    del count
+    bins, notes = _detail_bins(s, s.n)
     return Globals1(thresholds=LI.thresholds_from_sums(s.class_sums["self_confidence"], s.confusion.sum(axis=1), rule=cfg.rule),
-                    t_shown=t_shown, t_apply_a=t_b, t_apply_b=t_a, crossfit_split=split, cf_thresholds=cf)
+                    t_shown=t_shown, t_apply_a=t_b, t_apply_b=t_a, crossfit_split=split, detail_bins=bins, notes=notes)
 
 
 def pass2(shard: Shard, cfg: Config, g: Globals1):
-    """Sums2 of one shard: confident joint, held-out temperature scaling, cross-fitted 1 % rule."""
+    """Sums2 of one shard: confident joint, held-out temperature scaling, the samples of the detailed bins."""
     if isinstance(g, Failed):
         return Failed(())
     p, y = _read(shard, cfg)
@@ -495,26 +573,31 @@ def pass2(shard: Shard, cfg: Config, g: Globals1):
     predicted = scaled.argmax(axis=1)
     s_conf = scaled[np.arange(n), predicted]
     _, confidence, correct, _ = _per_sample(p, y)
-    kept = errors = 0
-    if g.cf_thresholds is not None:
-        th_a, th_b = g.cf_thresholds
-        for mask, t in ((~half, th_a), (half, th_b)):  # a half is scored with the threshold chosen on the other
-            keep = mask & (confidence >= t)
-            kept, errors = kept + int(keep.sum()), errors + int((keep & ~correct).sum())
+    fine = intervals.confidence_bins(confidence)
+    keep = np.isin(fine, g.detail_bins)
+    rec = np.zeros(int(keep.sum()), dtype=DISTINCT_DTYPE)
+    rec["bin"], rec["conf"], rec["ok"], rec["half"], rec["count"] = fine[keep], confidence[keep], correct[keep], half[keep], 1
     return Sums2(
         confident_joint=LI.confident_counts(y, p, g.thresholds),
         scaled_sums={"nll": float(-np.log(np.maximum(scaled[np.arange(n), y], U.LOG_FLOOR)).sum())},
         scaled_bins=U.top_label_bins(scaled, y),
         scaled_null=intervals.null_sums(shard.start, s_conf, seed=cfg.seed + 1),
-        crossfit=np.array([kept, errors], dtype=np.int64),
+        detail=Distinct.of(rec),
     )
 
 
-def globals2(s2: Sums2, s1: Sums1):
-    """(calibrated joint Q, noise matrix, prune counts) from the merged confident joint."""
+def globals2(s2: Sums2, s1: Sums1, g1: Globals1):
+    """Globals2 from the merged confident joint and the halves' detailed bins."""
     if isinstance(s2, Failed) or isinstance(s1, Failed):
         return Failed(())
-    return LI.estimates(s2.confident_joint, s1.confusion.sum(axis=1))
+    calibrated, noise, prune = LI.estimates(s2.confident_joint, s1.confusion.sum(axis=1))
+    cf = None
+    if g1.crossfit_split:
+        (ca, ea, ma), (cb, eb, mb) = _half_hists(s1)
+        th_a = U.threshold_from_histogram(ca, ea, ma, detail=s2.detail.by_bin(True))
+        th_b = U.threshold_from_histogram(cb, eb, mb, detail=s2.detail.by_bin(False))
+        cf = None if th_a is None or th_b is None else (th_a, th_b)
+    return Globals2(calibrated, noise, prune, cf)
 
 
 def _prunable(prune: np.ndarray, class_count: np.ndarray):
@@ -525,24 +608,34 @@ def _prunable(prune: np.ndarray, class_count: np.ndarray):
 
 
 def pass3(shard: Shard, cfg: Config, g2, s1: Sums1):
-    """Largest: per (i, j) the prune_counts[i, j] largest margins p_j - p_i among the shard's rows given i."""
+    """Sums3 of one shard: per (i, j) the prune_counts[i, j] largest margins p_j - p_i among its rows given i (a keyed
+    top-N), and the cross-fitted 1 % rule's kept and wrong samples (each half scored with the other half's threshold)."""
     if isinstance(g2, Failed):
         return Failed(())
     p, y = _read(shard, cfg)
-    prune, class_count = g2[2], s1.confusion.sum(axis=1)
-    pairs = _prunable(prune, class_count)
-    limits = {(i, int(j)): int(prune[i, j]) for i, j in pairs}
-    return Largest(limits, {key: _top(LI.prune_margins(y, p, *key), n) for key, n in limits.items()})
+    prune, class_count = g2.prune, s1.confusion.sum(axis=1)
+    limits = {(i, int(j)): int(prune[i, j]) for i, j in _prunable(prune, class_count)}
+    margins = Largest(limits, {key: _top(LI.prune_margins(y, p, *key), n) for key, n in limits.items()})
+    kept = errors = 0
+    if g2.cf_thresholds is not None:
+        _, confidence, correct, _ = _per_sample(p, y)
+        half = intervals.random_halves(shard.start, len(y), seed=cfg.seed)
+        th_a, th_b = g2.cf_thresholds
+        for mask, t in ((~half, th_a), (half, th_b)):
+            keep = mask & (confidence >= t)
+            kept, errors = kept + int(keep.sum()), errors + int((keep & ~correct).sum())
+    return Sums3(margins, np.array([kept, errors], dtype=np.int64))
 
 
-def globals3(s3: Largest, g2, s1: Sums1):
+def globals3(s3: Sums3, g2, s1: Sums1):
     """(K, K) cut-offs: the prune_counts[i, j]-th largest margin, -inf where the whole class goes."""
     if isinstance(s3, Failed) or isinstance(g2, Failed):
         return Failed(())
     k = len(s1.confusion)
     cut = np.full((k, k), -np.inf)
-    for (i, j), v in s3.values.items():
-        cut[i, j] = np.partition(v, len(v) - s3.limits[(i, j)])[len(v) - s3.limits[(i, j)]]
+    m = s3.margins
+    for (i, j), v in m.values.items():
+        cut[i, j] = np.partition(v, len(v) - m.limits[(i, j)])[len(v) - m.limits[(i, j)]]
     return cut
 
 
@@ -555,7 +648,7 @@ def pass4(shard: Shard, cfg: Config, g2, cutoffs, s1: Sums1):
     p, y = _read(shard, cfg)
     n = len(y)
     class_count = s1.confusion.sum(axis=1)
-    mask = LI.flag_by_cutoffs(y, p, g2[2], cutoffs, class_count)
+    mask = LI.flag_by_cutoffs(y, p, g2.prune, cutoffs, class_count)
     f = np.flatnonzero(mask)
     rec = np.zeros(len(f), dtype=[("row", "i8"), ("given", "i8"), ("suggested", "i8"), ("p_given", "f8"), ("score", "f8")])
     rec["row"], rec["given"] = shard.start + f, y[f]
@@ -632,13 +725,13 @@ def run_pipeline(shards: list[Shard], cfg: Config, beam_options: tuple[str, ...]
         g1 = s1 | "thresholds, temperatures" >> beam.Map(globals1, cfg)
         s2 = (src | "pass 2: confident joint, scaling" >> beam.Map(pass2, cfg, single(g1))
               | "merge 2" >> beam.CombineGlobally(_combine_fn()))
-        g2 = s2 | "prune counts" >> beam.Map(globals2, single(s1))
+        g2 = s2 | "prune counts, 1 % thresholds" >> beam.Map(globals2, single(s1), single(g1))
         s3 = (src | "pass 3: keyed top-N margins" >> beam.Map(pass3, cfg, single(g2), single(s1))
               | "merge 3" >> beam.CombineGlobally(_combine_fn()))
         g3 = s3 | "cut-offs" >> beam.Map(globals3, single(g2), single(s1))
         s4 = (src | "pass 4: flags" >> beam.Map(pass4, cfg, single(g2), single(g3), single(s1))
               | "merge 4" >> beam.CombineGlobally(_combine_fn()))
-        for name, pc in (("sums1", s1), ("globals1", g1), ("sums2", s2), ("globals2", g2), ("sums4", s4)):
+        for name, pc in (("sums1", s1), ("globals1", g1), ("sums2", s2), ("globals2", g2), ("sums3", s3), ("sums4", s4)):
             pc | f"save {name}" >> beam.Map(_save, _join(cfg.staging, f"{name}.pkl"))
 
 
@@ -686,7 +779,7 @@ def reduce_sharded(staging: str, local: Path, shards: list[Shard], cfg: Config, 
                    provenance: dict) -> R.ReducedAudit:
     """The ReducedAudit of a finished run, from the merged pieces pickled in `staging` (per-sample files copied to `local`
     when the staging folder is not a local one)."""
-    s1, g1, s2, g2, s4 = (_load_result(staging, x) for x in ("sums1", "globals1", "sums2", "globals2", "sums4"))
+    s1, g1, s2, g2, s3, s4 = (_load_result(staging, x) for x in ("sums1", "globals1", "sums2", "globals2", "sums3", "sums4"))
     if isinstance(s1, Failed):
         msgs = sorted(set(s1.messages))
         more = f" (and {len(msgs) - 1} more shard problem(s))" if len(msgs) > 1 else ""
@@ -698,7 +791,8 @@ def reduce_sharded(staging: str, local: Path, shards: list[Shard], cfg: Config, 
     # --- calibration
     bins = s1.bins
     count, errors = s1.hist[0], s1.hist[1]
-    em = intervals.equal_mass_from_histogram(count, count - errors, s1.hist_sum_confidence)
+    detail = s2.detail.by_bin()
+    em = intervals.equal_mass_from_histogram(count, count - errors, s1.hist_sum_confidence, detail=detail)
     observed = float(np.abs(bins.sum_correct - bins.sum_confidence).sum() / n)
     cal = U.CalibrationStats(
         ece=bins.ece(), ece_debiased=intervals.debiased_from_sums(*em), ece_equal_mass=intervals.equal_mass_from_sums(*em),
@@ -712,9 +806,9 @@ def reduce_sharded(staging: str, local: Path, shards: list[Shard], cfg: Config, 
         floor_after=intervals.calibration_test(float(np.abs(sb.sum_correct - sb.sum_confidence).sum() / n), s2.scaled_null.eces()),
         method=U.temperature_method(n, cfg.seed, g1.crossfit_split))
     cf = None
-    if g1.cf_thresholds is not None:
-        cf = U.crossfit_result(list(g1.cf_thresholds), int(s2.crossfit[0]), int(s2.crossfit[1]), n, cfg.seed)
-    sel = U.selective_from_histogram(count, errors, s1.min_confidence[0], cf)
+    if g2.cf_thresholds is not None:
+        cf = U.crossfit_result(list(g2.cf_thresholds), int(s3.crossfit[0]), int(s3.crossfit[1]), n, cfg.seed)
+    sel = U.selective_from_histogram(count, errors, s1.min_confidence[0], cf, detail=detail)
     means = {"accuracy": n_correct / n, "mean_confidence": s1.sums["confidence"] / n, "mean_entropy": s1.sums["total"] / n,
              "mean_aleatoric": s1.sums["total"] / n, "mean_epistemic": None}
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -729,7 +823,7 @@ def reduce_sharded(staging: str, local: Path, shards: list[Shard], cfg: Config, 
     boot["aurc"] = intervals.percentile_interval(s1.boot_hist.aurc())
     metrics.update(U.interval_metrics_from(n_correct, n, sel, boot, False))
     # --- labels
-    calibrated, _, _ = g2
+    calibrated = g2.calibrated
     records = []
     for s in shards:
         with _open(_join(staging, "records", f"flagged-{_safe(s.key)}.npy")) as f:
@@ -761,7 +855,9 @@ def reduce_sharded(staging: str, local: Path, shards: list[Shard], cfg: Config, 
     files = _local_files(staging, local)
     return R.ReducedAudit(data=data, metrics=metrics, calibration=cal, temperature=temp, selective=sel, per_class=per_class,
                           errors=errors_facts, epistemic_measured=False, n_passes=1, labels=labels, display=display, galleries={},
-                          engine="beam", resolution=RESOLUTION, per_sample_files=tuple(files))
+                          engine="beam", per_sample_files=tuple(files),
+                          resolution={**RESOLUTION, "aurc_bound": intervals.aurc_histogram_bound(count, errors),
+                                      "also_from_histogram": list(g1.notes)})
 
 
 def prepare(predictions: str, labels: str, *, class_names: list[str] | None, name: str | None,

@@ -938,25 +938,50 @@ def equal_mass_from_sums(size: np.ndarray, sum_conf: np.ndarray, sum_ok: np.ndar
     return float(np.abs(sum_ok - sum_conf).sum() / size.sum())
 
 
+def equal_mass_cut_positions(n: int, n_bins: int = DEFAULT_BINS) -> np.ndarray:
+    """(b - 1,) int64 inner cuts of the equal-mass bins as counts of samples from the MOST confident end (histogram order)."""
+    return n - np.cumsum(equal_mass_sizes(n, n_bins))[:-1]
+
+
 def equal_mass_from_histogram(count: np.ndarray, correct: np.ndarray, sum_confidence: np.ndarray, *,
-                              n_bins: int = DEFAULT_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                              n_bins: int = DEFAULT_BINS, detail: Mapping[int, np.ndarray] | None = None
+                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Equal-mass bins' (size, sum of confidences, sum of correct) from a confidence histogram (a sharded run's).
 
-    The histogram's bins (`confidence_bins`, most confident first) are cut at the ranks of `equal_mass_sizes`;
-    a histogram bin split by a cut gives each side its share of the bin's sums pro rata (linear interpolation of
-    the cumulative sums), so the result is `_equal_mass_sums`'s within the histogram's resolution.
+    The histogram's bins (`confidence_bins`, most confident first) are cut at the ranks of `equal_mass_sizes`.
+    A histogram bin that a cut splits is cut exactly when `detail` holds its samples, as `_equal_mass_sums` cuts
+    rows sorted by (confidence, correct); else each side gets its share of the bin's sums pro rata.
 
     Args:
         count, correct: (H,) int64 samples and correct predictions per bin; sum_confidence: (H,) float64.
+        detail: bin -> structured array (conf f8, ok bool, count i8) of the bin's distinct samples.
     Returns:
         ((b,) float64 sizes, (b,) sums of confidence, (b,) sums of correct), lowest confidences first.
     """
-    c = np.asarray(count, dtype=np.float64)[::-1]
-    n = int(c.sum())
-    cum_n = np.r_[0.0, np.cumsum(c)]
-    cuts = np.r_[0, np.cumsum(equal_mass_sizes(n, n_bins))].astype(np.float64)
-    at = [np.interp(cuts, cum_n, np.r_[0.0, np.cumsum(np.asarray(v, dtype=np.float64)[::-1])]) for v in (sum_confidence, correct)]
-    return np.diff(cuts), np.diff(at[0]), np.diff(at[1])
+    count = np.asarray(count, dtype=np.int64)
+    n = int(count.sum())
+    sums = (np.asarray(sum_confidence, dtype=np.float64), np.asarray(correct, dtype=np.float64))
+    # Sums over the samples at or below each bin, ascending confidence: the rows a cut leaves below it.
+    below = [np.cumsum(v[::-1])[::-1] for v in sums]
+    end = np.cumsum(count)
+    out = []
+    for pos in equal_mass_cut_positions(n, n_bins):  # pos samples above the cut, n - pos below it
+        j = int(np.searchsorted(end, pos, side="right"))  # the bin the cut falls in (or the first below it)
+        take = int(end[j] - pos)  # samples of bin j below the cut
+        rest = [b[j + 1] if j + 1 < len(b) else 0.0 for b in below]
+        if take == count[j]:  # the cut falls between two bins
+            out.append([b[j] for b in below])
+        elif detail is not None and j in detail:
+            d = np.sort(detail[j], order=["conf", "ok"])
+            cum = np.cumsum(d["count"])
+            k = int(np.searchsorted(cum, take))  # the distinct sample the cut falls on
+            part = np.r_[d["count"][:k], take - (cum[k - 1] if k else 0)]
+            out.append([rest[0] + float(np.sum(d["conf"][:k + 1] * part)), rest[1] + float(np.sum(d["ok"][:k + 1] * part))])
+        else:
+            share = take / count[j]
+            out.append([r + share * v[j] for r, v in zip(rest, sums)])
+    cuts = np.array([[0.0, 0.0], *out, [b[0] for b in below]])
+    return equal_mass_sizes(n, n_bins).astype(np.float64), np.diff(cuts[:, 0]), np.diff(cuts[:, 1])
 
 
 def debiased_from_sums(size: np.ndarray, sum_conf: np.ndarray, sum_ok: np.ndarray) -> float:

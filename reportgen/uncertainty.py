@@ -767,30 +767,52 @@ def _curve_positions(n: int) -> np.ndarray:
     return np.arange(n)
 
 
-def selective_from_histogram(count: np.ndarray, errors: np.ndarray, min_confidence: np.ndarray, crossfit: dict | None) -> SelectiveStats:
-    """SelectiveStats of a sharded run: every bin of a confidence histogram taken as one tie group.
+def _tie_groups(detail: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(confidence, samples, errors) of each tie group of one bin's distinct samples (conf, ok, count), most confident first."""
+    conf, inv = np.unique(detail["conf"], return_inverse=True)
+    count = np.bincount(inv, weights=detail["count"]).astype(np.int64)
+    wrong = np.bincount(inv, weights=detail["count"] * ~detail["ok"]).astype(np.int64)
+    return conf[::-1], count[::-1], wrong[::-1]
 
-    Within a bin (intervals.confidence_bins, FINE_MANTISSA_BITS: 0.1 % of 1 - confidence) the errors are spread
-    evenly, as `_compute_selective` spreads them over exact ties; so the curve, AURC (within
-    intervals.aurc_histogram_bound) and accuracies at each coverage are those of the exact run up to that
-    resolution. threshold_1pct is the smallest confidence of the last bin whose end keeps error <= 1 %.
+
+def selective_from_histogram(count: np.ndarray, errors: np.ndarray, min_confidence: np.ndarray, crossfit: dict | None, *,
+                             detail: dict | None = None, threshold: float | None = None) -> SelectiveStats:
+    """SelectiveStats of a sharded run from a confidence histogram, exact where `detail` holds a bin's samples.
+
+    Each bin (intervals.confidence_bins, FINE_MANTISSA_BITS: 0.1 % of 1 - confidence) is one tie group unless
+    `detail` holds its distinct samples, which then give its exact tie groups. The accuracies at each coverage are
+    exact when the bins their cuts fall in are detailed; AURC is the histogram's (within
+    intervals.aurc_histogram_bound), the curve's points too.
 
     Args:
         count, errors: (H,) int64 samples and wrong predictions per bin, most confident bin first.
         min_confidence: (H,) float64 smallest confidence in each bin (inf where empty).
-        crossfit: `crossfit_result` of the half-histogram thresholds, counted exactly on the other halves, or None.
+        crossfit: `crossfit_result` of the halves' thresholds, or None.
+        detail: bin -> structured array (conf f8, ok bool, count i8) of the bin's distinct samples.
+        threshold: threshold_1pct when known already (`threshold_from_histogram` with the same detail).
     """
     count = np.asarray(count, dtype=np.int64)
     errors = np.asarray(errors, dtype=np.int64)
+    detail = detail or {}
     n = int(count.sum())
     end = np.cumsum(count)
     err_end = np.cumsum(errors)
 
     def expected_errors(pos: np.ndarray) -> np.ndarray:
-        """Expected errors among the first pos + 1 samples (pos 0-based), errors spread evenly inside a bin."""
-        g = np.searchsorted(end, pos, side="right")
-        before = end[g] - count[g]
-        return (err_end[g] - errors[g]) + errors[g] * (pos - before + 1) / count[g]
+        """Expected errors among the first pos + 1 samples (pos 0-based), errors spread evenly inside a tie group."""
+        out = np.empty(len(pos))
+        for i, q in enumerate(pos):
+            g = int(np.searchsorted(end, q, side="right"))
+            before, err_before = end[g] - count[g], err_end[g] - errors[g]
+            if g in detail:
+                _, size, wrong = _tie_groups(detail[g])
+                ends = np.cumsum(size)
+                t = int(np.searchsorted(ends, q - before, side="right"))
+                start = ends[t] - size[t]
+                out[i] = err_before + wrong[:t].sum() + wrong[t] * (q - before - start + 1) / size[t]
+            else:
+                out[i] = err_before + errors[g] * (q - before + 1) / count[g]
+        return out
 
     idx = _curve_positions(n)
     kept = idx + 1
@@ -806,17 +828,46 @@ def selective_from_histogram(count: np.ndarray, errors: np.ndarray, min_confiden
         aurc=float(intervals.aurc_from_histogram(count, errors)),
         accuracy_at=accuracy_at,
         kept_at=kept_at,
-        threshold_1pct=threshold_from_histogram(count, errors, min_confidence),
+        threshold_1pct=threshold if threshold is not None else threshold_from_histogram(count, errors, min_confidence, detail=detail),
         crossfit=crossfit,
     )
 
 
-def threshold_from_histogram(count: np.ndarray, errors: np.ndarray, min_confidence: np.ndarray) -> float | None:
-    """`_threshold` with each confidence bin as one tie group: the smallest confidence of the last bin keeping error <= 1 %."""
-    full = np.flatnonzero(np.asarray(count) > 0)
-    kept, wrong = np.cumsum(np.asarray(count)[full]), np.cumsum(np.asarray(errors)[full])
+def threshold_candidates(count: np.ndarray, errors: np.ndarray) -> np.ndarray:
+    """Bins of a confidence histogram that may hold the exact threshold_1pct: after the last bin whose end keeps error
+    <= 1 %, those where some position inside could (all its right predictions first). Their samples make it exact."""
+    count, errors = np.asarray(count, dtype=np.int64), np.asarray(errors, dtype=np.int64)
+    full = np.flatnonzero(count > 0)
+    kept, wrong = np.cumsum(count[full]), np.cumsum(errors[full])
     good = np.flatnonzero(100 * wrong <= TARGET_ERROR_PERCENT * kept)
-    return float(min_confidence[full[good[-1]]]) if good.size else None
+    last = good[-1] if good.size else -1
+    maybe = 100 * (wrong - errors[full]) <= TARGET_ERROR_PERCENT * (kept - errors[full])
+    return full[(np.arange(len(full)) > last) & maybe]
+
+
+def threshold_from_histogram(count: np.ndarray, errors: np.ndarray, min_confidence: np.ndarray, *,
+                             detail: dict | None = None) -> float | None:
+    """`_threshold` from a confidence histogram: the smallest confidence of the last tie group keeping error <= 1 %.
+
+    Bin ends are tie-group ends (equal confidences share a bin); inside the `threshold_candidates` bins that `detail`
+    holds, the exact tie groups are checked, so with all of them detailed the result is `_threshold`'s exactly; without
+    detail it is the smallest confidence of the last bin whose end keeps error <= 1 %.
+    """
+    count, errors = np.asarray(count, dtype=np.int64), np.asarray(errors, dtype=np.int64)
+    detail = detail or {}
+    full = np.flatnonzero(count > 0)
+    kept, wrong = np.cumsum(count[full]), np.cumsum(errors[full])
+    good = np.flatnonzero(100 * wrong <= TARGET_ERROR_PERCENT * kept)
+    best = float(min_confidence[full[good[-1]]]) if good.size else None
+    for i in range((good[-1] if good.size else -1) + 1, len(full)):
+        j = int(full[i])
+        if j not in detail:
+            continue
+        conf, size, wr = _tie_groups(detail[j])
+        ok = np.flatnonzero(100 * (wrong[i] - errors[j] + np.cumsum(wr)) <= TARGET_ERROR_PERCENT * (kept[i] - count[j] + np.cumsum(size)))
+        if ok.size:
+            best = float(conf[ok[-1]])
+    return best
 
 
 # --------------------------------------------------------------------------- per class
