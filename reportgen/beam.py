@@ -2,7 +2,7 @@
 
 The same statistics as the local engine, built from mergeable pieces so that no worker holds more than
 one shard plus summaries whose size does not grow with N. Four passes over the shards, each a map over
-shards and one merge (`_Merge`, a CombineFn), later passes reading the earlier results as side inputs:
+shards and one merge (`_merge` inside a CombineFn), later passes reading the earlier results as side inputs:
 
 1. per-sample statistics of each shard reduced to sums: counts, the confusion matrix, calibration bins,
    entropy and score sums, classwise gaps, the calibrated-model null (intervals.null_sums), the Poisson
@@ -44,7 +44,7 @@ from .errors import DataError, ReportgenError
 INSTALL_HINT = "pip install 'reportgen[beam]'"
 # Per-sample files of a sharded run, one per input shard, under the version folder (listed in manifest.json).
 FLAGGED_DIR, PREDICTIONS_DIR = "flagged", "predictions"
-# Staging folder under the archive root, shared by the driver and the workers, removed after the run.
+# Name prefix of a run's staging folder (under --temp_location, else under the archive root), removed after the run.
 STAGING_PREFIX = ".beam-"
 # What a sharded run computes from a confidence histogram instead of sorted confidences, and how finely.
 RESOLUTION = {
@@ -157,7 +157,7 @@ def _load(path: str) -> np.ndarray:
 
 
 def plan_shards(predictions: str, labels: str) -> list[Shard]:
-    """The shard pairs of two globs, matched by the part of the file name the wildcards match, in key order.
+    """The shard pairs of two globs, matched by the part of the file name the wildcards match, in natural key order.
 
     Rows are numbered across the shards in that order (the local engine on the shards concatenated in the
     same order sees the same rows). Only the .npy headers are read.
@@ -171,8 +171,8 @@ def plan_shards(predictions: str, labels: str) -> list[Shard]:
         side = predictions if lonely[0] in probs else labels
         raise DataError(f"{side}: shard {lonely[0]!r} has no partner in the other glob ({len(lonely)} unmatched)")
     shards, start, k = [], 0, None
-    for key in sorted(probs):
-        (shape, dtype), (lshape, ldtype) = _npy_header(probs[key]), _npy_header(labs[key])
+    for key in sorted(probs, key=_natural):
+        (shape, dtype), (lshape, _) = _npy_header(probs[key]), _npy_header(labs[key])
         if len(shape) != 2 or shape[1] < 2 or dtype.kind not in "fiu":
             raise DataError(f"{probs[key]}: probabilities must be a numeric (n, K >= 2) array; got shape {shape}, dtype {dtype}")
         if k is not None and shape[1] != k:
@@ -185,6 +185,11 @@ def plan_shards(predictions: str, labels: str) -> list[Shard]:
     if start < 2:
         raise DataError(f"{predictions}: {start} row(s); an audit needs at least 2")
     return shards
+
+
+def _natural(key: str) -> list:
+    """Sort key putting shard 2 before shard 10 (digit runs compared as numbers)."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", key) if t]
 
 
 def _concat_sha256(paths: list[str]) -> str:
