@@ -47,8 +47,11 @@ def parity(tmp_path_factory):
                      *common])
     assert local.exit_code == 0, local.output
     beam = run_cli(["audit", "--engine", "beam", "--predictions", str(d / "probs-*.npy"), "--labels", str(d / "labels-*.npy"),
-                    "--version", "beam", "--beam-option=--runner=DirectRunner", f"--beam-option=--temp_location={d / 'temp'}", *common])
-    assert beam.exit_code == 0, beam.output
+                    "--version", "beam", "--beam-option=--runner=DirectRunner", f"--beam-option=--temp_location={d / 'temp'}",
+                    "--fail-on", "n_flagged>20", "--fail-on", "accuracy<0.5", *common])
+    # The gates read the beam engine's summary.json like any other: the first holds (exit 3), the second does not.
+    assert beam.exit_code == 3, beam.output
+    assert "n_flagged>20" in beam.output and "accuracy<0.5" not in beam.output
     assert (d / "temp").is_dir() and not list((d / "temp").iterdir())  # the workers' pieces went there and are gone
     return out / "m" / "local", out / "m" / "beam", out
 
