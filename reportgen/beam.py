@@ -56,6 +56,8 @@ RESOLUTION = {
     "cl_thresholds": "per-class mean self-confidence as sum / count (the local engine's numpy mean may differ in the last bit)",
     "entropy": "numpy's -sum p log p (the local engine uses TFP's Categorical entropy; they agree to ~1e-15)",
 }
+# Log level of the SDK worker processes unless a --beam-option sets one (their INFO lines drown reportgen's progress).
+WORKER_LOG_LEVEL = "WARNING"
 # Columns of the per-shard flagged files (class indices; names in summary.json data.class_names).
 _CSV_COLUMNS = ("row", "given", "suggested", "p_given", "score")
 
@@ -724,7 +726,10 @@ def run_pipeline(shards: list[Shard], cfg: Config, beam_options: tuple[str, ...]
     from apache_beam.options.pipeline_options import PipelineOptions
 
     single = beam.pvalue.AsSingleton
-    with beam.Pipeline(options=PipelineOptions(list(beam_options))) as pipe:
+    options = list(beam_options)
+    if not any(o.startswith("--default_sdk_harness_log_level") for o in options):
+        options.append(f"--default_sdk_harness_log_level={WORKER_LOG_LEVEL}")
+    with beam.Pipeline(options=PipelineOptions(options)) as pipe:
         src = pipe | "shards" >> beam.Create(shards) | "spread" >> beam.Reshuffle()
         s1 = src | "pass 1: sums" >> beam.Map(pass1, cfg) | "merge 1" >> beam.CombineGlobally(_combine_fn())
         g1 = s1 | "thresholds, temperatures" >> beam.Map(globals1, cfg)
