@@ -408,6 +408,7 @@ class Globals2:
     calibrated: np.ndarray
     noise: np.ndarray
     prune: np.ndarray
+    class_count: np.ndarray  # (K,) samples per given label (so later passes need not take all of pass 1 as a side input)
     cf_thresholds: tuple | None  # (t chosen on half A, t chosen on half B), None when a half has none
 
 
@@ -597,14 +598,15 @@ def globals2(s2: Sums2, s1: Sums1, g1: Globals1):
     """Globals2 from the merged confident joint and the halves' detailed bins."""
     if isinstance(s2, Failed) or isinstance(s1, Failed):
         return Failed(())
-    calibrated, noise, prune = LI.estimates(s2.confident_joint, s1.confusion.sum(axis=1))
+    class_count = s1.confusion.sum(axis=1)
+    calibrated, noise, prune = LI.estimates(s2.confident_joint, class_count)
     cf = None
     if g1.crossfit_split:
         (ca, ea, ma), (cb, eb, mb) = _half_hists(s1)
         th_a = U.threshold_from_histogram(ca, ea, ma, detail=s2.detail.by_bin(True))
         th_b = U.threshold_from_histogram(cb, eb, mb, detail=s2.detail.by_bin(False))
         cf = None if th_a is None or th_b is None else (th_a, th_b)
-    return Globals2(calibrated, noise, prune, cf)
+    return Globals2(calibrated, noise, prune, class_count, cf)
 
 
 def _prunable(prune: np.ndarray, class_count: np.ndarray):
@@ -614,13 +616,13 @@ def _prunable(prune: np.ndarray, class_count: np.ndarray):
             for j in np.flatnonzero(prune[i]) if j != i and prune[i, j] < class_count[i]]
 
 
-def pass3(shard: Shard, cfg: Config, g2, s1: Sums1):
+def pass3(shard: Shard, cfg: Config, g2):
     """Sums3 of one shard: per (i, j) the prune_counts[i, j] largest margins p_j - p_i among its rows given i (a keyed
     top-N), and the cross-fitted 1 % rule's kept and wrong samples (each half scored with the other half's threshold)."""
     if isinstance(g2, Failed):
         return Failed(())
     p, y = _read(shard, cfg)
-    prune, class_count = g2.prune, s1.confusion.sum(axis=1)
+    prune, class_count = g2.prune, g2.class_count
     limits = {(i, int(j)): int(prune[i, j]) for i, j in _prunable(prune, class_count)}
     margins = Largest(limits, {key: _top(LI.prune_margins(y, p, *key), n) for key, n in limits.items()})
     kept = errors = 0
@@ -634,11 +636,11 @@ def pass3(shard: Shard, cfg: Config, g2, s1: Sums1):
     return Sums3(margins, np.array([kept, errors], dtype=np.int64))
 
 
-def globals3(s3: Sums3, g2, s1: Sums1):
+def globals3(s3: Sums3, g2):
     """(K, K) cut-offs: the prune_counts[i, j]-th largest margin, -inf where the whole class goes."""
     if isinstance(s3, Failed) or isinstance(g2, Failed):
         return Failed(())
-    k = len(s1.confusion)
+    k = len(g2.class_count)
     cut = np.full((k, k), -np.inf)
     m = s3.margins
     for (i, j), v in m.values.items():
@@ -646,7 +648,7 @@ def globals3(s3: Sums3, g2, s1: Sums1):
     return cut
 
 
-def pass4(shard: Shard, cfg: Config, g2, cutoffs, s1: Sums1):
+def pass4(shard: Shard, cfg: Config, g2, cutoffs):
     """Sums4 of one shard; writes its flagged rows (CSV and .npy) and its per-sample export into the staging folder."""
     if isinstance(cutoffs, Failed):
         return Failed(())
@@ -654,7 +656,7 @@ def pass4(shard: Shard, cfg: Config, g2, cutoffs, s1: Sums1):
 
     p, y = _read(shard, cfg)
     n = len(y)
-    class_count = s1.confusion.sum(axis=1)
+    class_count = g2.class_count
     mask = LI.flag_by_cutoffs(y, p, g2.prune, cutoffs, class_count)
     f = np.flatnonzero(mask)
     rec = np.zeros(len(f), dtype=[("row", "i8"), ("given", "i8"), ("suggested", "i8"), ("p_given", "f8"), ("score", "f8")])
@@ -736,10 +738,10 @@ def run_pipeline(shards: list[Shard], cfg: Config, beam_options: tuple[str, ...]
         s2 = (src | "pass 2: confident joint, scaling" >> beam.Map(pass2, cfg, single(g1))
               | "merge 2" >> beam.CombineGlobally(_combine_fn()))
         g2 = s2 | "prune counts, 1 % thresholds" >> beam.Map(globals2, single(s1), single(g1))
-        s3 = (src | "pass 3: keyed top-N margins" >> beam.Map(pass3, cfg, single(g2), single(s1))
+        s3 = (src | "pass 3: keyed top-N margins" >> beam.Map(pass3, cfg, single(g2))
               | "merge 3" >> beam.CombineGlobally(_combine_fn()))
-        g3 = s3 | "cut-offs" >> beam.Map(globals3, single(g2), single(s1))
-        s4 = (src | "pass 4: flags" >> beam.Map(pass4, cfg, single(g2), single(g3), single(s1))
+        g3 = s3 | "cut-offs" >> beam.Map(globals3, single(g2))
+        s4 = (src | "pass 4: flags" >> beam.Map(pass4, cfg, single(g2), single(g3))
               | "merge 4" >> beam.CombineGlobally(_combine_fn()))
         for name, pc in (("sums1", s1), ("globals1", g1), ("sums2", s2), ("globals2", g2), ("sums3", s3), ("sums4", s4)):
             pc | f"save {name}" >> beam.Map(_save, _join(cfg.staging, f"{name}.pkl"))
