@@ -10,7 +10,7 @@ ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/pip install -q -e '.[test,bench,beam]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -42,6 +42,7 @@ bench: install system-deps
 	$(BIN)/python bench/ood.py $(BENCH_ARGS)
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/folder_audit.py
+	$(BIN)/python bench/beam_scale.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -15,6 +15,7 @@ from .checker import RECIPES as CHECKERS
 from .intervals import DEFAULT_REPLICATES
 from .label_issues import RANKERS, RULES
 from .model import DEFAULT_EPOCHS, PREPROCESSING
+from .pipeline import ENGINES
 
 
 def preprocess_option(help_text: str):
@@ -103,12 +104,14 @@ def train(obj: Ctx, data, output, name, ensemble, force, preprocess, epochs, bat
 @click.option("--trust-model", is_flag=True, allow_from_autoenv=False, help="Allow models with Lambda layers (runs code stored in the file).")
 @preprocess_option("Input scaling: unit [0, 1], symmetric [-1, 1], raw 0-255, imagenet mean/std. Default: raw pixels for a model with its own Rescaling/Normalization layer, else its metadata, else unit.")
 @click.option("--paper", type=click.Choice(["a4", "letter"]), default="a4", show_default=True, help="PDF paper size.")
+@click.option("--engine", type=click.Choice(list(ENGINES)), default="local", show_default=True, help="'beam': run on Apache Beam over sharded saved predictions (--predictions and --labels as globs, matched by shard name); needs pip install 'reportgen[beam]'.")
+@click.option("--beam-option", "beam_options", multiple=True, help="A Beam pipeline option for --engine beam, e.g. --beam-option=--runner=FlinkRunner or --beam-option=--direct_num_workers=2 (repeatable).")
 @training_options
 @global_flags
 @handle_errors
 def audit(obj: Ctx, data, models, predictions, labels, images, class_names, output, name, version, force, mc_samples,
           audit_size, cv, checker, checker_epochs, flag_rule, rank_by, reviews, apply_reviews, card, bootstrap, fail_on, trust_model, preprocess,
-          paper, epochs, batch_size, seed, train_size) -> None:
+          paper, engine, beam_options, epochs, batch_size, seed, train_size) -> None:
     """Audit a model (or saved probabilities) and write report.html, report.pdf, summary.json, flagged.csv.
 
     \b
@@ -119,6 +122,7 @@ def audit(obj: Ctx, data, models, predictions, labels, images, class_names, outp
       reportgen audit --predictions probs.npy --labels y.npy --images x.npy
       reportgen audit --data data.npz --cv 5                 # check every label with 5 checker models
       reportgen audit --data data.npz --cv 5 --reviews output/m/v1/review.csv
+      reportgen audit --engine beam --predictions 'shards/probs-*.npy' --labels 'shards/labels-*.npy'
     """
     from .pipeline import AuditOptions, run_audit
 
@@ -128,7 +132,7 @@ def audit(obj: Ctx, data, models, predictions, labels, images, class_names, outp
         batch_size=batch_size, train_size=train_size, audit_size=audit_size, cv=cv, checker=checker, checker_epochs=checker_epochs, flag_rule=flag_rule,
         rank_by=rank_by, reviews=reviews, apply_reviews=apply_reviews, card=card, card_table=card_table(), bootstrap=bootstrap, trust_model=trust_model, preprocess=preprocess,
         paper=paper, fail_on=tuple(fail_on), config_file=config_file(), option_sources=option_sources(),
-        command=" ".join(shlex.quote(a) for a in ["reportgen", *sys.argv[1:]]),
+        command=" ".join(shlex.quote(a) for a in ["reportgen", *sys.argv[1:]]), engine=engine, beam_options=tuple(beam_options),
     )
     folder = run_audit(opts, progress=obj.progress)
     click.echo(str(folder))

@@ -245,15 +245,21 @@ def plot_confidence_by_class(confidence, labels, class_names, *, correct=None, a
     return ax
 
 
-def plot_entropy_hist(entropy, correct, *, k: int, label: str = NOTATION["total"] + " (nats)", upper: float | None = None, ax=None):
-    """Histograms of an entropy for correct vs wrong predictions (density, shared bins up to `upper`, default log K)."""
+def plot_entropy_hist(entropy, correct, *, k: int, label: str = NOTATION["total"] + " (nats)", upper: float | None = None, ax=None,
+                      counts: tuple[int, int] | None = None):
+    """Histograms of an entropy for correct vs wrong predictions (density, shared bins up to `upper`, default log K).
+
+    counts: (correct, wrong) over all samples for the legend when `entropy` is a sample of them (default: counted here).
+    """
     if ax is None:
         ax = new_figure(HALF, 2.4)[1][0, 0]
     top = upper if upper is not None else np.log(k)
     bins = np.linspace(0, max(top, 1e-6), 31)
-    for mask, col, name in ((correct, CORRECT, "correct"), (~correct, WRONG, "wrong")):
+    for mask, col, name, total in ((correct, CORRECT, "correct", None if counts is None else counts[0]),
+                                   (~correct, WRONG, "wrong", None if counts is None else counts[1])):
         if mask.any():
-            ax.hist(entropy[mask], bins=bins, density=True, alpha=0.6, color=col, label=f"{name} (n = {int(mask.sum()):,})")
+            shown = int(mask.sum()) if total is None else int(total)
+            ax.hist(entropy[mask], bins=bins, density=True, alpha=0.6, color=col, label=f"{name} (n = {shown:,})")
     ax.set_xlabel(label)
     ax.set_ylabel("density")
     ax.legend(frameon=False)
@@ -348,11 +354,17 @@ def plot_risk_coverage(coverage, risk, *, ax=None, label="model", color=None):
 
 
 def plot_confusion(labels, predicted, class_names, *, ax=None):
-    """Confusion matrix counts (rows: true class, columns: predicted class)."""
+    """Confusion matrix counts (rows: true class, columns: predicted class) of per-sample labels and predictions."""
+    k = len(class_names)
+    return plot_confusion_counts(np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k), class_names, ax=ax)
+
+
+def plot_confusion_counts(confusion, class_names, *, ax=None):
+    """Confusion matrix from its (K, K) counts (rows: true class, columns: predicted class)."""
     if ax is None:
         ax = new_figure(HALF, 3.2)[1][0, 0]
     k = len(class_names)
-    cm = np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
+    cm = np.asarray(confusion, dtype=np.int64).reshape(k, k)
     ax.imshow(np.log1p(cm), cmap="Blues")
     if k <= 15:
         for i in range(k):
@@ -483,58 +495,72 @@ def _gallery_note(k: int, spread: bool) -> str:
     return "; ".join(parts)
 
 
-def report_figures(ds, result, *, has_images: bool = True) -> list[FigureAsset]:
+def _gallery_figure(items, class_names, *, symbol: str, spread: bool):
+    """A gallery of reduced.GalleryItems (their own images and probabilities), each titled with its ranked value."""
+    images = np.stack([it.image for it in items])
+    probs = np.stack([it.probs for it in items])
+    std = np.stack([it.std for it in items]) if spread and all(it.std is not None for it in items) else None
+    titles = [f"{it.split} #{it.source_row}: {class_names[it.label]} → {class_names[it.predicted]}\n{symbol} = {it.value:.2f}"
+              for it in items]
+    return gallery(images, list(enumerate(titles)), class_names, mean_probs=probs, std_probs=std)
+
+
+def report_figures(reduced, *, has_images: bool = True) -> list[FigureAsset]:
     """Every figure of the audit report, in display order.
 
     Args:
-        ds: the audited Dataset (images (N,H,W,C) uint8, labels (N,), class_names).
-        result: a pipeline.AuditResult for the same samples.
+        reduced: a reduced.ReducedAudit (exact summaries, a display sample of rows, gallery lists).
         has_images: False when only saved probabilities were given (image galleries skipped).
     """
-    st, names, k = result.stats, ds.class_names, ds.n_classes
-    y = ds.labels
-    src, split = ds.source_index, ds.source_split
-    n = len(y)
+    disp, names, k = reduced.display, reduced.data.class_names, reduced.data.n_classes
+    n = reduced.data.count
     out = []
-    m = result.metrics
+    m = reduced.metrics
+    n_wrong = int(reduced.errors["n_errors"])
+    counts = (n - n_wrong, n_wrong)
     fig, ax = new_figure(FULL, 2.3)
-    plot_per_class_accuracy(result.per_class, m.get("accuracy"), (m.get("accuracy_ci_low"), m.get("accuracy_ci_high")), ax=ax[0, 0])
+    plot_per_class_accuracy(reduced.per_class, m.get("accuracy"), (m.get("accuracy_ci_low"), m.get("accuracy_ci_high")), ax=ax[0, 0])
     out.append(encode(fig, key="per_class_accuracy", title="Recall per class with 95 % intervals",
                       alt="Recall of each class as a black point with its 95 % Wilson interval as an error bar, against the "
                           "overall accuracy (blue dashed line) and its 95 % interval (sky-blue band).",
                       note="black points and error bars: each class's recall and its 95 % Wilson interval; blue dashed line "
                            "and sky-blue band: the accuracy over all classes and its interval"))
     fig, ax = new_figure(HALF, 3.2)
-    plot_confusion(y, st.predicted, names, ax=ax[0, 0])
+    plot_confusion_counts(reduced.errors["confusion"], names, ax=ax[0, 0])
     out.append(encode(fig, key="confusion", title="Confusion matrix",
                       alt="Confusion matrix of true against predicted classes, with the count in each cell.",
                       note="counts; darker blue: more samples"))
-    sub_note = f"{min(n, MAX_POINTS_PER_CLASS * k):,} of {n:,} points drawn (random subsample); " if n > MAX_POINTS_PER_CLASS * k else ""
+    sample = len(disp) < n
+    drawn = f"drawn from a random sample of {len(disp):,} of the {n:,} samples; " if sample else ""
+    sub_note = (f"{min(len(disp), MAX_POINTS_PER_CLASS * k):,} of {n:,} points drawn (random subsample); "
+                if len(disp) > MAX_POINTS_PER_CLASS * k or sample else "")
+    if sample:
+        sub_note += f"boxes from a random sample of {len(disp):,}; "
     fig, ax = new_figure(FULL, 2.4)
-    plot_confidence_by_class(st.confidence, y, names, correct=st.correct, ax=ax[0, 0])
+    plot_confidence_by_class(disp.confidence, disp.label, names, correct=disp.correct, ax=ax[0, 0])
     out.append(encode(fig, key="confidence_by_class", title="Confidence per true class",
                       alt="Box and strip plot of the model's confidence (maximum probability) for each true class; correct "
                           "predictions in blue, wrong ones in vermillion.", note=sub_note + COLOURS))
-    if st.epistemic_measured:
+    if reduced.epistemic_measured:
         fig, ax = new_figure(FULL, 2.2, ncols=3)
-        plot_entropy_hist(st.total, st.correct, k=k, label=NOTATION["total"] + " (nats)", ax=ax[0, 0])
-        plot_entropy_hist(st.aleatoric, st.correct, k=k, label=NOTATION["aleatoric"] + " (nats)", ax=ax[0, 1])
-        plot_entropy_hist(st.epistemic, st.correct, k=k, label="epistemic I (nats)",
-                          upper=float(np.quantile(st.epistemic, 0.999)) if n else None, ax=ax[0, 2])
+        plot_entropy_hist(disp.total, disp.correct, k=k, label=NOTATION["total"] + " (nats)", ax=ax[0, 0], counts=counts)
+        plot_entropy_hist(disp.aleatoric, disp.correct, k=k, label=NOTATION["aleatoric"] + " (nats)", ax=ax[0, 1], counts=counts)
+        plot_entropy_hist(disp.epistemic, disp.correct, k=k, label="epistemic I (nats)",
+                          upper=float(np.quantile(disp.epistemic, 0.999)) if len(disp) else None, ax=ax[0, 2], counts=counts)
         alt = "Three histograms (total, aleatoric and epistemic uncertainty) for correct and wrong predictions."
     else:
         fig, ax = new_figure(HALF, 2.4)
-        plot_entropy_hist(st.total, st.correct, k=k, ax=ax[0, 0])
+        plot_entropy_hist(disp.total, disp.correct, k=k, ax=ax[0, 0], counts=counts)
         alt = "Histograms of the total uncertainty H(E[p]) for correct and wrong predictions."
     fig.tight_layout()
-    out.append(encode(fig, key="entropy_hist", title="Uncertainty of correct and wrong predictions", alt=alt, note=COLOURS))
-    if st.epistemic_measured:
+    out.append(encode(fig, key="entropy_hist", title="Uncertainty of correct and wrong predictions", alt=alt, note=drawn + COLOURS))
+    if reduced.epistemic_measured:
         fig, ax = new_figure(HALF, 2.8)
-        plot_aleatoric_epistemic(st.aleatoric, st.epistemic, st.correct, ax=ax[0, 0])
+        plot_aleatoric_epistemic(disp.aleatoric, disp.epistemic, disp.correct, ax=ax[0, 0])
         out.append(encode(fig, key="aleatoric_epistemic", title="Aleatoric against epistemic uncertainty",
                           alt="Scatter plot of aleatoric against epistemic uncertainty per sample, correct in blue, wrong in vermillion.",
-                          note=(f"{min(n, MAX_POINTS):,} of {n:,} samples drawn; " if n > MAX_POINTS else "") + COLOURS))
-    cal = result.calibration
+                          note=(f"{min(len(disp), MAX_POINTS):,} of {n:,} samples drawn; " if n > MAX_POINTS else "") + COLOURS))
+    cal = reduced.calibration
     plt = _plt()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(HALF, 3.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     plot_reliability(cal.bin_edges, cal.bin_accuracy, cal.bin_confidence, cal.bin_count, ax=top)
@@ -545,52 +571,41 @@ def report_figures(ds, result, *, has_images: bool = True) -> list[FigureAsset]:
                           "the number of samples in each bin.",
                       note=f"{cal.n_bins} equal-width bins; blue bars: accuracy per bin; black points: mean confidence in the bin; "
                            "grey dashes: perfect calibration; grey bars beneath: samples per bin"))
-    sel = result.selective
+    sel = reduced.selective
     fig, ax = new_figure(HALF, 2.6)
     plot_risk_coverage(sel.coverage, sel.risk, ax=ax[0, 0])
     out.append(encode(fig, key="risk_coverage", title="Risk-coverage curve",
                       alt="Error rate among kept samples against coverage when abstaining on the least confident samples first.",
                       note=f"AURC {sel.aurc:.4f}; grey dotted line: 1 % error"))
-    lr = result.labels
-    iss = lr.issues
+    li = reduced.labels
     fig, ax = new_figure(HALF, 3.2)
-    plot_noise_counts(iss.calibrated_joint * len(lr.checked.labels), names, ax=ax[0, 0])
+    plot_noise_counts(li.calibrated_joint * li.n_checked, names, ax=ax[0, 0])
     out.append(encode(fig, key="noise_matrix", title="Estimated label flips",
                       alt="Heatmap of the estimated number of samples per pair of given and true label; the diagonal (labels "
                           "kept) is light grey, off-diagonal counts in orange.",
                       note="numbers: estimated samples given label i whose true label is j (confident learning); "
                            "orange: more; light grey diagonal: labels estimated correct"))
     fig, ax = new_figure(HALF, 2.2)
-    plot_bars(iss.per_class_issues, names, ylabel="candidates", ax=ax[0, 0])
+    plot_bars(li.per_class_issues, names, ylabel="candidates", ax=ax[0, 0])
     out.append(encode(fig, key="issues_per_class", title="Candidates for review per given label",
                       alt="Bar chart of the number of candidates for human review per given label."))
+    g = reduced.galleries
     if has_images:
-        sp = result.sampled
-        spread = st.epistemic_measured
-        if st.epistemic_measured:
-            for key, vals, what in (("gallery_aleatoric", st.aleatoric, "aleatoric"), ("gallery_epistemic", st.epistemic, "epistemic")):
-                top = np.argsort(-vals, kind="stable")[:UNCERTAINTY_GALLERY_SIZE]
-                symbol = "E[H]" if what == "aleatoric" else "I"
-                items = [(int(i), f"{split[i]} #{src[i]}: {names[y[i]]} → {names[st.predicted[i]]}\n{symbol} = {vals[i]:.2f}")
-                         for i in top]
-                fig = gallery(ds.images, items, names, mean_probs=sp.mean_probs, std_probs=sp.std_probs)
-                out.append(encode(fig, key=key, title=f"Highest {what} uncertainty: true → predicted label",
-                                  alt=f"The {len(items)} images with the highest {what} uncertainty, each with its true and "
-                                      "predicted label and its class probabilities.", note=_gallery_note(k, spread)))
-        else:
-            top = np.argsort(-st.total, kind="stable")[:UNCERTAINTY_GALLERY_SIZE]
-            items = [(int(i), f"{split[i]} #{src[i]}: {names[y[i]]} → {names[st.predicted[i]]}\nH = {st.total[i]:.2f}") for i in top]
-            fig = gallery(ds.images, items, names, mean_probs=sp.mean_probs)
-            out.append(encode(fig, key="gallery_entropy", title="Highest total uncertainty: true → predicted label",
-                              alt=f"The {len(items)} images with the highest total uncertainty, with true and predicted "
-                                  "labels and class probabilities.", note=_gallery_note(k, False)))
-        if len(iss.flagged):
-            checked = lr.checked
-            rows, splits = checked.source_index, checked.source_split
-            items = [(int(i), f"{splits[i]} #{rows[i]}: {names[g]} → {names[s]}\np(given) = {sc:.2f}")
-                     for i, g, s, sc in zip(iss.flagged[:GALLERY_SIZE], iss.given[:GALLERY_SIZE], iss.suggested[:GALLERY_SIZE],
-                                            iss.self_confidence[:GALLERY_SIZE])]
-            fig = gallery(checked.images, items, names, mean_probs=lr.probs)
+        spread = reduced.epistemic_measured
+        for key, what, symbol in (("gallery_aleatoric", "aleatoric", "E[H]"), ("gallery_epistemic", "epistemic", "I"),
+                                  ("gallery_entropy", "total", "H")):
+            items = g.get(key) or []
+            if not items or items[0].image is None:
+                continue
+            fig = _gallery_figure(items, names, symbol=symbol, spread=spread and key != "gallery_entropy")
+            title = (f"Highest {what} uncertainty: true → predicted label")
+            alt = (f"The {len(items)} images with the highest {what} uncertainty, each with its true and predicted label and its "
+                   "class probabilities." if key != "gallery_entropy" else
+                   f"The {len(items)} images with the highest total uncertainty, with true and predicted labels and class probabilities.")
+            out.append(encode(fig, key=key, title=title, alt=alt, note=_gallery_note(k, spread and key != "gallery_entropy")))
+        items = g.get("gallery_flagged") or []
+        if items and items[0].image is not None:
+            fig = _gallery_figure(items, names, symbol="p(given)", spread=False)
             out.append(encode(fig, key="gallery_flagged", title="Candidates for human review: given → suggested label",
                               alt=f"The {len(items)} top-ranked candidates, each with its given and suggested label, the checker's "
                                   "probability of the given label and its class probabilities.",

@@ -62,6 +62,8 @@ CHUNK_ELEMENTS = 1 << 22
 SHARED_WEIGHTS_BYTES = 1 << 25
 # Confidences may exceed 1 by this much through float32 rounding (validate.ABOVE_ONE_SLACK).
 PROB_RANGE_SLACK = validate.ABOVE_ONE_SLACK
+# Relative distance within which a simulated ECE counts as tied with the observed one (rounding, not a difference).
+TIE_TOLERANCE = 1e-9
 # Keys `bootstrap` adds to the value names; a value may not use them.
 RESERVED_KEYS = ("ece", "aurc")
 
@@ -894,9 +896,7 @@ def _equal_mass_sums(conf: np.ndarray, ok: np.ndarray, n_bins: int):
     both makes the bins a function of the multiset of rows, whatever their order.
     """
     order = np.lexsort((ok, conf))
-    sizes = np.full(n_bins, len(conf) // n_bins)
-    sizes[: len(conf) % n_bins] += 1
-    sizes = sizes[sizes > 0]
+    sizes = equal_mass_sizes(len(conf), n_bins)
     bounds = np.r_[0, np.cumsum(sizes)[:-1]]
     return (
         sizes.astype(np.float64),
@@ -923,8 +923,74 @@ def equal_mass_ece(confidence: np.ndarray, correct: np.ndarray, *, n_bins: int =
     n_bins = _as_int(n_bins, "n_bins", 1)
     conf = _as_confidence(confidence)
     ok = _as_correct(correct, len(conf))
-    _, sum_conf, sum_ok = _equal_mass_sums(conf, ok, n_bins)
-    return float(np.abs(sum_ok - sum_conf).sum() / len(conf))
+    return equal_mass_from_sums(*_equal_mass_sums(conf, ok, n_bins))
+
+
+def equal_mass_sizes(n: int, n_bins: int = DEFAULT_BINS) -> np.ndarray:
+    """(b,) int64 sizes of the non-empty equal-mass bins of N samples (np.array_split's), lowest confidences first."""
+    sizes = np.full(n_bins, n // n_bins, dtype=np.int64)
+    sizes[: n % n_bins] += 1
+    return sizes[sizes > 0]
+
+
+def equal_mass_from_sums(size: np.ndarray, sum_conf: np.ndarray, sum_ok: np.ndarray) -> float:
+    """Equal-mass ECE from each bin's size, sum of confidences and of correct predictions (a sharded run merges these)."""
+    return float(np.abs(sum_ok - sum_conf).sum() / size.sum())
+
+
+def equal_mass_cut_positions(n: int, n_bins: int = DEFAULT_BINS) -> np.ndarray:
+    """(b - 1,) int64 inner cuts of the equal-mass bins as counts of samples from the MOST confident end (histogram order)."""
+    return n - np.cumsum(equal_mass_sizes(n, n_bins))[:-1]
+
+
+def equal_mass_from_histogram(count: np.ndarray, correct: np.ndarray, sum_confidence: np.ndarray, *,
+                              n_bins: int = DEFAULT_BINS, detail: Mapping[int, np.ndarray] | None = None
+                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Equal-mass bins' (size, sum of confidences, sum of correct) from a confidence histogram (a sharded run's).
+
+    The histogram's bins (`confidence_bins`, most confident first) are cut at the ranks of `equal_mass_sizes`.
+    A histogram bin that a cut splits is cut exactly when `detail` holds its samples, as `_equal_mass_sums` cuts
+    rows sorted by (confidence, correct); else each side gets its share of the bin's sums pro rata.
+
+    Args:
+        count, correct: (H,) int64 samples and correct predictions per bin; sum_confidence: (H,) float64.
+        detail: bin -> structured array (conf f8, ok bool, count i8) of the bin's distinct samples.
+    Returns:
+        ((b,) float64 sizes, (b,) sums of confidence, (b,) sums of correct), lowest confidences first.
+    """
+    count = np.asarray(count, dtype=np.int64)
+    n = int(count.sum())
+    sums = (np.asarray(sum_confidence, dtype=np.float64), np.asarray(correct, dtype=np.float64))
+    # Sums over the samples at or below each bin, ascending confidence: the rows a cut leaves below it.
+    below = [np.cumsum(v[::-1])[::-1] for v in sums]
+    end = np.cumsum(count)
+    out = []
+    for pos in equal_mass_cut_positions(n, n_bins):  # pos samples above the cut, n - pos below it
+        j = int(np.searchsorted(end, pos, side="right"))  # the bin the cut falls in (or the first below it)
+        take = int(end[j] - pos)  # samples of bin j below the cut
+        rest = [b[j + 1] if j + 1 < len(b) else 0.0 for b in below]
+        if take == count[j]:  # the cut falls between two bins
+            out.append([b[j] for b in below])
+        elif detail is not None and j in detail:
+            d = np.sort(detail[j], order=["conf", "ok"])
+            cum = np.cumsum(d["count"])
+            k = int(np.searchsorted(cum, take))  # the distinct sample the cut falls on
+            part = np.r_[d["count"][:k], take - (cum[k - 1] if k else 0)]
+            out.append([rest[0] + float(np.sum(d["conf"][:k + 1] * part)), rest[1] + float(np.sum(d["ok"][:k + 1] * part))])
+        else:
+            share = take / count[j]
+            out.append([r + share * v[j] for r, v in zip(rest, sums)])
+    cuts = np.array([[0.0, 0.0], *out, [b[0] for b in below]])
+    return equal_mass_sizes(n, n_bins).astype(np.float64), np.diff(cuts[:, 0]), np.diff(cuts[:, 1])
+
+
+def debiased_from_sums(size: np.ndarray, sum_conf: np.ndarray, sum_ok: np.ndarray) -> float:
+    """Debiased L2 calibration error (`debiased_ece`) from the equal-mass bins' sizes and sums."""
+    size = np.asarray(size, dtype=np.float64)
+    acc, mean_conf = sum_ok / size, sum_conf / size
+    with np.errstate(invalid="ignore", divide="ignore"):
+        term = np.where(size >= 2, (acc - mean_conf) ** 2 - acc * (1 - acc) / (size - 1), 0.0)
+    return float(math.sqrt(max(0.0, float(np.sum(size / size.sum() * term)))))
 
 
 def debiased_ece(confidence: np.ndarray, correct: np.ndarray, *, n_bins: int = DEFAULT_BINS) -> float:
@@ -951,11 +1017,7 @@ def debiased_ece(confidence: np.ndarray, correct: np.ndarray, *, n_bins: int = D
     n_bins = _as_int(n_bins, "n_bins", 1)
     conf = _as_confidence(confidence)
     ok = _as_correct(correct, len(conf))
-    size, sum_conf, sum_ok = _equal_mass_sums(conf, ok, n_bins)
-    acc, mean_conf = sum_ok / size, sum_conf / size
-    with np.errstate(invalid="ignore", divide="ignore"):
-        term = np.where(size >= 2, (acc - mean_conf) ** 2 - acc * (1 - acc) / (size - 1), 0.0)
-    return float(math.sqrt(max(0.0, float(np.sum(size / len(conf) * term)))))
+    return debiased_from_sums(*_equal_mass_sums(conf, ok, n_bins))
 
 
 def classwise_ece(probs: np.ndarray, labels: np.ndarray, *, n_bins: int = DEFAULT_BINS) -> np.ndarray:
@@ -980,6 +1042,14 @@ def classwise_ece(probs: np.ndarray, labels: np.ndarray, *, n_bins: int = DEFAUL
 
 
 def _compute_classwise(p: np.ndarray, y: np.ndarray, n_bins: int) -> np.ndarray:
+    return np.abs(classwise_gaps(p, y, n_bins)).sum(axis=1) / len(y)
+
+
+def classwise_gaps(p: np.ndarray, y: np.ndarray, n_bins: int = DEFAULT_BINS) -> np.ndarray:
+    """(K, n_bins) float64 sums of (1[y = k] - p_k) per class and equal-width bin of p_k: classwise ECE's mergeable piece.
+
+    Classwise ECE is |gaps|.sum(axis=1) / N over the merged gaps of every shard.
+    """
     n, k = p.shape
     # (label indicator - p) summed per (class, bin); |.| summed over bins, / N.
     gap = np.zeros(k * n_bins)
@@ -991,7 +1061,7 @@ def _compute_classwise(p: np.ndarray, y: np.ndarray, n_bins: int) -> np.ndarray:
         gap += np.bincount(idx, weights=-pc.ravel(), minlength=k * n_bins)
         hit = y[i:i + step] * n_bins + _equal_width_bins(pc[np.arange(len(pc)), y[i:i + step]], n_bins)
         gap += np.bincount(hit, minlength=k * n_bins)
-    return np.abs(gap.reshape(k, n_bins)).sum(axis=1) / n
+    return gap.reshape(k, n_bins)
 
 
 def calibrated_ece_null(
@@ -1085,7 +1155,8 @@ def calibration_test(ece_observed: float, null: np.ndarray) -> CalibrationVerdic
     """Is the observed ECE beyond what a calibrated model shows at this sample size?
 
     Monte Carlo test: under calibration the observed ECE is exchangeable with the M
-    simulated ones, so p = (1 + #{null >= observed}) / (1 + M) is a valid p-value.
+    simulated ones, so p = (1 + #{null >= observed}) / (1 + M) is a valid p-value (a simulated
+    ECE within TIE_TOLERANCE, relative, below the observed one counts as a tie, so as >=).
 
     Args:
         ece_observed: equal-width ECE of the model (`equal_width_ece`, same n_bins as null).
@@ -1107,7 +1178,9 @@ def calibration_test(ece_observed: float, null: np.ndarray) -> CalibrationVerdic
 
 def _compute_verdict(observed: float, sims: np.ndarray) -> CalibrationVerdict:
     m = len(sims)
-    p = (1 + int(np.count_nonzero(sims >= observed))) / (1 + m)
+    # A simulated ECE equal to the observed one in exact arithmetic counts as >= even when rounding puts it an ulp
+    # below (moving a hit between two bins short of hits gives the same ECE), so sums added in any order agree.
+    p = (1 + int(np.count_nonzero(sims >= observed - TIE_TOLERANCE * observed))) / (1 + m)
     return CalibrationVerdict(
         verdict="miscalibrated" if p < MISCALIBRATION_ALPHA else "consistent",
         p_value=p,

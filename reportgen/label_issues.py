@@ -199,10 +199,7 @@ def _compute_label_issues(
         stop = start + BATCH_ROWS
         confident_joint += _confident_counts(labels[start:stop], probs[start:stop], thresholds)
 
-    calibrated_counts = _calibrate(confident_joint, class_counts)
-    calibrated = calibrated_counts / n
-    noise_matrix = _compute_noise_matrix(calibrated)
-    prune_counts = _compute_prune_counts(_round_rows(calibrated_counts))
+    calibrated, noise_matrix, prune_counts = estimates(confident_joint, class_counts)
     issue_mask = _prune_by_noise_rate(labels, probs, prune_counts, by_label, starts)
 
     candidates = np.flatnonzero(issue_mask)
@@ -225,6 +222,140 @@ def _compute_label_issues(
         per_class_issues=np.bincount(labels[flagged], minlength=k).astype(np.int64),
         rank_by=rank_by,
     )
+
+
+def estimates(confident_joint: np.ndarray, class_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The calibrated joint Q (sums to 1), the noise matrix and the prune counts from the merged confident joint.
+
+    Args:
+        confident_joint: (K, K) int64 C (the sum of `confident_counts` over every batch or shard).
+        class_counts: (K,) int64 samples per given label.
+    Returns:
+        (Q (K, K) float64, noise matrix (K, K) float64, prune counts (K, K) int64).
+    """
+    calibrated_counts = _calibrate(confident_joint, class_counts)
+    calibrated = calibrated_counts / int(class_counts.sum())
+    return calibrated, _compute_noise_matrix(calibrated), _compute_prune_counts(_round_rows(calibrated_counts))
+
+
+def thresholds_from_sums(sums: np.ndarray, counts: np.ndarray, *, rule: str) -> np.ndarray:
+    """(K,) float64 thresholds from per-class sums of self-confidence and counts (what a sharded run merges).
+
+    The mean is sum / count instead of numpy's pairwise mean in sample order, so a threshold can differ from
+    `find_label_issues`'s in its last bit (the module docstring's note on summation order); floored at
+    MIN_THRESHOLD, capped at CONFIDENT_PROBABILITY by the "reportgen" rule, NaN for a class never given.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(counts > 0, np.maximum(np.asarray(sums, dtype=np.float64) / counts, MIN_THRESHOLD), np.nan)
+    if rule == "reportgen":
+        t = np.minimum(t, CONFIDENT_PROBABILITY)
+    return t
+
+
+def confident_counts(labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """(K, K) int64 confident joint of one batch or shard of rows (`_confident_counts`); add them up."""
+    return _confident_counts(labels, probs, thresholds)
+
+
+def prune_margins(labels: np.ndarray, probs: np.ndarray, i: int, j: int) -> np.ndarray:
+    """p_j - p_i, in the probabilities' own precision, of the rows given label i: what pruning (i, j) ranks."""
+    rows = probs[labels == i]
+    return rows[:, j] - rows[:, i]
+
+
+def flag_by_cutoffs(labels: np.ndarray, probs: np.ndarray, prune_counts: np.ndarray, cutoffs: np.ndarray,
+                    class_counts: np.ndarray) -> np.ndarray:
+    """(n,) bool flags of some rows given the global cut-offs of pruning by noise rate.
+
+    Args:
+        labels: (n,) int64; probs: (n, K); prune_counts: (K, K) int64 (`estimates`); cutoffs: (K, K) the
+            prune_counts[i, j]-th largest margin p_j - p_i over all rows given i (-inf: the whole class);
+        class_counts: (K,) samples per given label over all rows.
+    Returns:
+        The rows pruning flags, the MARGIN_SLACK argmax check applied (as `_prune_by_noise_rate`).
+    """
+    k = probs.shape[1]
+    mask = np.zeros(len(labels), dtype=bool)
+    for i in range(k):
+        if class_counts[i] <= MIN_KEPT_PER_CLASS or not prune_counts[i].any():
+            continue
+        members = np.flatnonzero(labels == i)
+        class_probs = probs[members]
+        hit = np.zeros(len(members), dtype=bool)
+        for j in np.flatnonzero(prune_counts[i]):
+            if j != i:
+                hit |= class_probs[:, j] - class_probs[:, i] >= cutoffs[i, j]
+        mask[members[hit]] = True
+    return _drop_argmax_given(labels, probs, mask)
+
+
+def _drop_argmax_given(labels: np.ndarray, probs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`mask` without the rows whose given label is still the argmax after MARGIN_SLACK is added to it."""
+    candidates = np.flatnonzero(mask)
+    given = labels[candidates]
+    rows = probs[candidates]  # a copy (fancy indexing): raised below
+    at = np.arange(len(candidates))
+    rows[at, given] = rows[at, given] + MARGIN_SLACK  # in the probabilities' own precision
+    mask[candidates[rows.argmax(axis=1) == given]] = False
+    return mask
+
+
+def checker_info(count: np.ndarray, hit: np.ndarray, class_names: list[str], *, kind: str, checker=None) -> dict:
+    """What the report says about the checker, from per-given-label counts and how many its argmax got right.
+
+    Args:
+        count, hit: (K,) int64 samples per given label and those whose checker argmax is the given label;
+        kind: "cv", "audited_model" or "saved"; checker: checker.CheckerResult with kind "cv".
+    """
+    from .intervals import wilson
+
+    count, hit = np.asarray(count, dtype=np.int64), np.asarray(hit, dtype=np.int64)
+    n, right = int(count.sum()), int(hit.sum())
+    ci = wilson(hit, count)
+    per_class = [{"name": class_names[c], "count": int(count[c]), "accuracy": float(hit[c] / count[c]) if count[c] else None,
+                  "accuracy_ci": [float(v) for v in ci[c]] if count[c] else None} for c in range(len(class_names))]
+    info = {"kind": kind, "independent": kind == "cv", "accuracy": right / n,
+            "accuracy_ci": [float(v) for v in wilson(right, n)], "per_class": per_class,
+            "recipe": None, "folds": None, "fold_sha256": []}
+    if kind == "cv":
+        info.update(recipe=checker.recipe, folds=checker.folds, description=checker.description, fold_sha256=checker.fold_sha256,
+                    short=f"{checker.folds}-fold cross-validation, {checker.recipe} checker")
+    elif kind == "saved":
+        info.update(description="the saved probabilities themselves (reportgen assumes they are out-of-sample); no separate "
+                                "checker, so label errors and the model's own errors cannot be told apart",
+                    short="the saved probabilities")
+    else:
+        info.update(description="no independent checker: the audited model's own held-out probabilities; its confident "
+                                "disagreements mix label errors with its own mistakes (rerun with --cv K for a checker)",
+                    short="the audited model itself")
+    return info
+
+
+def label_metrics_from(*, n_checked: int, n_flagged: int, n_estimated: int, checker: dict, cases: dict | None,
+                       review_counts: dict, n_unreviewed_flags: int) -> dict:
+    """The label check's numbers for summary.json, from counts (plain Python values).
+
+    Args:
+        checker: `checker_info`; cases: {"model_errors", "ambiguous", ...} counts, None without an independent
+        checker; review_counts: reviews.Reviews.counts().
+    """
+    independent = checker["independent"]
+    return {
+        "n_checked": int(n_checked),
+        "n_flagged": int(n_flagged),
+        "n_issues_estimated": int(n_estimated),
+        "label_error_rate": float(n_estimated / max(1, n_checked)),
+        "checker_accuracy": checker["accuracy"] if independent else None,
+        "checker_accuracy_ci_low": checker["accuracy_ci"][0] if independent else None,
+        "checker_accuracy_ci_high": checker["accuracy_ci"][1] if independent else None,
+        "n_model_errors": None if cases is None else int(cases["model_errors"]),
+        "n_ambiguous_errors": None if cases is None else int(cases["ambiguous"]),
+        "n_reviewed": review_counts["reviewed"],
+        "n_confirmed_label_errors": review_counts["label_wrong"],
+        "n_reviewed_label_ok": review_counts["label_ok"],
+        "n_unreviewed_flags": int(n_unreviewed_flags),
+    }
 
 
 def _group_by_label(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -439,14 +570,7 @@ def _prune_by_noise_rate(
             cutoff = np.partition(margin, size - take)[size - take]
             hit |= margin >= cutoff
         mask[members[hit]] = True
-
-    candidates = np.flatnonzero(mask)
-    given = labels[candidates]
-    rows = probs[candidates]  # a copy (fancy indexing): raised below
-    at = np.arange(len(candidates))
-    rows[at, given] = rows[at, given] + MARGIN_SLACK  # in the probabilities' own precision
-    mask[candidates[rows.argmax(axis=1) == given]] = False
-    return mask
+    return _drop_argmax_given(labels, probs, mask)
 
 
 # Cases of the audited samples when both the audited model and an independent checker are known.

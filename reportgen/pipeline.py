@@ -21,6 +21,14 @@ from .report import describe_data
 from .model import DEFAULT_EPOCHS
 
 Progress = Callable[[str], None]
+# Engines of `audit` (--engine): one process, or an Apache Beam pipeline over sharded saved predictions.
+ENGINES = ("local", "beam")
+# What --engine beam audits today; every other input is refused in one line.
+BEAM_INPUTS = ("--engine beam audits sharded saved predictions only (--predictions 'probs-*.npy' --labels 'labels-*.npy'); "
+               "models, --data image folders and manifests, --images, --cv, --reviews and --audit-size are not supported with it yet")
+# The method of an audit of saved probabilities (either engine).
+SAVED_METHOD = {"method": "saved_probabilities", "n_samples": 1,
+                "description": "saved probabilities from another framework: one distribution per sample, epistemic uncertainty not measured"}
 # Share of a single-split data set held out for the audit when reportgen trains the model itself.
 AUDIT_FRACTION = 0.2
 # Folder under the archive root where default models trained by `audit` are cached for reuse.
@@ -82,6 +90,8 @@ class AuditOptions:
     config_file: str | None = None
     option_sources: dict | None = None
     command: str = ""
+    engine: str = "local"  # ENGINES name: "local" (one process) or "beam" (sharded saved predictions on Apache Beam)
+    beam_options: tuple[str, ...] = ()  # Beam PipelineOptions flags, e.g. "--runner=FlinkRunner", with engine "beam"
 
 
 def _say(progress: Progress | None, msg: str) -> None:
@@ -414,30 +424,13 @@ class AuditResult:
 
 def _checker_info(checked: Dataset, probs: np.ndarray, checker, kind: str) -> dict:
     """What the report says about the checker: how it was made and how often it agrees with the given labels."""
-    from .intervals import wilson
+    from .label_issues import checker_info
 
     y = checked.labels
     right = probs.argmax(axis=1) == y
     k = checked.n_classes
-    count, hit = np.bincount(y, minlength=k), np.bincount(y[right], minlength=k)
-    ci = wilson(hit, count)
-    per_class = [{"name": checked.class_names[c], "count": int(count[c]), "accuracy": float(hit[c] / count[c]) if count[c] else None,
-                  "accuracy_ci": [float(v) for v in ci[c]] if count[c] else None} for c in range(k)]
-    info = {"kind": kind, "independent": kind == "cv", "accuracy": float(right.mean()),
-            "accuracy_ci": [float(v) for v in wilson(int(right.sum()), len(y))], "per_class": per_class,
-            "recipe": None, "folds": None, "fold_sha256": []}
-    if kind == "cv":
-        info.update(recipe=checker.recipe, folds=checker.folds, description=checker.description, fold_sha256=checker.fold_sha256,
-                    short=f"{checker.folds}-fold cross-validation, {checker.recipe} checker")
-    elif kind == "saved":
-        info.update(description="the saved probabilities themselves (reportgen assumes they are out-of-sample); no separate "
-                                "checker, so label errors and the model's own errors cannot be told apart",
-                    short="the saved probabilities")
-    else:
-        info.update(description="no independent checker: the audited model's own held-out probabilities; its confident "
-                                "disagreements mix label errors with its own mistakes (rerun with --cv K for a checker)",
-                    short="the audited model itself")
-    return info
+    return checker_info(np.bincount(y, minlength=k), np.bincount(y[right], minlength=k), checked.class_names, kind=kind,
+                        checker=checker)
 
 
 def check_labels(audit: Dataset, predicted: np.ndarray, audit_probs: np.ndarray, *, checked: Dataset | None = None,
@@ -472,25 +465,14 @@ def check_labels(audit: Dataset, predicted: np.ndarray, audit_probs: np.ndarray,
 
 def label_metrics(lr: LabelResult) -> dict:
     """The label check's numbers for summary.json (plain Python values)."""
+    from .label_issues import label_metrics_from
+
     iss, rv = lr.issues, lr.reviews
-    n = len(lr.checked.labels)
-    counts = rv.counts()
-    out = {
-        "n_checked": int(n),
-        "n_flagged": int(len(iss.flagged)),
-        "n_issues_estimated": int(iss.n_issues_estimated),
-        "label_error_rate": float(iss.n_issues_estimated / max(1, n)),
-        "checker_accuracy": lr.checker["accuracy"] if lr.checker["independent"] else None,
-        "checker_accuracy_ci_low": lr.checker["accuracy_ci"][0] if lr.checker["independent"] else None,
-        "checker_accuracy_ci_high": lr.checker["accuracy_ci"][1] if lr.checker["independent"] else None,
-        "n_model_errors": None if lr.cases is None else int(np.sum(lr.cases == "model_error")),
-        "n_ambiguous_errors": None if lr.cases is None else int(np.sum(lr.cases == "ambiguous")),
-        "n_reviewed": counts["reviewed"],
-        "n_confirmed_label_errors": counts["label_wrong"],
-        "n_reviewed_label_ok": counts["label_ok"],
-        "n_unreviewed_flags": int(np.sum(~rv.reviewed[iss.flagged])),
-    }
-    return out
+    cases = None if lr.cases is None else {"model_errors": int(np.sum(lr.cases == "model_error")),
+                                           "ambiguous": int(np.sum(lr.cases == "ambiguous"))}
+    return label_metrics_from(n_checked=len(lr.checked.labels), n_flagged=len(iss.flagged), n_estimated=iss.n_issues_estimated,
+                              checker=lr.checker, cases=cases, review_counts=rv.counts(),
+                              n_unreviewed_flags=int(np.sum(~rv.reviewed[iss.flagged])))
 
 
 def analyse(ds: Dataset, sampled, *, rank_by: str = "self_confidence", seed: int = 0, flag_rule: str = "reportgen",
@@ -511,6 +493,76 @@ def analyse(ds: Dataset, sampled, *, rank_by: str = "self_confidence", seed: int
                       rule=flag_rule, rank_by=rank_by)
     metrics.update(label_metrics(lr))
     return AuditResult(sampled, stats, cal, temp, sel, per_class, metrics, U.error_facts(stats, labels, k), lr)
+
+
+def reduce_local(ds: Dataset, result: AuditResult, *, has_images: bool = True):
+    """The local engine's per-sample result reduced to what the report reads (reduced.ReducedAudit).
+
+    Every number is the local one, exact; the display sample and the gallery lists are cut from the
+    per-sample arrays exactly as a sharded run (reportgen.beam) merges them from its shards.
+    """
+    from . import reduced as R
+
+    st, lr = result.stats, result.labels
+    iss, checked = lr.issues, lr.checked
+    n, k, names = len(ds.labels), ds.n_classes, ds.class_names
+    data = R.DataSummary(ds.name, list(names), np.bincount(ds.labels, minlength=k).tolist(), int(n), asdict(ds.provenance),
+                         ds.index_sha256())
+    pos = R.display_positions(n)
+    display = R.DisplaySample(pos, ds.labels[pos], st.predicted[pos], st.correct[pos], st.confidence[pos], st.total[pos],
+                              st.aleatoric[pos], st.epistemic[pos])
+    galleries: dict[str, list] = {}
+    if has_images:
+        sp = result.sampled
+        ranked = ((("gallery_aleatoric", st.aleatoric), ("gallery_epistemic", st.epistemic)) if st.epistemic_measured
+                  else (("gallery_entropy", st.total),))
+        for key, vals in ranked:
+            top = np.argsort(-vals, kind="stable")[:R.UNCERTAINTY_GALLERY_SIZE]
+            pictures = np.asarray(ds.images[top])  # one decode call for image files
+            galleries[key] = [R.GalleryItem(str(ds.source_split[i]), int(ds.source_index[i]), int(ds.labels[i]), int(st.predicted[i]),
+                                            float(vals[i]), sp.mean_probs[i], sp.std_probs[i] if st.epistemic_measured else None, pic)
+                              for i, pic in zip(top, pictures)]
+        top = iss.flagged[:R.FLAGGED_GALLERY_SIZE]
+        if len(top):
+            pictures = np.asarray(checked.images[top])
+            galleries["gallery_flagged"] = [
+                R.GalleryItem(str(checked.source_split[i]), int(checked.source_index[i]), int(g), int(sg), float(sc), lr.probs[i], None, pic)
+                for i, g, sg, sc, pic in zip(top, iss.given, iss.suggested, iss.self_confidence, pictures)]
+    audited = np.full(len(checked.labels), -1, dtype=np.int64)
+    audited[lr.audit_pos] = st.predicted
+    files = checked.source_files
+    f = iss.flagged
+    flagged = R.FlaggedSamples(
+        split=np.asarray(checked.source_split[f]).astype(str), row=np.asarray(checked.source_index[f], dtype=np.int64),
+        file=np.full(len(f), "", dtype=object) if files is None else np.asarray(files[f]).astype(str),
+        given=iss.given, suggested=iss.suggested, self_confidence=iss.self_confidence, score=iss.score,
+        audited_prediction=audited[f], review=np.asarray(lr.reviews.verdict[f]).astype(str))
+    cases = examples = None
+    if lr.cases is not None:
+        cases = {"label_candidates": int(np.sum(lr.cases == "label_candidate")), "model_errors": int(np.sum(lr.cases == "model_error")),
+                 "ambiguous": int(np.sum(lr.cases == "ambiguous"))}
+        examples = []
+        from .report import MODEL_ERROR_EXAMPLES
+
+        for i in np.flatnonzero(lr.cases == "model_error")[:MODEL_ERROR_EXAMPLES]:
+            j = lr.audit_pos[i]
+            examples.append({"split": str(ds.source_split[i]), "row": int(ds.source_index[i]), "given": names[ds.labels[i]],
+                             "predicted": names[st.predicted[i]], "checker_p_given": float(lr.probs[j, ds.labels[i]])})
+    rv = lr.reviews
+    reviewed = [{"split": str(checked.source_split[i]), "row": int(checked.source_index[i]),
+                 "file": "" if files is None else str(files[i]), "given": names[checked.labels[i]], "verdict": str(rv.verdict[i]),
+                 "note": str(rv.note[i]), "label": names[rv.corrected[i]] if rv.verdict[i] == "label_wrong" else ""}
+                for i in np.flatnonzero(rv.reviewed)]
+    labels = R.LabelSummary(
+        rule=lr.rule, rank_by=iss.rank_by, n_checked=int(len(checked.labels)), checked_sha256=checked.index_sha256(),
+        thresholds=iss.thresholds, calibrated_joint=iss.calibrated_joint, per_class_issues=iss.per_class_issues,
+        n_issues_estimated=int(iss.n_issues_estimated), checker=lr.checker, cases=cases, model_error_rows=examples or [],
+        reviews={**rv.counts(), "source": rv.source}, n_unreviewed_flags=int(result.metrics["n_unreviewed_flags"]),
+        flagged=flagged, reviewed=reviewed)
+    return R.ReducedAudit(data=data, metrics=result.metrics, calibration=result.calibration, temperature=result.temperature,
+                          selective=result.selective, per_class=result.per_class, errors=result.errors,
+                          epistemic_measured=bool(st.epistemic_measured), n_passes=int(st.n_samples), labels=labels,
+                          display=display, galleries=galleries, engine="local")
 
 
 def _load_card(opts: AuditOptions) -> dict | None:
@@ -538,6 +590,15 @@ def _validate_options(opts: AuditOptions) -> None:
         raise ReportgenError("--mc-samples must be at least 1")
     if opts.bootstrap < 1:
         raise ReportgenError("--bootstrap must be at least 1")
+    if opts.engine not in ENGINES:
+        raise ReportgenError(f"--engine {opts.engine!r}: choose one of {', '.join(ENGINES)}")
+    if opts.beam_options and opts.engine != "beam":
+        raise ReportgenError("--beam-option is for --engine beam")
+    if opts.engine == "beam":
+        if opts.models or opts.data or opts.images or opts.cv or opts.reviews or opts.audit_size or not opts.predictions:
+            raise ReportgenError(BEAM_INPUTS)
+        if not opts.labels:
+            raise ReportgenError("--predictions needs --labels (the given label of every row)")
     if opts.predictions and opts.models:
         raise ReportgenError("give either --predictions or --model, not both")
     if opts.cv is not None and opts.predictions:
@@ -547,7 +608,10 @@ def _validate_options(opts: AuditOptions) -> None:
     for path in opts.models:  # before any slow work (data loading, downloads, TensorFlow)
         if not Path(path).is_file():
             raise ModelError(f"{path}: no such model file")
+    globs = (opts.predictions, opts.labels) if opts.engine == "beam" else ()  # shard globs, matched by the engine
     for path in (opts.predictions, opts.labels, opts.images, opts.class_names, opts.reviews, opts.card):
+        if path in globs:
+            continue
         if path and not Path(path).is_file():
             raise DataError(f"{path}: no such file")
     if opts.version:
@@ -559,10 +623,13 @@ def _validate_options(opts: AuditOptions) -> None:
 
 @dataclass
 class Audit:
-    """One finished audit: the numbers (same as the CLI's summary.json) and how to write the report."""
+    """One finished audit: the numbers (same as the CLI's summary.json) and how to write the report.
 
-    dataset: Dataset
-    result: AuditResult
+    reduced: what the report is built from (reduced.ReducedAudit, either engine's); dataset and result:
+    the local engine's audited samples and per-sample AuditResult (None for a sharded run).
+    """
+
+    reduced: object
     method: dict
     model_name: str
     version: str
@@ -574,20 +641,22 @@ class Audit:
     command: str = ""
     dataset_info: dict = field(default_factory=dict)
     card: dict | None = None
+    dataset: Dataset | None = None
+    result: AuditResult | None = None
 
     @property
     def metrics(self) -> dict:
         """Headline metrics, keyed as in summary.json's "metrics"."""
-        return self.result.metrics
+        return self.reduced.metrics
 
     def context(self) -> dict:
         """The report context (figures included), as report.html/pdf/summary.json see it."""
         from . import figures, report
 
         with figures.parallel_encoding() as finish:
-            assets = finish(figures.report_figures(self.dataset, self.result, has_images=self.has_images))
+            assets = finish(figures.report_figures(self.reduced, has_images=self.has_images))
         return report.build_context(
-            audit=self.dataset, result=self.result, figures=assets, method=self.method, model_name=self.model_name,
+            reduced=self.reduced, figures=assets, method=self.method, model_name=self.model_name,
             version=self.version, model_info=self.model_info, data_role=self.data_role, notes=self.notes,
             command=self.command, options=self.options, reportgen_version=__version__,
             created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -605,12 +674,14 @@ class Audit:
         _say(progress, "drawing figures")
         context = self.context()
         _say(progress, f"rendering the report into {final}")
+        predictions = None
+        if self.result is not None:
+            predictions = lambda path: report.write_predictions(path, self.dataset, self.result)  # noqa: E731
         try:
             with staged_folder(final, force=force) as stage:
-                report.write_all(stage, context, flagged_rows=report.flagged_rows(self.dataset, self.result),
-                                 review_rows=report.review_rows(self.dataset, self.result), paper=paper,
-                                 predictions=lambda path: report.write_predictions(path, self.dataset, self.result),
-                                 card=self.card)
+                report.write_all(stage, context, flagged_rows=report.flagged_rows(self.reduced),
+                                 review_rows=report.review_rows(self.reduced), paper=paper, predictions=predictions,
+                                 card=self.card, per_sample_files=self.reduced.per_sample_files)
         except OSError as e:
             raise OutputError(f"{final}: cannot write the report ({e.strerror or e})") from e
         return final
@@ -624,8 +695,7 @@ def _compute(r: _Resolved, opts: AuditOptions, progress: Progress | None) -> Aud
         acc = SampleAccumulator(*r.probs.shape)
         acc.add(0, r.probs[None])
         sampled = acc.result()
-        method = {"method": "saved_probabilities", "n_samples": 1,
-                  "description": "saved probabilities from another framework: one distribution per sample, epistemic uncertainty not measured"}
+        method = dict(SAVED_METHOD)
     else:
         from .predict import predict
 
@@ -636,10 +706,11 @@ def _compute(r: _Resolved, opts: AuditOptions, progress: Progress | None) -> Aud
     kind = "cv" if r.checker is not None else "saved" if r.probs is not None else "audited_model"
     result = analyse(r.audit, sampled, rank_by=opts.rank_by, seed=opts.seed, flag_rule=opts.flag_rule, replicates=opts.bootstrap,
                      checked=r.checked, checker=r.checker, reviews=r.reviews, kind=kind)
-    return Audit(dataset=r.audit, result=result, method=method, model_name=r.name, version=r.version,
+    has_images = r.probs is None or bool(opts.images)
+    return Audit(reduced=reduce_local(r.audit, result, has_images=has_images), method=method, model_name=r.name, version=r.version,
                  model_info=r.model_info, data_role=r.data_role, notes=r.notes, options=asdict(opts),
-                 has_images=r.probs is None or bool(opts.images), command=opts.command, dataset_info=r.dataset,
-                 card=_load_card(opts))
+                 has_images=has_images, command=opts.command, dataset_info=r.dataset, card=_load_card(opts),
+                 dataset=r.audit, result=result)
 
 
 def run_audit(opts: AuditOptions, progress: Progress | None = None) -> Path:
@@ -651,6 +722,8 @@ def run_audit(opts: AuditOptions, progress: Progress | None = None) -> Path:
     from ._tf import load_quietly
 
     _validate_options(opts)
+    if opts.engine == "beam":
+        return _run_beam(opts, progress)
     load_quietly(keras=not opts.predictions)
     r = _resolve_predictions(opts) if opts.predictions else _resolve_models(opts, progress)
     final = version_dir(opts.output, r.name, r.version)
@@ -659,6 +732,30 @@ def run_audit(opts: AuditOptions, progress: Progress | None = None) -> Path:
     folder = _compute(r, opts, progress).write(final, force=opts.force, paper=opts.paper, progress=progress)
     from .archive import write_index
 
+    write_index(opts.output)
+    return folder
+
+
+def _run_beam(opts: AuditOptions, progress: Progress | None) -> Path:
+    """`reportgen audit --engine beam`: sharded saved predictions through reportgen.beam, the same report folder."""
+    from . import beam
+    from .archive import write_index
+
+    names = load_class_names(opts.class_names) if opts.class_names else None
+    shards, info, names = beam.prepare(opts.predictions, opts.labels, class_names=names, name=opts.name, version=opts.version)
+    name = check_component(info.name, "model name")
+    final = version_dir(opts.output, name, info.version)
+    if final.exists() and not opts.force:
+        raise OutputError(f"{final}: already exists; pass --force to overwrite it")
+    reduced, staging = beam.run(shards, info, names, output=opts.output, seed=opts.seed, replicates=opts.bootstrap,
+                                rule=opts.flag_rule, rank_by=opts.rank_by, beam_options=tuple(opts.beam_options), progress=progress)
+    try:
+        audit = Audit(reduced=reduced, method=dict(SAVED_METHOD), model_name=name, version=info.version, model_info=info.model_info,
+                      data_role=info.data_role, notes=[], options=asdict(opts), has_images=False, command=opts.command,
+                      dataset_info=info.dataset_info, card=_load_card(opts))
+        folder = audit.write(final, force=opts.force, paper=opts.paper, progress=progress)
+    finally:
+        beam.remove_staging(staging)
     write_index(opts.output)
     return folder
 

