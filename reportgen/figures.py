@@ -259,7 +259,9 @@ def plot_entropy_hist(entropy, correct, *, k: int, label: str = NOTATION["total"
                                    (~correct, WRONG, "wrong", None if counts is None else counts[1])):
         if mask.any():
             shown = int(mask.sum()) if total is None else int(total)
-            ax.hist(entropy[mask], bins=bins, density=True, alpha=0.6, color=col, label=f"{name} (n = {shown:,})")
+            # stepfilled: one path per histogram instead of one per bar (the PDF draws every SVG node)
+            ax.hist(entropy[mask], bins=bins, density=True, histtype="stepfilled", alpha=0.6, color=col,
+                    label=f"{name} (n = {shown:,})")
     ax.set_xlabel(label)
     ax.set_ylabel("density")
     ax.legend(frameon=False)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import html as _html
 import json
+import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import metrics
 
@@ -123,6 +124,28 @@ def _data_only_fetcher(folder: Path):
             return super().fetch(url, headers)
 
     return _Fetcher(allowed_protocols={"data", "file"}, fail_on_errors=False)
+
+
+def in_child(work: Callable[[], object]) -> Callable[[], bool]:
+    """Run `work()` in a forked child while this process goes on; returns wait() -> True if the child succeeded.
+
+    wait() reaps the child (call it exactly once, also on error paths). Without fork, or when the
+    fork fails, nothing runs and wait() returns False, so the caller does the work itself.
+    """
+    try:
+        pid = os.fork() if hasattr(os, "fork") else None
+    except OSError:
+        pid = None
+    if pid is None:
+        return lambda: False
+    if pid == 0:  # the child: the work, then out without running the parent's exit handlers
+        code = 1
+        try:
+            work()
+            code = 0
+        finally:
+            os._exit(code)
+    return lambda: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
 def html_to_pdf(html: str, folder: Path, out: Path) -> Path:

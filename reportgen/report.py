@@ -366,15 +366,22 @@ def write_all(folder: Path, context: dict, *, flagged_rows: list[dict], review_r
     predictions.csv.gz (when `predictions(path)` is given), the per-sample files written already by a
     sharded run (`per_sample_files`: (name in the folder, path on disk), moved in) and manifest.json into `folder`."""
     (folder / HTML_FILE).write_text(render_html(context, paper=paper), encoding="utf-8")
-    write_pdf(context, folder, paper=paper)
-    (folder / MD_FILE).write_text(render_markdown(context), encoding="utf-8")
-    (folder / SUMMARY_FILE).write_text(json.dumps(summary_of(context), indent=2) + "\n", encoding="utf-8")
-    write_csv(folder / FLAGGED_FILE, flagged_rows, FLAGGED_COLUMNS)
-    write_csv(folder / REVIEW_FILE, review_rows, REVIEW_COLUMNS)
-    (folder / model_card.CARD_FILE).write_text(json.dumps(_plain(model_card.model_card_json(card, context)), indent=2) + "\n",
-                                               encoding="utf-8")
-    if predictions is not None:
-        predictions(folder / PREDICTIONS_FILE)
+    # The PDF (the slowest file) is written by a child on the other core while this process writes the rest;
+    # if the child fails, it is written again here, where its error surfaces.
+    pdf_done = render.in_child(lambda: write_pdf(context, folder, paper=paper))
+    try:
+        (folder / MD_FILE).write_text(render_markdown(context), encoding="utf-8")
+        (folder / SUMMARY_FILE).write_text(json.dumps(summary_of(context), indent=2) + "\n", encoding="utf-8")
+        write_csv(folder / FLAGGED_FILE, flagged_rows, FLAGGED_COLUMNS)
+        write_csv(folder / REVIEW_FILE, review_rows, REVIEW_COLUMNS)
+        (folder / model_card.CARD_FILE).write_text(json.dumps(_plain(model_card.model_card_json(card, context)), indent=2) + "\n",
+                                                   encoding="utf-8")
+        if predictions is not None:
+            predictions(folder / PREDICTIONS_FILE)
+    finally:
+        pdf_ok = pdf_done()
+    if not pdf_ok or not (folder / PDF_FILE).exists():
+        write_pdf(context, folder, paper=paper)
     for name, source in per_sample_files:
         target = folder / name
         target.parent.mkdir(parents=True, exist_ok=True)

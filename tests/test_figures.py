@@ -1,4 +1,4 @@
-"""figures.parallel_encoding: forked children write the same SVGs as the parent would, and failures lose nothing."""
+"""Work done in forked children (figures.parallel_encoding, render.in_child): the same output as in this process, and failures lose nothing."""
 
 from __future__ import annotations
 
@@ -60,3 +60,15 @@ def test_an_error_inside_the_block_reaps_every_child():
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # no child left behind, finished or not
     assert F._pending is None and not F._plt().get_fignums()
+
+
+def test_in_child_runs_the_work_in_another_process_and_says_whether_it_worked(tmp_path):
+    from reportgen import render
+
+    done = render.in_child(lambda: (tmp_path / "pid").write_text(str(os.getpid())))
+    assert done() is True and int((tmp_path / "pid").read_text()) != os.getpid()
+
+    def fails():
+        raise ValueError("no")
+
+    assert render.in_child(fails)() is False
