@@ -145,6 +145,9 @@ def _fork_svg(fig) -> list | None:
         os.close(write)
         return None
     if pid == 0:  # the child: only matplotlib and the pipe, then out without running the parent's exit handlers
+        from .render import settle_child
+
+        settle_child()
         code = 1
         try:
             os.close(read)

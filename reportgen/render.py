@@ -6,6 +6,7 @@ number formatting and the PDF's fetch policy are decided once.
 
 from __future__ import annotations
 
+import gc
 import html as _html
 import json
 import os
@@ -126,6 +127,19 @@ def _data_only_fetcher(folder: Path):
     return _Fetcher(allowed_protocols={"data", "file"}, fail_on_errors=False)
 
 
+def settle_child() -> None:
+    """First call in a forked child of reportgen.
+
+    The parent's objects are never garbage-collected here, since a TensorFlow finaliser aborts in a
+    forked child. The child's stderr goes to /dev/null: a child that fails only makes its parent do
+    the work itself, and the parent reports any error.
+    """
+    gc.freeze()
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+
+
 def in_child(work: Callable[[], object]) -> Callable[[], bool]:
     """Run `work()` in a forked child while this process goes on; returns wait() -> True if the child succeeded.
 
@@ -139,6 +153,7 @@ def in_child(work: Callable[[], object]) -> Callable[[], bool]:
     if pid is None:
         return lambda: False
     if pid == 0:  # the child: the work, then out without running the parent's exit handlers
+        settle_child()
         code = 1
         try:
             work()
