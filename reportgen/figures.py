@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from . import render
+
 # Okabe-Ito: distinguishable with the common forms of colour blindness.
 PALETTE = {
     "blue": "#0072B2", "orange": "#E69F00", "green": "#009E73", "vermillion": "#D55E00",
@@ -134,42 +136,29 @@ def encode(fig, *, key: str, title: str, alt: str, note: str = "") -> FigureAsse
 
 
 def _fork_svg(fig) -> list | None:
-    """[fig, pid, None, read fd] of a child writing `fig`'s SVG URI to a pipe; None where fork is unavailable or fails."""
+    """[fig, wait, None, read fd] of a child (render.in_child) writing `fig`'s SVG URI to a pipe; None without fork."""
     if not hasattr(os, "fork"):
         return None
     read, write = os.pipe()
-    try:
-        pid = os.fork()
-    except OSError:  # no memory or process slot for a child: the caller encodes in this process
-        os.close(read)
-        os.close(write)
-        return None
-    if pid == 0:  # the child: only matplotlib and the pipe, then out without running the parent's exit handlers
-        from .render import settle_child
 
-        settle_child()
-        code = 1
-        try:
-            os.close(read)
-            data = _svg_uri(fig).encode("ascii")
-            with os.fdopen(write, "wb") as out:
-                out.write(data)
-            code = 0
-        finally:
-            os._exit(code)
+    def child() -> None:
+        os.close(read)
+        with os.fdopen(write, "wb") as out:
+            out.write(_svg_uri(fig).encode("ascii"))
+
+    wait = render.in_child(child)  # if no child starts, the pipe just reads empty and _collect encodes here
     os.close(write)
-    return [fig, pid, None, read]
+    return [fig, wait, None, read]
 
 
 def _collect(job: list) -> None:
     """Read a child's SVG URI into job[2]; if the child failed, encode the figure here instead."""
-    fig, pid, _, read = job
+    fig, wait, _, read = job
     chunks = []
     with os.fdopen(read, "rb") as pipe:
         while chunk := pipe.read(1 << 20):
             chunks.append(chunk)
-    _, status = os.waitpid(pid, 0)
-    ok = os.waitstatus_to_exitcode(status) == 0 and chunks
+    ok = wait() and chunks
     try:
         job[2] = b"".join(chunks).decode("ascii") if ok else _svg_uri(fig)
     finally:
