@@ -192,6 +192,14 @@ def parallel_encoding():
                     _collect(job)
 
 
+def warm_up() -> None:
+    """Import matplotlib and write one small SVG in the shared style (font cache, text layout): a render.Worker's first job."""
+    fig, ax = new_figure(1.0, 1.0)
+    ax[0, 0].plot([0, 1], [0, 1])
+    ax[0, 0].set_title("warm-up 0.5")
+    encode(fig, key="warm_up", title="", alt="")
+
+
 def subsample(n: int, limit: int, seed: int = SEED) -> np.ndarray:
     """Sorted indices of at most `limit` of `n` items (all of them when n <= limit)."""
     if n <= limit:
@@ -497,6 +505,12 @@ def _gallery_figure(items, class_names, *, symbol: str, spread: bool):
     titles = [f"{it.split} #{it.source_row}: {class_names[it.label]} → {class_names[it.predicted]}\n{symbol} = {it.value:.2f}"
               for it in items]
     return gallery(images, list(enumerate(titles)), class_names, mean_probs=probs, std_probs=std)
+
+
+def encoded_report_figures(reduced, *, has_images: bool = True) -> list[FigureAsset]:
+    """report_figures with every SVG written (in forked children while the next figure is drawn)."""
+    with parallel_encoding() as finish:
+        return finish(report_figures(reduced, has_images=has_images))
 
 
 def report_figures(reduced, *, has_images: bool = True) -> list[FigureAsset]:

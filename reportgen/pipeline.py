@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -649,12 +650,22 @@ class Audit:
         """Headline metrics, keyed as in summary.json's "metrics"."""
         return self.reduced.metrics
 
-    def context(self) -> dict:
-        """The report context (figures included), as report.html/pdf/summary.json see it."""
-        from . import figures, report
+    def context(self, worker=None) -> dict:
+        """The report context (figures included), as report.html/pdf/summary.json see it.
 
-        with figures.parallel_encoding() as finish:
-            assets = finish(figures.report_figures(self.reduced, has_images=self.has_images))
+        With a render.Worker the figures are drawn there (warm); if it fails, here.
+        """
+        from . import figures, report
+        from .render import WorkerFailed
+
+        assets = None
+        if worker is not None:
+            try:
+                assets = worker.call(figures.encoded_report_figures, self.reduced, has_images=self.has_images)
+            except WorkerFailed:
+                pass
+        if assets is None:
+            assets = figures.encoded_report_figures(self.reduced, has_images=self.has_images)
         return report.build_context(
             reduced=self.reduced, figures=assets, method=self.method, model_name=self.model_name,
             version=self.version, model_info=self.model_info, data_role=self.data_role, notes=self.notes,
@@ -663,8 +674,12 @@ class Audit:
             dataset_info=self.dataset_info, card=self.card,
         )
 
-    def write(self, folder: str | Path, *, force: bool = False, paper: str = "a4", progress: Progress | None = None) -> Path:
-        """Write the report files into `folder` atomically (refuses an existing folder unless `force`)."""
+    def write(self, folder: str | Path, *, force: bool = False, paper: str = "a4", progress: Progress | None = None,
+              worker=None) -> Path:
+        """Write the report files into `folder` atomically (refuses an existing folder unless `force`).
+
+        worker: a render.Worker that draws the figures and the PDF (None: this process and its forked children).
+        """
         from . import report
         from .archive import staged_folder
 
@@ -672,7 +687,7 @@ class Audit:
         if final.exists() and not force:
             raise OutputError(f"{final}: already exists; pass --force to overwrite it")
         _say(progress, "drawing figures")
-        context = self.context()
+        context = self.context(worker)
         _say(progress, f"rendering the report into {final}")
         predictions = None
         if self.result is not None:
@@ -681,7 +696,8 @@ class Audit:
             with staged_folder(final, force=force) as stage:
                 report.write_all(stage, context, flagged_rows=report.flagged_rows(self.reduced),
                                  review_rows=report.review_rows(self.reduced), paper=paper, predictions=predictions,
-                                 card=self.card, per_sample_files=self.reduced.per_sample_files)
+                                 card=self.card, per_sample_files=self.reduced.per_sample_files,
+                                 spawn=worker.spawn if worker is not None else None)
         except OSError as e:
             raise OutputError(f"{final}: cannot write the report ({e.strerror or e})") from e
         return final
@@ -724,16 +740,44 @@ def run_audit(opts: AuditOptions, progress: Progress | None = None) -> Path:
     _validate_options(opts)
     if opts.engine == "beam":
         return _run_beam(opts, progress)
-    load_quietly(keras=not opts.predictions)
-    r = _resolve_predictions(opts) if opts.predictions else _resolve_models(opts, progress)
-    final = version_dir(opts.output, r.name, r.version)
-    if final.exists() and not opts.force:
-        raise OutputError(f"{final}: already exists; pass --force to overwrite it")
-    folder = _compute(r, opts, progress).write(final, force=opts.force, paper=opts.paper, progress=progress)
+    with _render_worker() as worker:
+        load_quietly(keras=not opts.predictions)
+        r = _resolve_predictions(opts) if opts.predictions else _resolve_models(opts, progress)
+        final = version_dir(opts.output, r.name, r.version)
+        if final.exists() and not opts.force:
+            raise OutputError(f"{final}: already exists; pass --force to overwrite it")
+        folder = _compute(r, opts, progress).write(final, force=opts.force, paper=opts.paper, progress=progress, worker=worker)
     from .archive import write_index
 
     write_index(opts.output)
     return folder
+
+
+def _warm_rendering() -> None:
+    """A render worker's warm-up: matplotlib and WeasyPrint imported, their fonts loaded."""
+    from . import figures
+    from .render import warm_pdf
+
+    figures.warm_up()
+    warm_pdf()
+
+
+@contextlib.contextmanager
+def _render_worker():
+    """A render.Worker warming up while this process imports TensorFlow, or None when TensorFlow is already imported.
+
+    The worker's gain is the idle core during the TensorFlow import (and a process without
+    TensorFlow to fork figure children from); with TensorFlow already loaded, as in a notebook or
+    a test session, the figures and the PDF are made here and in forked children as before.
+    """
+    from .render import Worker
+
+    worker = None if "tensorflow" in sys.modules else Worker.start(_warm_rendering)
+    try:
+        yield worker
+    finally:
+        if worker is not None:
+            worker.close()
 
 
 def _run_beam(opts: AuditOptions, progress: Progress | None) -> Path:

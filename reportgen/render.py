@@ -11,6 +11,7 @@ import html as _html
 import json
 import os
 import re
+import signal
 from pathlib import Path
 from typing import Any, Callable
 
@@ -131,10 +132,13 @@ def settle_child() -> None:
     """First call in a forked child of reportgen.
 
     The parent's objects are never garbage-collected here, since a TensorFlow finaliser aborts in a
-    forked child. The child's stderr goes to /dev/null: a child that fails only makes its parent do
-    the work itself, and the parent reports any error.
+    forked child, and a child collects nothing on its own either: children are short-lived, and
+    collection passes over WeasyPrint's and matplotlib's many objects cost a PDF about a sixth of its
+    time. The child's stderr goes to /dev/null: a child that fails only makes its parent do the work
+    itself, and the parent reports any error.
     """
     gc.freeze()
+    gc.disable()
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 2)
     os.close(null)
@@ -161,6 +165,157 @@ def in_child(work: Callable[[], object]) -> Callable[[], bool]:
         finally:
             os._exit(code)
     return lambda: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+class WorkerFailed(Exception):
+    """A Worker job did not come back (it raised, or the worker is gone): the caller does the work itself."""
+
+
+class Worker:
+    """A helper process forked early, which warms the rendering libraries on the idle core and then runs jobs.
+
+    The audit starts one before it imports TensorFlow: while the parent imports TensorFlow and
+    predicts (one core), the worker imports matplotlib and WeasyPrint and draws one small figure
+    and PDF, so the figures and the PDF later start warm. It also never holds TensorFlow, so its
+    own forked children (figures.parallel_encoding) start from a process without it.
+
+    A job is a module-level function (or functools.partial of one) with picklable arguments. Any
+    failure, a job that raises or a worker that died, raises WorkerFailed in the parent, whose
+    caller then does the work itself; the worker prints nothing (settle_child). One job at a time.
+    """
+
+    def __init__(self, conn, pid: int):
+        self._conn, self._pid, self._busy = conn, pid, False
+
+    @classmethod
+    def start(cls, warm: Callable[[], object]) -> "Worker | None":
+        """Fork a worker that runs `warm()` (errors ignored) and then serves jobs; None without fork."""
+        import multiprocessing
+
+        if not hasattr(os, "fork"):
+            return None
+        ours, theirs = multiprocessing.Pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            return None
+        if pid == 0:
+            ours.close()
+            settle_child()
+            try:
+                try:
+                    warm()
+                except Exception:  # noqa: BLE001 - a cold worker still works
+                    pass
+                _serve(theirs)
+            finally:
+                os._exit(0)
+        theirs.close()
+        return cls(ours, pid)
+
+    def call(self, fn: Callable, *args, **kwargs):
+        """fn(*args, **kwargs) in the worker; its result, or WorkerFailed."""
+        return self.submit(fn, *args, **kwargs)()
+
+    def submit(self, fn: Callable, *args, **kwargs) -> Callable[[], object]:
+        """Start fn(*args, **kwargs) in the worker and go on; returns result() (call it once), which raises WorkerFailed."""
+        if self._conn is None or self._busy:
+            raise WorkerFailed("the worker is not available")
+        try:
+            self._conn.send((fn, args, kwargs))
+        except Exception as e:  # noqa: BLE001 - unpicklable job, broken pipe: do it in the caller
+            self.close()
+            raise WorkerFailed(f"cannot send the job ({type(e).__name__}: {e})") from e
+        self._busy = True
+
+        def result():
+            try:
+                ok, value = self._conn.recv()
+            except (EOFError, OSError) as e:
+                self.close()
+                raise WorkerFailed("the worker exited") from e
+            finally:
+                self._busy = False
+            if not ok:
+                raise WorkerFailed(value)
+            return value
+
+        return result
+
+    def spawn(self, work: Callable[[], object]) -> Callable[[], bool]:
+        """Like in_child: run `work()` in the worker; wait() -> True if it succeeded (False also when it could not start)."""
+        try:
+            result = self.submit(work)
+        except WorkerFailed:
+            return lambda: False
+
+        def wait() -> bool:
+            try:
+                result()
+                return True
+            except WorkerFailed:
+                return False
+
+        return wait
+
+    def close(self) -> None:
+        """Stop the worker (killed if a job is still running) and reap it; safe to call twice."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if self._busy:
+                os.kill(self._pid, signal.SIGKILL)
+            else:
+                conn.send(None)
+        except OSError:
+            pass
+        conn.close()
+        try:
+            os.waitpid(self._pid, 0)
+        except ChildProcessError:
+            pass
+
+    def __enter__(self) -> "Worker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _serve(conn) -> None:
+    """The worker's loop: run each (fn, args, kwargs) received and send back (True, result) or (False, error); None or EOF ends it."""
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        fn, args, kwargs = job
+        try:
+            reply = (True, fn(*args, **kwargs))
+        except Exception as e:  # noqa: BLE001 - reported to the parent, which redoes the work
+            reply = (False, f"{type(e).__name__}: {e}")
+        try:
+            conn.send(reply)
+        except Exception as e:  # noqa: BLE001 - e.g. an unpicklable result
+            try:
+                conn.send((False, f"cannot send the result ({type(e).__name__}: {e})"))
+            except Exception:  # noqa: BLE001 - the parent is gone
+                return
+
+
+def warm_pdf() -> None:
+    """Import WeasyPrint and lay out one line in the report's fonts (fontconfig and Pango start once per process)."""
+    import logging
+
+    import weasyprint
+
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)
+    logging.getLogger("fontTools").setLevel(logging.ERROR)
+    weasyprint.HTML(string='<p style="font-family: \'DejaVu Sans\'">a <b>b</b> <code style="font-family: '
+                           '\'DejaVu Sans Mono\'">c</code></p>').write_pdf()
 
 
 def html_to_pdf(html: str, folder: Path, out: Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import platform
@@ -361,15 +362,19 @@ def write_prediction_rows(path, *, split, rows, files, labels, predicted, probs,
 
 
 def write_all(folder: Path, context: dict, *, flagged_rows: list[dict], review_rows: list[dict], paper: str = "a4",
-              predictions=None, card: dict | None = None, per_sample_files: Sequence[tuple[str, str]] = ()) -> None:
+              predictions=None, card: dict | None = None, per_sample_files: Sequence[tuple[str, str]] = (),
+              spawn=None) -> None:
     """Write report.html, report.pdf, report.md, summary.json, model_card.json, flagged.csv, review.csv,
     predictions.csv.gz (when `predictions(path)` is given), the per-sample files written already by a
-    sharded run (`per_sample_files`: (name in the folder, path on disk), moved in) and manifest.json into `folder`."""
-    (folder / HTML_FILE).write_text(render_html(context, paper=paper), encoding="utf-8")
-    # The PDF (the slowest file) is written by a child on the other core while this process writes the rest;
-    # if the child fails, it is written again here, where its error surfaces.
-    pdf_done = render.in_child(lambda: write_pdf(context, folder, paper=paper))
+    sharded run (`per_sample_files`: (name in the folder, path on disk), moved in) and manifest.json into `folder`.
+
+    spawn(work) -> wait(): where the PDF is written meanwhile (default render.in_child, a forked child;
+    a render.Worker's spawn in an audit)."""
+    # The PDF (the slowest file) is written on the other core while this process writes the rest;
+    # if that fails, it is written again here, where its error surfaces.
+    pdf_done = (spawn or render.in_child)(functools.partial(write_pdf, context, folder, paper=paper))
     try:
+        (folder / HTML_FILE).write_text(render_html(context, paper=paper), encoding="utf-8")
         (folder / MD_FILE).write_text(render_markdown(context), encoding="utf-8")
         (folder / SUMMARY_FILE).write_text(json.dumps(summary_of(context), indent=2) + "\n", encoding="utf-8")
         write_csv(folder / FLAGGED_FILE, flagged_rows, FLAGGED_COLUMNS)

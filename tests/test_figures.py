@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import os
 
 import numpy as np
@@ -72,3 +73,106 @@ def test_in_child_runs_the_work_in_another_process_and_says_whether_it_worked(tm
         raise ValueError("no")
 
     assert render.in_child(fails)() is False
+
+
+# --- render.Worker: the helper an audit forks before it imports TensorFlow -------------------
+
+
+def _pid_plus(n):
+    return os.getpid() + n
+
+
+def _raises(message):
+    raise ValueError(message)
+
+
+def test_worker_runs_jobs_in_another_process_and_keeps_serving_after_an_error():
+    from reportgen import render
+
+    with render.Worker.start(lambda: _raises("a warm-up that fails leaves a cold worker")) as worker:
+        pid = worker.call(_pid_plus, 0)
+        assert pid != os.getpid()
+        assert worker.call(_pid_plus, 5) == pid + 5  # the same process serves every job
+        with pytest.raises(render.WorkerFailed, match="ValueError: bad input"):
+            worker.call(_raises, "bad input")
+        assert worker.call(_pid_plus, 1) == pid + 1
+        with pytest.raises(render.WorkerFailed, match="cannot send"):
+            worker.call(lambda: 1)  # a lambda does not pickle: the caller does the work itself
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # closed and reaped
+
+
+def test_a_dead_worker_fails_every_call_and_spawn_says_so(tmp_path):
+    import signal
+
+    from reportgen import render
+
+    worker = render.Worker.start(lambda: None)
+    pid = worker.call(_pid_plus, 0)
+    assert worker.spawn(functools.partial(_pid_plus, 0))() is True
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(render.WorkerFailed):
+        worker.call(_pid_plus, 0)
+    assert worker.spawn(functools.partial(_pid_plus, 0))() is False
+    worker.close()
+    worker.close()
+
+
+def test_an_audit_through_the_worker_writes_the_same_report(tmp_path, mnist):
+    """A fresh process (no TensorFlow yet) draws the figures and the PDF in its worker; this one, with
+    TensorFlow loaded, draws them itself: the figures, numbers and PDF text must not differ."""
+    import json
+    import re
+    import subprocess
+    import sys
+
+    from reportgen import pipeline
+    from reportgen._tf import load_quietly
+
+    images, labels = mnist[0][:300], mnist[1][:300]
+    probs = np.random.default_rng(0).dirichlet(np.ones(10) * 0.3, size=300)
+    for name, a in (("probs", probs), ("labels", labels), ("images", images)):
+        np.save(tmp_path / f"{name}.npy", a)
+    options = dict(predictions=str(tmp_path / "probs.npy"), labels=str(tmp_path / "labels.npy"), images=str(tmp_path / "images.npy"),
+                   name="m", version="v", bootstrap=200)
+    script = f"""
+import os, sys
+assert "tensorflow" not in sys.modules
+from reportgen import figures, pipeline, report
+where = {{}}
+for mod, name in ((figures, "encoded_report_figures"), (report, "write_pdf")):
+    def logged(*a, _f=getattr(mod, name), _n=name, **k):
+        with open({str(tmp_path / "pids")!r}, "a") as f:
+            f.write(f"{{_n}} {{os.getpid()}}\\n")
+        return _f(*a, **k)
+    logged.__module__, logged.__qualname__ = mod.__name__, name
+    setattr(mod, name, logged)
+print(os.getpid())
+pipeline.run_audit(pipeline.AuditOptions(output={str(tmp_path / "worker")!r}, **{options!r}))
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    parent = int(r.stdout.split()[0])
+    ran = dict(line.split() for line in (tmp_path / "pids").read_text().splitlines())
+    assert set(ran) == {"encoded_report_figures", "write_pdf"} and parent not in {int(p) for p in ran.values()}
+
+    load_quietly()  # TensorFlow loaded here: no worker, as in a notebook
+    pipeline.run_audit(pipeline.AuditOptions(output=str(tmp_path / "here"), **options))
+    a, b = tmp_path / "worker" / "m" / "v", tmp_path / "here" / "m" / "v"
+
+    def figures_of(folder):
+        return re.findall(r'src="(data:image/svg\+xml;base64,[^"]*)"', (folder / "report.html").read_text())
+
+    assert len(figures_of(a)) >= 8 and figures_of(a) == figures_of(b)
+
+    def summary(folder):
+        s = json.loads((folder / "summary.json").read_text())
+        s.pop("created_at", None)
+        return s["metrics"], s.get("labels")
+
+    assert summary(a) == summary(b)
+
+    def pdf_text(folder):
+        text = subprocess.run(["pdftotext", str(folder / "report.pdf"), "-"], capture_output=True, text=True, check=True).stdout
+        return re.sub(r"\d{4}-\d\d-\d\dT[\d:]+\+00:00", "<time>", text)
+
+    assert "Calibration" in pdf_text(a) and pdf_text(a) == pdf_text(b)
