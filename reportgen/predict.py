@@ -221,6 +221,7 @@ def predict(
     seed: int = 0,
     full_passes: bool = False,
     progress: Progress | None = None,
+    first_batch: int = 0,
 ) -> tuple[SampledPredictions, PredictInfo]:
     """Sample predictive distributions for `images` (N,H,W,C uint8: an array, or images.ImageFiles streamed in batches).
 
@@ -230,13 +231,26 @@ def predict(
     laid out as it takes them (model.model_input); a model not yet prepared (model.prepare) has
     its preprocessing chosen and its logits told from probabilities on the first images.
 
+    first_batch: global index of the first batch, when `images` are rows first_batch * batch_size(...) onwards of a
+    larger set predicted in parts (a sharded run): MC dropout masks are keyed on the batch index, so each part
+    draws the masks the whole set would.
+
     Returns:
         SampledPredictions aggregates (N, K) and a PredictInfo describing the method.
     """
+    fn, batch, info = _plan(models, images, mc_samples=mc_samples, seed=seed, full_passes=full_passes)
+    return _loop(len(images), models[0].n_outputs, images, fn, batch, progress, first_batch), info
+
+
+def batch_size(models: Sequence[LoadedModel], images, *, mc_samples: int = 30, seed: int = 0) -> int:
+    """Images per batch that `predict` uses for these models, images and S (a sharded run cuts its shards at multiples)."""
+    return _plan(models, images, mc_samples=mc_samples, seed=seed, full_passes=False)[1]
+
+
+def _plan(models: Sequence[LoadedModel], images, *, mc_samples: int, seed: int, full_passes: bool):
+    """(sample_fn(batch, batch_index) -> (S, B, K), images per batch, PredictInfo) of `predict`."""
     import tensorflow as tf
 
-    n = len(images)
-    k = models[0].n_outputs
     probe = images[:FIRST_PROBE]
     models = [M.ready(mm, probe) for mm in models]
 
@@ -245,7 +259,7 @@ def predict(
 
     if len(models) > 1:
         info = PredictInfo("ensemble", len(models), f"deep ensemble of {len(models)} independently trained models; each member is one sample")
-        return _loop(n, k, images, lambda xb, bi: np.stack([_to_probs(mm.model(inputs(mm, xb), training=False), mm.outputs_probs) for mm in models]), MAX_BATCH, progress), info
+        return lambda xb, bi: np.stack([_to_probs(mm.model(inputs(mm, xb), training=False), mm.outputs_probs) for mm in models]), MAX_BATCH, info
     m = models[0]
     chain = _chain(m.model)
     split = None
@@ -255,7 +269,7 @@ def predict(
     if mc_samples <= 1 or not has_dropout:
         why = "one deterministic pass" if mc_samples <= 1 else "one deterministic pass (the model has no dropout layer to sample)"
         info = PredictInfo("deterministic", 1, why)
-        return _loop(n, k, images, lambda xb, bi: _to_probs(m.model(inputs(m, xb), training=False), m.outputs_probs)[None], MAX_BATCH, progress), info
+        return lambda xb, bi: _to_probs(m.model(inputs(m, xb), training=False), m.outputs_probs)[None], MAX_BATCH, info
     tail_ok = split is not None and all(isinstance(l, _dropout_layers()) or not _is_stochastic(l) for l in chain[split:])
     if tail_ok:
         sampler = _Sampler(m, chain, split, mc_samples, seed)
@@ -269,7 +283,7 @@ def predict(
             desc += "; the dense layer is linear in the channel mask, so each channel's contribution to the logits is computed once and the S samples cost one small product"
         fn = sampler.sample_full if full_passes else sampler.sample_efficient
         info = PredictInfo("mc_dropout_full" if full_passes else "mc_dropout", mc_samples, desc)
-        return _loop(n, k, images, lambda xb, bi: fn(inputs(m, xb), bi), _batch_size(feats, mc_samples), progress), info
+        return lambda xb, bi: fn(inputs(m, xb), bi), _batch_size(feats, mc_samples), info
     # Not splittable: S full passes of a copy whose stochastic layers are always on, run in
     # inference mode so BatchNorm and friends keep their stored statistics (and are not updated).
     import keras
@@ -283,7 +297,7 @@ def predict(
         x = inputs(m, xb)
         return np.stack([_to_probs(sampling(x, training=False), m.outputs_probs) for _ in range(mc_samples)])
 
-    return _loop(n, k, images, full, MAX_BATCH, progress), info
+    return full, MAX_BATCH, info
 
 
 def _batches(images, batch: int):
@@ -295,14 +309,14 @@ def _batches(images, batch: int):
             yield images[start:start + batch]
 
 
-def _loop(n, k, images, sample_fn, batch, progress) -> SampledPredictions:
-    """Feed uint8 batches to `sample_fn(batch, batch_index) -> (S, B, K)` and accumulate."""
+def _loop(n, k, images, sample_fn, batch, progress, first_batch: int = 0) -> SampledPredictions:
+    """Feed uint8 batches to `sample_fn(batch, first_batch + batch_index) -> (S, B, K)` and accumulate."""
     acc = SampleAccumulator(n, k)
     step = max(1, n // 10)
     next_report = step
     for bi, xb in enumerate(_batches(images, batch)):
         start = bi * batch
-        acc.add(start, sample_fn(xb, bi))
+        acc.add(start, sample_fn(xb, first_batch + bi))
         done = min(n, start + batch)
         if progress and (done >= next_report or done == n):
             progress(f"predicting: {done}/{n} images")

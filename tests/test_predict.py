@@ -247,3 +247,20 @@ def test_hw_input_model_gets_images_without_the_channel_axis(tmp_path, images):
     np.testing.assert_allclose(sp.mean_probs, p / p.sum(1, keepdims=True), atol=1e-6)
     mc, info = predict([m], images, mc_samples=4)
     assert info.method == "mc_dropout" and mc.std_probs.max() > 1e-3
+
+
+def test_parts_predicted_with_their_first_batch_index_equal_the_whole(default_cnn, images, monkeypatch):
+    """A sharded run predicts rows in parts cut at batch boundaries: with the global batch index the MC masks, and so
+    every aggregate, are the whole set's exactly; without it the second part would redraw the first part's masks."""
+    from reportgen import predict as P
+
+    monkeypatch.setattr(P, "MAX_BATCH", 16)
+    b = P.batch_size([default_cnn], images, mc_samples=5, seed=2)
+    assert b == 16
+    whole, _ = predict([default_cnn], images, mc_samples=5, seed=2)
+    head, _ = predict([default_cnn], images[:2 * b], mc_samples=5, seed=2)
+    tail, _ = predict([default_cnn], images[2 * b:], mc_samples=5, seed=2, first_batch=2)
+    for field in ("mean_probs", "std_probs", "expected_entropy", "votes"):
+        np.testing.assert_array_equal(np.concatenate([getattr(head, field), getattr(tail, field)]), getattr(whole, field), err_msg=field)
+    restarted, _ = predict([default_cnn], images[2 * b:], mc_samples=5, seed=2)
+    assert np.abs(restarted.mean_probs - whole.mean_probs[2 * b:]).max() > 1e-4
