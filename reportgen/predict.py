@@ -242,9 +242,11 @@ def predict(
     return _loop(len(images), models[0].n_outputs, images, fn, batch, progress, first_batch), info
 
 
-def batch_size(models: Sequence[LoadedModel], images, *, mc_samples: int = 30, seed: int = 0) -> int:
-    """Images per batch that `predict` uses for these models, images and S (a sharded run cuts its shards at multiples)."""
-    return _plan(models, images, mc_samples=mc_samples, seed=seed, full_passes=False)[1]
+def plan(models: Sequence[LoadedModel], images, *, mc_samples: int = 30, seed: int = 0) -> tuple[int, PredictInfo]:
+    """(images per batch, PredictInfo) of `predict` for these models, images and S, without predicting: a sharded run
+    cuts its shards at multiples of the batch and reports the method."""
+    _, batch, info = _plan(models, images, mc_samples=mc_samples, seed=seed, full_passes=False)
+    return batch, info
 
 
 def _plan(models: Sequence[LoadedModel], images, *, mc_samples: int, seed: int, full_passes: bool):

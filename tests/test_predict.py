@@ -255,8 +255,8 @@ def test_parts_predicted_with_their_first_batch_index_equal_the_whole(default_cn
     from reportgen import predict as P
 
     monkeypatch.setattr(P, "MAX_BATCH", 16)
-    b = P.batch_size([default_cnn], images, mc_samples=5, seed=2)
-    assert b == 16
+    b, info = P.plan([default_cnn], images, mc_samples=5, seed=2)
+    assert b == 16 and info.method == "mc_dropout" and info.n_samples == 5
     whole, _ = predict([default_cnn], images, mc_samples=5, seed=2)
     head, _ = predict([default_cnn], images[:2 * b], mc_samples=5, seed=2)
     tail, _ = predict([default_cnn], images[2 * b:], mc_samples=5, seed=2, first_batch=2)
