@@ -32,7 +32,7 @@ import pickle
 import re
 import shutil
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,10 @@ from .errors import DataError, ReportgenError
 INSTALL_HINT = "pip install 'reportgen[beam]'"
 # Per-sample files of a sharded run, one per input shard, under the version folder (listed in manifest.json).
 FLAGGED_DIR, PREDICTIONS_DIR = "flagged", "predictions"
+# Staging subfolders of a run from images: pass 0's predicted shards, and the driver's image arrays for it.
+PREDICTED_DIR, IMAGES_DIR = "predicted", "images"
+# Rows per predicted shard, rounded to a multiple of the prediction batch (at least one batch).
+PREDICT_SHARD_ROWS = 4096
 # Name prefix of a run's staging folder (under --temp_location, else under the archive root), removed after the run.
 STAGING_PREFIX = ".beam-"
 # What a sharded run computes from a confidence histogram instead of sorted confidences, and how finely.
@@ -76,13 +80,54 @@ def require_beam():
 
 @dataclass(frozen=True)
 class Shard:
-    """One pair of shard files: key (the part of the name the wildcards matched), paths, first global row, rows."""
+    """One pair of shard files: key (the part of the name the wildcards matched), paths, first global row, rows.
+
+    A shard that pass 0 predicted from images also has the files of its per-row aleatoric uncertainty and probability
+    spread over the S samples (.npy), and of the rows' source split, row and file (.npz); `error` is pass 0's one-line
+    message when it could not predict them.
+    """
 
     key: str
     probs: str
     labels: str
     start: int
     rows: int
+    aleatoric: str = ""
+    std: str = ""
+    source: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """Rows start:start+rows of the audited images, for pass 0 to predict: their first global batch index (so MC dropout
+    draws the masks of one local run), the images (a .npy path, or images.ImageFiles decoded by the worker), and per row
+    the given label and the source split, row and file (files None for arrays)."""
+
+    key: str
+    start: int
+    rows: int
+    first_batch: int
+    images: object
+    labels: np.ndarray
+    split: np.ndarray
+    index: np.ndarray
+    files: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How a worker loads and prepares the audited model(s) exactly as the driver did: the files, --trust-model, and per
+    member its name, input scaling and logits-or-probabilities (decided in the driver on the audited images); S; seed."""
+
+    paths: tuple[str, ...]
+    names: tuple[str, ...]
+    trust: bool
+    preprocessing: tuple[str, ...]
+    preprocessing_why: tuple[str, ...]
+    outputs_probs: tuple[bool, ...]
+    mc_samples: int
+    seed: int
 
 
 def _pattern_regex(pattern: str) -> re.Pattern:
@@ -252,6 +297,7 @@ class Config:
     rank_by: str
     top_count: int
     staging: str
+    n_passes: int = 1  # S of predictions made by pass 0 (1: deterministic, or saved probabilities)
 
 
 @dataclass(frozen=True)
@@ -314,7 +360,7 @@ def _merge(a, b):
         elif hasattr(x, "merge"):
             out[f.name] = x.merge(y)
         elif isinstance(x, dict):
-            out[f.name] = {key: x[key] + y[key] for key in x}
+            out[f.name] = {key: x[key].merge(y[key]) if hasattr(x[key], "merge") else x[key] + y[key] for key in x}
         else:
             out[f.name] = x + y
     return type(a)(**out)
@@ -339,7 +385,8 @@ class Sums1:
     min_confidence: np.ndarray  # (3, H) float64 smallest confidence per bin: all, half A, half B (inf: empty)
     fit: object  # Smallest: the temperature fit's rows, all / half A / half B (field "set")
     display: object  # Smallest: the figures' display sample
-    uncertain: object  # Smallest: the top_count most uncertain rows
+    uncertain: object  # Smallest: the top_count most uncertain rows (by aleatoric when measured, else total)
+    gallery: dict  # "aleatoric" / "epistemic" / "total" -> Smallest: the uncertainty galleries' rows
 
 
 @dataclass(frozen=True)
@@ -425,6 +472,10 @@ class Sums4:
 
 def _read(shard: Shard, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities (n, K) float64 exactly as the local engine holds them, labels (n,) int64) of one shard."""
+    if shard.error:
+        raise DataError(shard.error)
+    if shard.aleatoric:  # pass 0's mean over the S samples: the local engine's SampledPredictions.mean_probs as they are
+        return _load(shard.probs), _load(shard.labels)
     raw = validate.probabilities(_load(shard.probs), source=shard.probs)
     y = validate.labels(_load(shard.labels), source=shard.labels, n=len(raw), k=cfg.k).astype(np.int64)
     # The local engine normalises once on reading and once more when it accumulates the single pass.
@@ -443,6 +494,13 @@ def _per_sample(p: np.ndarray, y: np.ndarray):
     predicted = p.argmax(axis=1).astype(np.int64)
     confidence = p[rows, predicted]
     return predicted, confidence, predicted == y, _entropy(p)
+
+
+def _split_uncertainty(shard: Shard, total: np.ndarray, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    """(aleatoric, epistemic) (n,) float64 of a shard: E_s H[p_s] from pass 0 and total - aleatoric when S > 1; for saved
+    probabilities or one pass, the total and zeros (as uncertainty.per_sample)."""
+    aleatoric = _load(shard.aleatoric) if shard.aleatoric else total
+    return aleatoric, (total - aleatoric if cfg.n_passes > 1 else np.zeros(len(total)))
 
 
 def _fit_records(start: int, p: np.ndarray, y: np.ndarray, seed: int, half: np.ndarray) -> np.ndarray:
@@ -477,6 +535,8 @@ def pass1(shard: Shard, cfg: Config):
         return Failed((str(e),))
     k, n, start = cfg.k, len(y), shard.start
     predicted, confidence, correct, total = _per_sample(p, y)
+    aleatoric, epistemic = _split_uncertainty(shard, total, cfg)
+    measured = cfg.n_passes > 1
     rows = np.arange(start, start + n)
     nll_i, brier_i = U.sample_scores(p, y)
     self_conf = LI.self_confidence(y, p)
@@ -489,19 +549,23 @@ def pass1(shard: Shard, cfg: Config):
     for s, mask in ((0, np.ones(n, bool)), (1, half), (2, ~half)):
         np.minimum.at(min_conf[s], fine[mask], confidence[mask])
     disp = np.zeros(n, dtype=[("key", "f8"), ("position", "i8"), ("label", "i8"), ("predicted", "i8"), ("correct", "?"),
-                              ("confidence", "f8"), ("total", "f8")])
+                              ("confidence", "f8"), ("total", "f8"), ("aleatoric", "f8"), ("epistemic", "f8")])
     disp["key"], disp["position"], disp["label"], disp["predicted"] = R.display_key(rows), rows, y, predicted
     disp["correct"], disp["confidence"], disp["total"] = correct, confidence, total
+    disp["aleatoric"], disp["epistemic"] = aleatoric, epistemic
     unc = np.zeros(n, dtype=[("neg", "f8"), ("row", "i8"), ("wrong", "?")])
-    unc["neg"], unc["row"], unc["wrong"] = -total, rows, wrong
-    values = {"nll": nll_i, "brier": brier_i, "mean_confidence": confidence, "mean_entropy": total, "mean_aleatoric": total}
+    unc["neg"], unc["row"], unc["wrong"] = -(aleatoric if measured else total), rows, wrong
+    values = {"nll": nll_i, "brier": brier_i, "mean_confidence": confidence, "mean_entropy": total, "mean_aleatoric": aleatoric}
+    if measured:
+        values["mean_epistemic"] = epistemic
     by_class = lambda v: np.bincount(y, weights=v, minlength=k)  # noqa: E731
     return Sums1(
         n=n,
         confusion=np.bincount(y * k + predicted, minlength=k * k).reshape(k, k).astype(np.int64),
         sums={"confidence": float(confidence.sum()), "total": float(total.sum()), "nll": float(nll_i.sum()),
-              "brier": float(brier_i.sum())},
-        class_sums={"confidence": by_class(confidence), "total": by_class(total), "self_confidence": by_class(self_conf)},
+              "brier": float(brier_i.sum()), "aleatoric": float(aleatoric.sum()), "epistemic": float(epistemic.sum())},
+        class_sums={"confidence": by_class(confidence), "total": by_class(total), "self_confidence": by_class(self_conf),
+                    "aleatoric": by_class(aleatoric), "epistemic": by_class(epistemic)},
         bins=U.top_label_bins(p, y),
         classwise=intervals.classwise_gaps(p, y),
         null=intervals.null_sums(start, confidence, seed=cfg.seed),
@@ -514,7 +578,15 @@ def pass1(shard: Shard, cfg: Config):
         fit=_FitSelection(U.TEMPERATURE_FIT_ROWS, ("key", "row"), _fit_records(start, p, y, cfg.seed, half)),
         display=Smallest.of(disp, R.DISPLAY_ROWS, ("key", "position")),
         uncertain=Smallest.of(unc, cfg.top_count, ("neg", "row")),
+        gallery={name: _ranked(v, rows) for name, v in (("aleatoric", aleatoric), ("epistemic", epistemic), ("total", total))},
     )
+
+
+def _ranked(values: np.ndarray, rows: np.ndarray) -> Smallest:
+    """The UNCERTAINTY_GALLERY_SIZE rows of largest value, ties by row (the local engine's stable descending sort)."""
+    rec = np.zeros(len(rows), dtype=[("neg", "f8"), ("row", "i8")])
+    rec["neg"], rec["row"] = -values, rows
+    return Smallest.of(rec, R.UNCERTAINTY_GALLERY_SIZE, ("neg", "row"))
 
 
 def _fit(records: np.ndarray) -> float:
@@ -669,25 +741,115 @@ def pass4(shard: Shard, cfg: Config, g2, cutoffs):
     np.save(buf, rec)
     with _create(_join(cfg.staging, "records", f"flagged-{name}.npy")) as out:
         out.write(buf.getvalue())
+    split, source_rows, files = _source(shard)
     text = io.StringIO(newline="")
     w = csv.writer(text)
-    w.writerow(_CSV_COLUMNS)
-    w.writerows(zip(rec["row"].tolist(), rec["given"].tolist(), rec["suggested"].tolist(),
-                    [f"{v:.9g}" for v in rec["p_given"]], [f"{v:.9g}" for v in rec["score"]]))
+    numbers = (rec["given"].tolist(), rec["suggested"].tolist(), [f"{v:.9g}" for v in rec["p_given"]],
+               [f"{v:.9g}" for v in rec["score"]])
+    if shard.source:  # rows of a data set: named as the local flagged.csv names them
+        w.writerow(("split", *_CSV_COLUMNS))
+        w.writerows(zip(split[f].tolist(), source_rows[f].tolist(), *numbers))
+    else:
+        w.writerow(_CSV_COLUMNS)
+        w.writerows(zip(rec["row"].tolist(), *numbers))
     with _create(_join(cfg.staging, FLAGGED_DIR, f"flagged-{name}.csv")) as out:
         out.write(text.getvalue().encode("utf-8"))
     predicted, confidence, _, total = _per_sample(p, y)
+    aleatoric, epistemic = _split_uncertainty(shard, total, cfg)
     with _create(_join(cfg.staging, PREDICTIONS_DIR, f"predictions-{name}.csv.gz")) as out:
-        report.write_prediction_rows(out, split=np.full(n, "all"), rows=np.arange(shard.start, shard.start + n), files=None,
-                                     labels=y, predicted=predicted, probs=p, confidence=confidence, total=total,
-                                     aleatoric=total, epistemic=None, flagged=mask, cases=np.full(n, "", dtype=object),
-                                     review=np.full(n, "", dtype=object))
+        report.write_prediction_rows(out, split=split, rows=source_rows, files=files, labels=y, predicted=predicted, probs=p,
+                                     confidence=confidence, total=total, aleatoric=aleatoric,
+                                     epistemic=epistemic if cfg.n_passes > 1 else None, flagged=mask,
+                                     cases=np.full(n, "", dtype=object), review=np.full(n, "", dtype=object))
     return Sums4(np.bincount(y[f], minlength=cfg.k).astype(np.int64))
+
+
+def _source(shard: Shard) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(split, source row, file or None) of each row of a shard: from pass 0's file, else "all" and the global row."""
+    if not shard.source:
+        return np.full(shard.rows, "all"), np.arange(shard.start, shard.start + shard.rows), None
+    with _open(shard.source) as f:
+        z = np.load(io.BytesIO(f.read()), allow_pickle=False)
+        return z["split"], z["index"], (z["files"] if z["has_files"] else None)
 
 
 def _safe(key: str) -> str:
     """A shard key as a file name part."""
     return re.sub(r"[^A-Za-z0-9._+-]", "_", key) or "shard"
+
+
+# --------------------------------------------------------------------------- pass 0: predictions
+
+
+def _predicted_shard(part: ImagePart, staging: str) -> Shard:
+    """The Shard pass 0 writes for an ImagePart (its files under the staging folder's PREDICTED_DIR)."""
+    at = lambda what, ext="npy": _join(staging, PREDICTED_DIR, f"{what}-{_safe(part.key)}.{ext}")  # noqa: E731
+    return Shard(part.key, at("probs"), at("labels"), part.start, part.rows, aleatoric=at("aleatoric"), std=at("std"),
+                 source=at("source", "npz"))
+
+
+def _write_npy(path: str, array: np.ndarray | None, **arrays) -> None:
+    """np.save of `array` (or np.savez of `arrays` when given) into any Beam file system."""
+    buf = io.BytesIO()
+    if arrays:
+        np.savez(buf, **arrays)
+    else:
+        np.save(buf, array)
+    with _create(path) as out:
+        out.write(buf.getvalue())
+
+
+def load_models(spec: ModelSpec) -> list:
+    """The audited model(s), loaded and prepared as the driver prepared them (once per worker, in DoFn.setup)."""
+    from dataclasses import replace
+
+    from . import model as M
+    from ._tf import load_quietly
+
+    load_quietly()
+    return [replace(M.load(path, trust=spec.trust, name=name), preprocessing=pre, preprocessing_why=why, outputs_probs=probs)
+            for path, name, pre, why, probs in zip(spec.paths, spec.names, spec.preprocessing, spec.preprocessing_why,
+                                                   spec.outputs_probs)]
+
+
+def predict_part(part: ImagePart, models: list, spec: ModelSpec, staging: str) -> Shard:
+    """Pass 0 of one part: predict its images (S samples, the global batch index), write the Shard's files, return it.
+
+    What is written is what the local engine's SampleAccumulator holds for these rows: the mean probabilities (float64),
+    E_s H[p_s] (TFP's entropy, as there) and the std over the samples; plus the given labels and the rows' source names.
+    A part that cannot be decoded or predicted gives a Shard with its one-line `error` (pass 1 reports it).
+    """
+    from . import predict
+
+    shard = _predicted_shard(part, staging)
+    try:
+        images = _load(part.images) if isinstance(part.images, str) else part.images
+        sampled, _ = predict.predict(models, images, mc_samples=spec.mc_samples, seed=spec.seed, first_batch=part.first_batch)
+    except ReportgenError as e:
+        return Shard(shard.key, shard.probs, shard.labels, shard.start, shard.rows, error=str(e))
+    _write_npy(shard.probs, sampled.mean_probs)
+    _write_npy(shard.labels, np.asarray(part.labels, dtype=np.int64))
+    _write_npy(shard.aleatoric, sampled.expected_entropy.astype(np.float64))
+    _write_npy(shard.std, sampled.std_probs)
+    files = part.files if part.files is not None else np.zeros(0, dtype=str)
+    _write_npy(shard.source, None, split=np.asarray(part.split).astype(str), index=np.asarray(part.index, dtype=np.int64),
+               files=np.asarray(files).astype(str), has_files=np.array(part.files is not None))
+    return shard
+
+
+def _predict_fn(spec: ModelSpec, staging: str):
+    import apache_beam as beam
+
+    class Predict(beam.DoFn):
+        """Pass 0: one model load per worker (setup), then one ImagePart -> its predicted Shard per element."""
+
+        def setup(self):
+            self.models = load_models(spec)
+
+        def process(self, part):
+            yield predict_part(part, self.models, spec, staging)
+
+    return Predict()
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -722,8 +884,13 @@ def _save(obj, path: str) -> None:
         f.write(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def run_pipeline(shards: list[Shard], cfg: Config, beam_options: tuple[str, ...]) -> None:
-    """Run the four passes; their merged results are pickled into cfg.staging (read back by `reduce_sharded`)."""
+def run_pipeline(shards: list[Shard], cfg: Config, beam_options: tuple[str, ...], *, parts: list[ImagePart] | None = None,
+                 spec: ModelSpec | None = None) -> None:
+    """Run the four passes; their merged results are pickled into cfg.staging (read back by `reduce_sharded`).
+
+    With `parts` and `spec`, pass 0 first predicts the parts' images (one model load per worker) into the shards that
+    passes 1-4 read; `shards` is then ignored.
+    """
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -732,7 +899,11 @@ def run_pipeline(shards: list[Shard], cfg: Config, beam_options: tuple[str, ...]
     if not any(o.startswith("--default_sdk_harness_log_level") for o in options):
         options.append(f"--default_sdk_harness_log_level={WORKER_LOG_LEVEL}")
     with beam.Pipeline(options=PipelineOptions(options)) as pipe:
-        src = pipe | "shards" >> beam.Create(shards) | "spread" >> beam.Reshuffle()
+        if parts is not None:
+            src = (pipe | "image parts" >> beam.Create(parts) | "spread parts" >> beam.Reshuffle()
+                   | "pass 0: predict" >> beam.ParDo(_predict_fn(spec, cfg.staging)) | "spread" >> beam.Reshuffle())
+        else:
+            src = pipe | "shards" >> beam.Create(shards) | "spread" >> beam.Reshuffle()
         s1 = src | "pass 1: sums" >> beam.Map(pass1, cfg) | "merge 1" >> beam.CombineGlobally(_combine_fn())
         g1 = s1 | "thresholds, temperatures" >> beam.Map(globals1, cfg)
         s2 = (src | "pass 2: confident joint, scaling" >> beam.Map(pass2, cfg, single(g1))
@@ -788,15 +959,20 @@ def _local_files(staging: str, local: Path) -> list[tuple[str, str]]:
 
 
 def reduce_sharded(staging: str, local: Path, shards: list[Shard], cfg: Config, class_names: list[str], *, data_name: str,
-                   provenance: dict) -> R.ReducedAudit:
+                   provenance: dict, dataset=None) -> R.ReducedAudit:
     """The ReducedAudit of a finished run, from the merged pieces pickled in `staging` (per-sample files copied to `local`
-    when the staging folder is not a local one)."""
+    when the staging folder is not a local one).
+
+    dataset: the audited data.Dataset of a run from images (pass 0): it names the rows (split, source row, file) as the
+    local engine does and gives the galleries' few pictures; None for saved probabilities.
+    """
     s1, g1, s2, g2, s3, s4 = (_load_result(staging, x) for x in ("sums1", "globals1", "sums2", "globals2", "sums3", "sums4"))
     if isinstance(s1, Failed):
         msgs = sorted(set(s1.messages))
         more = f" (and {len(msgs) - 1} more shard problem(s))" if len(msgs) > 1 else ""
         raise DataError(msgs[0] + more)
     n, k, names = s1.n, cfg.k, class_names
+    measured = cfg.n_passes > 1
     class_count = s1.confusion.sum(axis=1)
     correct_by_class = np.diag(s1.confusion).copy()
     n_correct = int(correct_by_class.sum())
@@ -822,18 +998,18 @@ def reduce_sharded(staging: str, local: Path, shards: list[Shard], cfg: Config, 
         cf = U.crossfit_result(list(g2.cf_thresholds), int(s3.crossfit[0]), int(s3.crossfit[1]), n, cfg.seed)
     sel = U.selective_from_histogram(count, errors, s1.min_confidence[0], cf, detail=detail)
     means = {"accuracy": n_correct / n, "mean_confidence": s1.sums["confidence"] / n, "mean_entropy": s1.sums["total"] / n,
-             "mean_aleatoric": s1.sums["total"] / n, "mean_epistemic": None}
+             "mean_aleatoric": s1.sums["aleatoric"] / n, "mean_epistemic": s1.sums["epistemic"] / n if measured else None}
     with np.errstate(invalid="ignore", divide="ignore"):
         cm = {key: [float(s1.class_sums[key][c] / class_count[c]) if class_count[c] else None for c in range(k)]
-              for key in ("confidence", "total")}
+              for key in ("confidence", "aleatoric", "epistemic")}
     per_class = U.per_class_rows(names, class_count, correct_by_class, s1.confusion.sum(axis=0),
-                                 {"confidence": cm["confidence"], "aleatoric": cm["total"], "epistemic": [None] * k},
-                                 cal.classwise)
-    metrics = U.summary_metrics(means, n, 1, cal, temp, sel)
+                                 {"confidence": cm["confidence"], "aleatoric": cm["aleatoric"],
+                                  "epistemic": cm["epistemic"] if measured else [None] * k}, cal.classwise)
+    metrics = U.summary_metrics(means, n, cfg.n_passes, cal, temp, sel)
     boot = {name: intervals.percentile_interval(m) for name, m in s1.boot.means().items()}
     boot["ece"] = intervals.percentile_interval(s1.boot.ece())
     boot["aurc"] = intervals.percentile_interval(s1.boot_hist.aurc())
-    metrics.update(U.interval_metrics_from(n_correct, n, sel, boot, False))
+    metrics.update(U.interval_metrics_from(n_correct, n, sel, boot, measured))
     # --- labels
     calibrated = g2.calibrated
     records = []
@@ -847,11 +1023,17 @@ def reduce_sharded(staging: str, local: Path, shards: list[Shard], cfg: Config, 
     from .reviews import no_reviews
 
     rv = no_reviews(0)
-    checker = LI.checker_info(class_count, correct_by_class, names, kind="saved")
+    checker = LI.checker_info(class_count, correct_by_class, names, kind="saved" if dataset is None else "audited_model")
     metrics.update(LI.label_metrics_from(n_checked=n, n_flagged=m, n_estimated=n_est, checker=checker, cases=None,
                                          review_counts=rv.counts(), n_unreviewed_flags=m))
-    index_sha = _index_sha256(n)
-    flagged = R.FlaggedSamples(split=np.full(m, "all").astype(str), row=rec["row"].astype(np.int64), file=np.full(m, "", dtype=object),
+    pos = rec["row"].astype(np.int64)
+    if dataset is None:
+        index_sha, split, row, file = _index_sha256(n), np.full(m, "all").astype(str), pos, np.full(m, "", dtype=object)
+    else:
+        files = dataset.source_files
+        index_sha, split, row = dataset.index_sha256(), np.asarray(dataset.source_split[pos]).astype(str), dataset.source_index[pos]
+        file = np.full(m, "", dtype=object) if files is None else np.asarray(files[pos]).astype(str)
+    flagged = R.FlaggedSamples(split=split, row=np.asarray(row, dtype=np.int64), file=file,
                                given=rec["given"], suggested=rec["suggested"], self_confidence=rec["p_given"], score=rec["score"],
                                audited_prediction=rec["suggested"].copy(), review=np.full(m, "").astype(str))
     labels = R.LabelSummary(rule=cfg.rule, rank_by=cfg.rank_by, n_checked=n, checked_sha256=index_sha, thresholds=g1.thresholds,
@@ -860,16 +1042,53 @@ def reduce_sharded(staging: str, local: Path, shards: list[Shard], cfg: Config, 
                             n_unreviewed_flags=m, flagged=flagged, reviewed=[])
     # --- figures' sample and facts
     d = np.sort(s1.display.records, order="position")
-    display = R.DisplaySample(d["position"], d["label"], d["predicted"], d["correct"], d["confidence"], d["total"], d["total"].copy(),
-                              np.zeros(len(d)))
-    errors_facts = U.error_facts_from(s1.confusion, n - n_correct, int(s1.uncertain.records["wrong"].sum()), False)
+    display = R.DisplaySample(d["position"], d["label"], d["predicted"], d["correct"], d["confidence"], d["total"], d["aleatoric"],
+                              d["epistemic"])
+    errors_facts = U.error_facts_from(s1.confusion, n - n_correct, int(s1.uncertain.records["wrong"].sum()), measured)
+    if dataset is not None:
+        data_name, provenance = dataset.name, asdict(dataset.provenance)
     data = R.DataSummary(data_name, list(names), class_count.tolist(), int(n), provenance, index_sha)
+    galleries = {} if dataset is None else _galleries(s1, rec, shards, dataset, measured)
     files = _local_files(staging, local)
     return R.ReducedAudit(data=data, metrics=metrics, calibration=cal, temperature=temp, selective=sel, per_class=per_class,
-                          errors=errors_facts, epistemic_measured=False, n_passes=1, labels=labels, display=display, galleries={},
+                          errors=errors_facts, epistemic_measured=measured, n_passes=cfg.n_passes, labels=labels, display=display,
+                          galleries=galleries,
                           engine="beam", per_sample_files=tuple(files),
                           resolution={**RESOLUTION, "aurc_bound": intervals.aurc_histogram_bound(count, errors),
                                       "also_from_histogram": list(g1.notes)})
+
+
+def _galleries(s1: Sums1, flagged: np.ndarray, shards: list[Shard], ds, measured: bool) -> dict:
+    """The report's galleries of a run from images, as pipeline.reduce_local cuts them: the top rows by aleatoric and
+    epistemic uncertainty (by total without S > 1 samples) and the first flagged rows, with their pictures read from
+    the audited data set by row and their probabilities from pass 0's shards."""
+    cache: dict = {}
+
+    def shard_rows(row: int) -> tuple[np.ndarray, np.ndarray]:
+        s = next(x for x in shards if x.start <= row < x.start + x.rows)
+        if s.key not in cache:
+            cache[s.key] = (_load(s.probs), _load(s.std))
+        p, std = cache[s.key]
+        return p[row - s.start], std[row - s.start]
+
+    out: dict[str, list] = {}
+    ranked = (("gallery_aleatoric", "aleatoric"), ("gallery_epistemic", "epistemic")) if measured else (("gallery_entropy", "total"),)
+    for key, name in ranked:
+        top = np.sort(s1.gallery[name].records, order=["neg", "row"])
+        pictures = np.asarray(ds.images[top["row"]])
+        items = []
+        for i, v, pic in zip(top["row"].tolist(), (-top["neg"]).tolist(), pictures):
+            p, std = shard_rows(i)
+            items.append(R.GalleryItem(str(ds.source_split[i]), int(ds.source_index[i]), int(ds.labels[i]), int(p.argmax()), float(v),
+                                       p, std if measured else None, pic))
+        out[key] = items
+    top = flagged[:R.FLAGGED_GALLERY_SIZE]
+    if len(top):
+        pictures = np.asarray(ds.images[top["row"]])
+        out["gallery_flagged"] = [
+            R.GalleryItem(str(ds.source_split[i]), int(ds.source_index[i]), int(g), int(sg), float(pg), shard_rows(i)[0], None, pic)
+            for i, g, sg, pg, pic in zip(top["row"].tolist(), top["given"], top["suggested"], top["p_given"], pictures)]
+    return out
 
 
 def prepare(predictions: str, labels: str, *, class_names: list[str] | None, name: str | None,
@@ -934,6 +1153,59 @@ def run(shards: list[Shard], info: ShardedInputs, class_names: list[str], *, out
         run_pipeline(shards, cfg, beam_options)
         reduced = reduce_sharded(staging, local, shards, cfg, class_names, data_name=info.data_name, provenance=info.provenance)
         return reduced, (staging, local)
+    except BaseException:
+        remove_staging((staging, local), created_root=root if created else None)
+        raise
+
+
+def run_models(ds, models: list, *, output: str, mc_samples: int, seed: int, replicates: int, rule: str, rank_by: str,
+               beam_options: tuple[str, ...], trust: bool = False, progress=None) -> tuple[R.ReducedAudit, dict, tuple[str, Path]]:
+    """Predict the resolved images in pass 0 of the pipeline (parts of whole prediction batches), then audit them.
+
+    Args:
+        ds: the audited data.Dataset, resolved as the local engine resolves it (pipeline._resolve_models).
+        models: its prepared model.LoadedModels (preprocessing and outputs decided), whose files the workers load.
+    Returns:
+        (the ReducedAudit, the method (predict.PredictInfo as a dict), the staging folders: `remove_staging` them once the
+        report is written).
+    Raises:
+        DataError: an image part cannot be predicted (one line; the staging folders are removed).
+    """
+    from . import predict
+    from .images import ImageFiles
+
+    n = len(ds.labels)
+    batch, pinfo = predict.plan(models, ds.images, mc_samples=mc_samples, seed=seed)
+    rows = batch * max(1, round(PREDICT_SHARD_ROWS / batch))
+    spec = ModelSpec(paths=tuple(m.path for m in models), names=tuple(m.name for m in models), trust=trust,
+                     preprocessing=tuple(m.preprocessing for m in models), preprocessing_why=tuple(m.preprocessing_why for m in models),
+                     outputs_probs=tuple(bool(m.outputs_probs) for m in models), mc_samples=mc_samples, seed=seed)
+    root = Path(output)
+    created = not root.exists()
+    staging = staging_location(output, beam_options)
+    local = root / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}-files"
+    try:
+        parts = []
+        files = ds.source_files
+        for i, start in enumerate(range(0, n, rows)):
+            stop = min(n, start + rows)
+            key = f"{i:05d}"
+            if isinstance(ds.images, ImageFiles):
+                images = ds.images.subset(np.arange(start, stop))
+            else:
+                images = _join(staging, IMAGES_DIR, f"images-{key}.npy")
+                _write_npy(images, np.asarray(ds.images[start:stop]))
+            parts.append(ImagePart(key, start, stop - start, start // batch, images, ds.labels[start:stop],
+                                   ds.source_split[start:stop], ds.source_index[start:stop], None if files is None else files[start:stop]))
+        cfg = Config(k=ds.n_classes, n=int(n), seed=seed, replicates=replicates, rule=rule, rank_by=rank_by,
+                     top_count=U.top_count_of(n), staging=staging, n_passes=pinfo.n_samples)
+        if progress:
+            progress(f"predicting and auditing {n:,} images in {len(parts)} part(s) of {rows:,} (S = {pinfo.n_samples}) on Apache Beam "
+                     f"({' '.join(beam_options) or 'DirectRunner'})")
+        run_pipeline([], cfg, beam_options, parts=parts, spec=spec)
+        shards = [_predicted_shard(p, staging) for p in parts]
+        reduced = reduce_sharded(staging, local, shards, cfg, list(ds.class_names), data_name=ds.name, provenance={}, dataset=ds)
+        return reduced, asdict(pinfo), (staging, local)
     except BaseException:
         remove_staging((staging, local), created_root=root if created else None)
         raise

@@ -25,8 +25,10 @@ Progress = Callable[[str], None]
 # Engines of `audit` (--engine): one process, or an Apache Beam pipeline over sharded saved predictions.
 ENGINES = ("local", "beam")
 # What --engine beam audits today; every other input is refused in one line.
-BEAM_INPUTS = ("--engine beam audits sharded saved predictions only (--predictions 'probs-*.npy' --labels 'labels-*.npy'); "
-               "models, --data image folders and manifests, --images, --cv, --reviews and --audit-size are not supported with it yet")
+BEAM_INPUTS = ("--engine beam audits sharded saved predictions (--predictions 'probs-*.npy' --labels 'labels-*.npy') or an "
+               "already-trained model on --data (--model m.keras --data DATA)")
+# Options --engine beam does not take yet, each refused in one line.
+BEAM_UNSUPPORTED = {"cv": "--cv", "reviews": "--reviews", "audit_size": "--audit-size", "images": "--images"}
 # The method of an audit of saved probabilities (either engine).
 SAVED_METHOD = {"method": "saved_probabilities", "n_samples": 1,
                 "description": "saved probabilities from another framework: one distribution per sample, epistemic uncertainty not measured"}
@@ -596,9 +598,13 @@ def _validate_options(opts: AuditOptions) -> None:
     if opts.beam_options and opts.engine != "beam":
         raise ReportgenError("--beam-option is for --engine beam")
     if opts.engine == "beam":
-        if opts.models or opts.data or opts.images or opts.cv or opts.reviews or opts.audit_size or not opts.predictions:
-            raise ReportgenError(BEAM_INPUTS)
-        if not opts.labels:
+        for key, flag in BEAM_UNSUPPORTED.items():
+            if getattr(opts, key):
+                raise ReportgenError(f"{flag} is not supported with --engine beam yet; run it with --engine local")
+        if not opts.predictions and not opts.models:
+            raise ReportgenError(f"{BEAM_INPUTS}; it does not train the default CNN: run `reportgen train` first and pass "
+                                 "the model file with --model")
+        if opts.predictions and not opts.labels:
             raise ReportgenError("--predictions needs --labels (the given label of every row)")
     if opts.predictions and opts.models:
         raise ReportgenError("give either --predictions or --model, not both")
@@ -785,6 +791,8 @@ def _run_beam(opts: AuditOptions, progress: Progress | None) -> Path:
     from . import beam
     from .archive import write_index
 
+    if opts.models:
+        return _run_beam_models(opts, progress)
     names = load_class_names(opts.class_names) if opts.class_names else None
     shards, info, names = beam.prepare(opts.predictions, opts.labels, class_names=names, name=opts.name, version=opts.version)
     name = check_component(info.name, "model name")
@@ -797,6 +805,33 @@ def _run_beam(opts: AuditOptions, progress: Progress | None) -> Path:
         audit = Audit(reduced=reduced, method=dict(SAVED_METHOD), model_name=name, version=info.version, model_info=info.model_info,
                       data_role=info.data_role, notes=[], options=asdict(opts), has_images=False, command=opts.command,
                       dataset_info=info.dataset_info, card=_load_card(opts))
+        folder = audit.write(final, force=opts.force, paper=opts.paper, progress=progress)
+    finally:
+        beam.remove_staging(staging)
+    write_index(opts.output)
+    return folder
+
+
+def _run_beam_models(opts: AuditOptions, progress: Progress | None) -> Path:
+    """`reportgen audit --engine beam --model M --data D`: inputs resolved as the local engine resolves them (held-out
+    rows, class alignment, image fitting, preprocessing), then predicted and audited in the Beam pipeline."""
+    from . import beam
+    from ._tf import load_quietly
+    from .archive import write_index
+
+    beam.require_beam()
+    load_quietly()
+    r = _resolve_models(opts, progress)
+    final = version_dir(opts.output, r.name, r.version)
+    if final.exists() and not opts.force:
+        raise OutputError(f"{final}: already exists; pass --force to overwrite it")
+    reduced, method, staging = beam.run_models(r.audit, r.models, output=opts.output, mc_samples=opts.mc_samples, seed=opts.seed,
+                                               replicates=opts.bootstrap, rule=opts.flag_rule, rank_by=opts.rank_by,
+                                               beam_options=tuple(opts.beam_options), trust=opts.trust_model, progress=progress)
+    try:
+        audit = Audit(reduced=reduced, method=method, model_name=r.name, version=r.version, model_info=r.model_info,
+                      data_role=r.data_role, notes=r.notes, options=asdict(opts), has_images=True, command=opts.command,
+                      dataset_info=r.dataset, card=_load_card(opts))
         folder = audit.write(final, force=opts.force, paper=opts.paper, progress=progress)
     finally:
         beam.remove_staging(staging)

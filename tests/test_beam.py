@@ -145,7 +145,7 @@ def test_unmatched_shards_and_other_inputs_are_refused_in_one_line(tmp_path):
     r = _beam_cli(tmp_path)
     assert r.exit_code != 0 and "no partner" in r.output and "'1'" in r.output
     r = _beam_cli(tmp_path, "--images", str(tmp_path / "probs-0.npy"))
-    assert r.exit_code != 0 and "sharded saved predictions only" in r.output and len(r.output.strip().splitlines()) == 1
+    assert r.exit_code != 0 and "--images is not supported with --engine beam" in r.output and len(r.output.strip().splitlines()) == 1
     r = run_cli(["audit", "--beam-option=--runner=DirectRunner", "--output", str(tmp_path / "out")])
     assert r.exit_code != 0 and "--beam-option is for --engine beam" in r.output
     assert not (tmp_path / "out").exists()
