@@ -56,7 +56,7 @@ RESOLUTION = {
     "from_histogram": ["aurc (within aurc_bound)", "the risk-coverage curve's points"],
     "exact_from_detail": ["acc_at_80/90/95/99", "threshold_1pct", "coverage_1pct and risk_1pct", "ece_equal_mass",
                           "ece_debiased: the histogram bins these cut or may hold the threshold are read sample by sample"],
-    "bootstrap_aurc": "per-replicate histograms with 4 mantissa bits (6 % of 1 - confidence)",
+    "bootstrap_aurc": "per-replicate histograms with 4 mantissa bits (6 % of 1 - confidence); the interval's ends within aurc_ci_bound",
     "cl_thresholds": "per-class mean self-confidence as sum / count (the local engine's numpy mean may differ in the last bit)",
     "entropy": "numpy's -sum p log p (the local engine uses TFP's Categorical entropy; they agree to ~1e-15)",
 }
@@ -1055,7 +1055,16 @@ def reduce_sharded(staging: str, local: Path, shards: list[Shard], cfg: Config, 
                           galleries=galleries,
                           engine="beam", per_sample_files=tuple(files),
                           resolution={**RESOLUTION, "aurc_bound": intervals.aurc_histogram_bound(count, errors),
+                                      "aurc_ci_bound": _bootstrap_aurc_bound(s1.boot_hist),
                                       "also_from_histogram": list(g1.notes)})
+
+
+def _bootstrap_aurc_bound(h) -> float:
+    """Largest |replicate AURC - its histogram's AURC| over the bootstrap replicates (intervals.aurc_histogram_bound of
+    each): the percentile interval's ends, order statistics of the replicates, move by no more."""
+    cols = np.flatnonzero(h.count.sum(axis=0))  # empty bins add nothing to a bound
+    count, errors = h.count[:, cols], h.errors[:, cols]
+    return max((intervals.aurc_histogram_bound(c, e) for c, e in zip(count, errors)), default=0.0)
 
 
 def _galleries(s1: Sums1, flagged: np.ndarray, shards: list[Shard], ds, measured: bool) -> dict:
