@@ -63,12 +63,19 @@ def _metrics(folder: Path) -> dict:
 def test_beam_metrics_equal_the_local_engine(parity):
     """Counts exactly, floats within 1e-9 relative, histogram-based metrics within their documented resolution."""
     local, beam = _metrics(parity[0]), _metrics(parity[1])
-    assert set(local) == set(beam)
     assert local["n_flagged"] > 20 and local["n_issues_estimated"] > 20  # the label check has real work to agree on
+    _assert_same_metrics(local, beam)
+
+
+def _assert_same_metrics(local: dict, beam: dict, bounds: dict | None = None) -> None:
+    """bounds: the beam run's resolution bounds (key -> largest |difference|) instead of HISTOGRAM_KEYS's tolerances."""
+    assert set(local) == set(beam)
     for key, a in local.items():
         b = beam[key]
         if a is None or isinstance(a, int) and not isinstance(a, bool):
             assert b == a, key
+        elif bounds and key in bounds:
+            assert abs(b - a) <= bounds[key], key
         elif key in HISTOGRAM_KEYS:
             assert b == pytest.approx(a, rel=HISTOGRAM_KEYS[key]), key
         else:
@@ -113,6 +120,8 @@ def test_verify_and_compare_accept_the_beam_folder(parity):
     assert summary["provenance"]["engine"] == "beam" and resolution["also_from_histogram"] == []
     local = json.loads((local / "summary.json").read_text())["metrics"]
     assert abs(summary["metrics"]["aurc"] - local["aurc"]) <= resolution["aurc_bound"]
+    for key in ("aurc_ci_low", "aurc_ci_high"):
+        assert abs(summary["metrics"][key] - local[key]) <= resolution["aurc_ci_bound"], key
 
 
 def _shards(d: Path, parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
@@ -177,3 +186,112 @@ def test_keyed_selections_do_not_depend_on_the_sharding():
     a, b = Largest({(0, 1): 17}, {(0, 1): v[:100]}), Largest({(0, 1): 17}, {(0, 1): v[100:]})
     a = Largest(a.limits, {key: np.sort(x)[-17:] for key, x in a.values.items()})
     assert np.sort(a.merge(b).values[(0, 1)]).tolist() == np.sort(v)[-17:].tolist()
+
+
+# Images of the model parity run (a class-folder image set, real digits the fixture model did not train on), S, and the
+# rows per predicted part (the prediction batch is 512 here, so two parts: the second starts at global batch 1).
+MODEL_N, MODEL_S, PART_ROWS = 600, 4, 300
+
+
+@pytest.fixture(scope="module")
+def model_parity(deterministic_audit, mnist, tmp_path_factory):
+    """The fixture's trained CNN on a folder of PNG digits, audited by both engines with S MC dropout samples:
+    (local folder, beam folder, {"local": ReducedAudit, "beam": ReducedAudit})."""
+    from PIL import Image
+
+    from reportgen import beam as B
+    from reportgen import pipeline as P
+
+    _, model = deterministic_audit
+    d = tmp_path_factory.mktemp("beam-model")
+    x, y = mnist
+    for i in range(MODEL_N):
+        row = 3000 + i  # the npz fixture trained on rows 0..1999 and audited 2000..2999
+        (d / "digits" / str(y[row])).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(x[row]).save(d / "digits" / str(y[row]) / f"{row:05d}.png")
+    reduced = {}
+    write = P.Audit.write
+
+    def keep(self, folder, **kw):  # what each engine hands the report, for the galleries (not in summary.json)
+        reduced[self.reduced.engine] = self.reduced
+        return write(self, folder, **kw)
+
+    common = ["--model", str(model), "--data", str(d / "digits"), "--mc-samples", str(MODEL_S), "--bootstrap", "200",
+              "--output", str(d / "out"), "--name", "m", "--quiet"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(P.Audit, "write", keep)
+        mp.setattr(B, "PREDICT_SHARD_ROWS", PART_ROWS)
+        local = run_cli(["audit", "--version", "local", *common])
+        assert local.exit_code == 0, local.output
+        beam = run_cli(["audit", "--engine", "beam", "--version", "beam", "--beam-option=--runner=DirectRunner", *common])
+        assert beam.exit_code == 0, beam.output
+    return d / "out" / "m" / "local", d / "out" / "m" / "beam", reduced
+
+
+def test_beam_audits_a_model_on_an_image_folder_like_the_local_engine(model_parity):
+    local, beam, reduced = model_parity
+    lm, bm = _metrics(local), _metrics(beam)
+    assert bm["n_passes"] == MODEL_S and bm["n_samples"] == MODEL_N
+    assert lm["mean_epistemic"] > 1e-4 and lm["n_flagged"] >= 3  # MC dropout and the label check have work to agree on
+    ls, bs = (json.loads((f / "summary.json").read_text()) for f in (local, beam))
+    res = bs["provenance"]["resolution"]
+    # 600 rows: few samples per histogram bin, so the AURC and its interval are checked against their proven bounds
+    # (worst cases over the order of the samples inside each bin; the interval's coarse bins make its bound loose).
+    assert 0 < res["aurc_bound"] < 0.01 * lm["aurc"] and res["aurc_ci_bound"] > 0
+    _assert_same_metrics(lm, bm, {"aurc": res["aurc_bound"], "aurc_ci_low": res["aurc_ci_bound"], "aurc_ci_high": res["aurc_ci_bound"]})
+    assert bs["method"] == ls["method"] and bs["method"]["method"] == "mc_dropout"
+    assert bs["epistemic_measured"] is True and bs["data"] == ls["data"]
+    assert bs["label_issues"]["checker"]["kind"] == "audited_model" == ls["label_issues"]["checker"]["kind"]
+    for a, b in zip(ls["per_class"], bs["per_class"]):
+        assert set(a) == set(b)
+        for key in a:
+            assert b[key] == (pytest.approx(a[key], rel=1e-9) if isinstance(a[key], float) else a[key]), (a["name"], key)
+    lf, bf = (list(csv.DictReader(open(f / "flagged.csv"))) for f in (local, beam))
+    assert [(r["split"], r["row"], r["file"], r["given"], r["suggested"]) for r in bf] == \
+        [(r["split"], r["row"], r["file"], r["given"], r["suggested"]) for r in lf]
+    assert all(r["file"].endswith(".png") for r in bf)
+
+
+def test_beam_model_run_predicts_in_parts_with_the_local_per_sample_numbers(model_parity):
+    """Two parts, the second predicted from global batch 1: per-sample probabilities, aleatoric and epistemic equal."""
+    local, beam, _ = model_parity
+    parts = sorted((beam / "predictions").glob("*.csv.gz"))
+    assert len(parts) == 2
+    rows = [r for f in parts for r in csv.reader(gzip.open(f, "rt"))]
+    header, rows = rows[0], [r for r in rows if r[0] != "split"]
+    expected = list(csv.reader(gzip.open(local / "predictions.csv.gz", "rt")))
+    assert header == expected[0] and len(rows) == MODEL_N
+    entropies = [header.index("total"), header.index("epistemic")]  # numpy here, TFP there (agree to ~1e-15)
+    for a, b in zip(expected[1:], rows):
+        assert [v for i, v in enumerate(b) if i not in entropies] == [v for i, v in enumerate(a) if i not in entropies]
+        assert [float(b[i]) for i in entropies] == pytest.approx([float(a[i]) for i in entropies], rel=1e-9, abs=1e-12)
+
+
+def test_beam_model_run_shows_the_local_galleries(model_parity):
+    local, beam = model_parity[2]["local"], model_parity[2]["beam"]
+    assert set(beam.galleries) == set(local.galleries) == {"gallery_aleatoric", "gallery_epistemic", "gallery_flagged"}
+    for key, items in local.galleries.items():
+        other = beam.galleries[key]
+        assert [(g.split, g.source_row, g.label, g.predicted) for g in other] == [(g.split, g.source_row, g.label, g.predicted)
+                                                                                  for g in items], key
+        assert [g.value for g in other] == pytest.approx([g.value for g in items], rel=1e-9), key
+        for a, b in zip(items, other):
+            np.testing.assert_array_equal(b.image, a.image)
+            np.testing.assert_allclose(b.probs, a.probs, rtol=1e-12)
+            assert (a.std is None) == (b.std is None)
+    assert beam.galleries["gallery_epistemic"][0].std.max() > 0  # the spread over the MC samples is shown
+    np.testing.assert_allclose(beam.display.epistemic, local.display.epistemic, rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--cv", "3"], "--cv is not supported with --engine beam"),
+    (["--audit-size", "50"], "--audit-size is not supported with --engine beam"),
+    (["--reviews", "review.csv"], "--reviews is not supported with --engine beam"),
+    (["--data", "digits"], "run `reportgen train` first"),
+    ([], "run `reportgen train` first"),
+])
+def test_beam_refuses_what_it_cannot_run_yet_in_one_line(tmp_path, extra, message):
+    r = run_cli(["audit", "--engine", "beam", "--output", str(tmp_path / "out"), *extra])
+    assert r.exit_code != 0 and message in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
