@@ -1,14 +1,20 @@
-"""The audit of sharded saved predictions as an Apache Beam pipeline (`reportgen audit --engine beam`).
+"""The audit of sharded saved predictions, or of a model on images, as an Apache Beam pipeline (`--engine beam`).
 
 The same statistics as the local engine, built from mergeable pieces so that no worker holds more than
 one shard plus summaries whose size does not grow with N. Four passes over the shards, each a map over
 shards and one merge (`_merge` inside a CombineFn), later passes reading the earlier results as side inputs:
 
+0. (a model on images only) the driver resolves the inputs exactly as the local engine (held-out rows, class
+   alignment, image fitting, preprocessing) and cuts the audited rows into parts of whole prediction batches;
+   a DoFn loads the model once per worker (setup) and predicts each part with the global batch index, so the
+   MC dropout masks are those of one local run, then writes the part's mean probabilities, E_s H[p_s] and
+   spread as a shard that the passes below read like saved probabilities;
 1. per-sample statistics of each shard reduced to sums: counts, the confusion matrix, calibration bins,
    entropy and score sums, classwise gaps, the calibrated-model null (intervals.null_sums), the Poisson
    bootstrap (intervals.bootstrap_sums, bootstrap_histogram), a confidence histogram (0.1 % of
    1 - confidence) per random half, the per-class sums of the confident-learning thresholds, and keyed
-   bounded selections: the temperature fit's rows, the figures' display sample, the most uncertain 5 %;
+   bounded selections: the temperature fit's rows, the figures' display sample, the most uncertain 5 %, the
+   galleries' top rows;
 2. with the thresholds and temperatures: the confident joint, the held-out temperature-scaled sums and
    null, and the distinct samples of the few histogram bins that an equal-mass or coverage cut falls in or
    that may hold a 1 %-error threshold (so those statistics are exact);
@@ -18,7 +24,9 @@ shards and one merge (`_merge` inside a CombineFn), later passes reading the ear
 
 What the report reads is then the local engine's reduced.ReducedAudit, so the report, archive, gates and
 `compare` are unchanged. Exact (up to float summation order, ~1e-15 relative) except the AURC and its
-bootstrap interval, which come from confidence histograms (RESOLUTION).
+bootstrap interval, which come from confidence histograms (RESOLUTION). The galleries' few pictures are read
+by row in the driver, which holds the resolved data set (image files stay on disk; arrays are in memory there,
+as in the local engine, and are written to the staging folder part by part for the workers).
 
 apache_beam is imported only inside the functions that build and run the pipeline.
 """
