@@ -295,3 +295,26 @@ def test_beam_refuses_what_it_cannot_run_yet_in_one_line(tmp_path, extra, messag
     assert r.exit_code != 0 and message in r.output
     assert len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_part_that_cannot_be_predicted_fails_in_one_line_and_writes_nothing(deterministic_audit, mnist_npz, tmp_path):
+    from reportgen import beam as B
+    from reportgen import predict as PR
+    from reportgen.errors import DataError
+
+    _, model = deterministic_audit
+    real = PR.predict
+
+    def broken(models, images, **kw):  # the second part's images cannot be decoded on its worker
+        if kw.get("first_batch"):
+            raise DataError("photos/7/x.png: cannot decode the image (truncated file)")
+        return real(models, images, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(PR, "predict", broken)
+        mp.setattr(B, "PREDICT_SHARD_ROWS", PART_ROWS)
+        r = run_cli(["audit", "--engine", "beam", "--model", str(model), "--data", str(mnist_npz), "--mc-samples", "2",
+                     "--bootstrap", "20", "--output", str(tmp_path / "out"), "--name", "m", "--quiet"])
+    assert r.exit_code != 0
+    assert r.output.strip() == "Error: photos/7/x.png: cannot decode the image (truncated file)"
+    assert not (tmp_path / "out").exists()  # no report, and the staging folder (with the first part's files) is gone
