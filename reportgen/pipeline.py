@@ -22,9 +22,9 @@ from .report import describe_data
 from .model import DEFAULT_EPOCHS
 
 Progress = Callable[[str], None]
-# Engines of `audit` (--engine): one process, or an Apache Beam pipeline over sharded saved predictions.
+# Engines of `audit` (--engine): one process, or an Apache Beam pipeline (sharded saved predictions, or a model on data).
 ENGINES = ("local", "beam")
-# What --engine beam audits today; every other input is refused in one line.
+# What --engine beam audits (its refusal when given neither).
 BEAM_INPUTS = ("--engine beam audits sharded saved predictions (--predictions 'probs-*.npy' --labels 'labels-*.npy') or an "
                "already-trained model on --data (--model m.keras --data DATA)")
 # Options --engine beam does not take yet, each refused in one line.
