@@ -232,10 +232,11 @@ class Worker:
             try:
                 ok, value = self._conn.recv()
             except (EOFError, OSError) as e:
+                self._busy = False
                 self.close()
                 raise WorkerFailed("the worker exited") from e
-            finally:
-                self._busy = False
+            # Interrupted while waiting (Ctrl-C), the worker stays busy, so close() kills it rather than waiting for the job.
+            self._busy = False
             if not ok:
                 raise WorkerFailed(value)
             return value

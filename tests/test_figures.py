@@ -176,3 +176,29 @@ pipeline.run_audit(pipeline.AuditOptions(output={str(tmp_path / "worker")!r}, **
         return re.sub(r"\d{4}-\d\d-\d\dT[\d:]+\+00:00", "<time>", text)
 
     assert "Calibration" in pdf_text(a) and pdf_text(a) == pdf_text(b)
+
+
+def test_an_interrupt_while_waiting_kills_the_busy_worker_at_once():
+    import signal
+    import time
+
+    from reportgen import render
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    worker = render.Worker.start(lambda: None)
+    pid = worker.call(_pid_plus, 0)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.alarm(1)
+        with pytest.raises(KeyboardInterrupt):
+            worker.call(time.sleep, 60)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    start = time.monotonic()
+    worker.close()
+    assert time.monotonic() - start < 10  # not the job's 60 s
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
