@@ -519,7 +519,7 @@ def _fit_records(start: int, p: np.ndarray, y: np.ndarray, seed: int, half: np.n
     rec["row"], rec["y"] = rows, y
     rec["z"] = np.log(np.clip(p, U.LOG_FLOOR, 1.0))
     parts = []
-    for s, mask in ((0, np.ones(len(y), bool)), (1, half), (2, ~half)):
+    for s, mask in ((1, half), (2, ~half)):
         sub = Smallest.of(rec[mask], U.TEMPERATURE_FIT_ROWS, ("key", "row")).records.copy()
         sub["set"] = s
         parts.append(sub)
@@ -527,12 +527,19 @@ def _fit_records(start: int, p: np.ndarray, y: np.ndarray, seed: int, half: np.n
 
 
 class _FitSelection(Smallest):
-    """Three Smallest selections (all rows, half A, half B) in one record array, told apart by the field "set"."""
+    """Two Smallest selections (half A, half B) in one record array, told apart by the field "set" (1, 2).
+
+    The selection of all rows is not carried: the halves partition the rows, so it is the smallest of the two
+    selections together (`all_rows`), and each piece is a third smaller.
+    """
 
     def merge(self, other):
         r = np.concatenate([self.records, other.records])
         return _FitSelection(self.limit, self.order, np.concatenate(
-            [Smallest.of(r[r["set"] == s], self.limit, self.order).records for s in (0, 1, 2)]))
+            [Smallest.of(r[r["set"] == s], self.limit, self.order).records for s in (1, 2)]))
+
+    def all_rows(self) -> np.ndarray:
+        return Smallest.of(self.records, self.limit, self.order).records
 
 
 def pass1(shard: Shard, cfg: Config):
@@ -636,7 +643,7 @@ def globals1(s: Sums1, cfg: Config):
     if isinstance(s, Failed):
         return s
     fit = s.fit.records
-    t_shown = _fit(fit[fit["set"] == 0])
+    t_shown = _fit(s.fit.all_rows())
     split = bool(s.hist[2].sum() and (s.hist[0] - s.hist[2]).sum())
     if split:
         t_a, t_b = _fit(fit[fit["set"] == 1]), _fit(fit[fit["set"] == 2])  # fitted on half A, on half B

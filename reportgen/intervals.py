@@ -702,8 +702,9 @@ class BootstrapHistogram:
     """Per-replicate confidence histograms of some rows (Poisson weights of `poisson_weights`); merge with +.
 
     seed: seed of the weights; rows: the global (start, stop) ranges summed.
-    count: (B, H) int64 weighted samples per replicate and `confidence_bins` bin (COARSE_MANTISSA_BITS).
-    errors: (B, H) int64 weighted wrong predictions.
+    count: (B, H) weighted samples per replicate and `confidence_bins` bin (COARSE_MANTISSA_BITS), int32 while
+        every count fits (half the size of a sharded run's pieces), else int64.
+    errors: (B, H) weighted wrong predictions, the same dtype.
     """
 
     seed: int
@@ -719,8 +720,8 @@ class BootstrapHistogram:
         """
         if not isinstance(other, BootstrapHistogram) or other.seed != self.seed or other.count.shape != self.count.shape:
             raise DataError("cannot merge bootstrap histograms with a different seed, replicates or bins")
-        return BootstrapHistogram(self.seed, _union_rows(self.rows, other.rows), self.count + other.count,
-                                  self.errors + other.errors)
+        return BootstrapHistogram(self.seed, _union_rows(self.rows, other.rows), _narrow(self.count.astype(np.int64) + other.count),
+                                  _narrow(self.errors.astype(np.int64) + other.errors))
 
     __add__ = merge
 
@@ -783,7 +784,13 @@ def bootstrap_histogram(start: int, confidence: np.ndarray, correct: np.ndarray,
         if wrong.any():
             used_e = np.unique(b[wrong])
             errors[used_e] += _segment_sums(w[wrong], np.searchsorted(used_e, b[wrong]), len(used_e))
-    return BootstrapHistogram(seed, ((start, stop),) if n else (), np.ascontiguousarray(count.T), np.ascontiguousarray(errors.T))
+    return BootstrapHistogram(seed, ((start, stop),) if n else (), _narrow(np.ascontiguousarray(count.T)),
+                              _narrow(np.ascontiguousarray(errors.T)))
+
+
+def _narrow(counts: np.ndarray) -> np.ndarray:
+    """int64 counts as int32 when every one fits (they do below about 2e9 rows), else unchanged."""
+    return counts.astype(np.int32) if counts.size == 0 or counts.max() <= np.iinfo(np.int32).max else counts
 
 
 # --------------------------------------------------------------------------- intervals

@@ -174,9 +174,9 @@ class WorkerFailed(Exception):
 class Worker:
     """A helper process forked early, which warms the rendering libraries on the idle core and then runs jobs.
 
-    The audit starts one before it imports TensorFlow: while the parent imports TensorFlow and
-    predicts (one core), the worker imports matplotlib and WeasyPrint and draws one small figure
-    and PDF, so the figures and the PDF later start warm. It also never holds TensorFlow, so its
+    The audit starts one before it imports TensorFlow: while the parent imports TensorFlow (about
+    4 s on one core), the worker imports matplotlib and WeasyPrint on the other and draws one small
+    figure and PDF, so the figures and the PDF later start warm. It also never holds TensorFlow, so its
     own forked children (figures.parallel_encoding) start from a process without it.
 
     A job is a module-level function (or functools.partial of one) with picklable arguments. Any
@@ -232,10 +232,11 @@ class Worker:
             try:
                 ok, value = self._conn.recv()
             except (EOFError, OSError) as e:
+                self._busy = False
                 self.close()
                 raise WorkerFailed("the worker exited") from e
-            finally:
-                self._busy = False
+            # Interrupted while waiting (Ctrl-C), the worker stays busy, so close() kills it rather than waiting for the job.
+            self._busy = False
             if not ok:
                 raise WorkerFailed(value)
             return value

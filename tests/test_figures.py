@@ -120,7 +120,8 @@ def test_a_dead_worker_fails_every_call_and_spawn_says_so(tmp_path):
 
 def test_an_audit_through_the_worker_writes_the_same_report(tmp_path, mnist):
     """A fresh process (no TensorFlow yet) draws the figures and the PDF in its worker; this one, with
-    TensorFlow loaded, draws them itself: the figures, numbers and PDF text must not differ."""
+    TensorFlow loaded, draws them itself: the figures, numbers and PDF text must not differ. The local
+    engine's process never imports Apache Beam."""
     import json
     import re
     import subprocess
@@ -149,6 +150,7 @@ for mod, name in ((figures, "encoded_report_figures"), (report, "write_pdf")):
     setattr(mod, name, logged)
 print(os.getpid())
 pipeline.run_audit(pipeline.AuditOptions(output={str(tmp_path / "worker")!r}, **{options!r}))
+assert "apache_beam" not in sys.modules  # the local engine never loads the beam extra
 """
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     parent = int(r.stdout.split()[0])
@@ -176,3 +178,29 @@ pipeline.run_audit(pipeline.AuditOptions(output={str(tmp_path / "worker")!r}, **
         return re.sub(r"\d{4}-\d\d-\d\dT[\d:]+\+00:00", "<time>", text)
 
     assert "Calibration" in pdf_text(a) and pdf_text(a) == pdf_text(b)
+
+
+def test_an_interrupt_while_waiting_kills_the_busy_worker_at_once():
+    import signal
+    import time
+
+    from reportgen import render
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    worker = render.Worker.start(lambda: None)
+    pid = worker.call(_pid_plus, 0)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.alarm(1)
+        with pytest.raises(KeyboardInterrupt):
+            worker.call(time.sleep, 60)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    start = time.monotonic()
+    worker.close()
+    assert time.monotonic() - start < 10  # not the job's 60 s
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
