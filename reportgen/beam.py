@@ -391,7 +391,7 @@ class Sums1:
     hist_errors_a: np.ndarray  # (H,) int64 errors in half A
     hist_sum_confidence: np.ndarray  # (H,) float64
     min_confidence: np.ndarray  # (3, H) float64 smallest confidence per bin: all, half A, half B (inf: empty)
-    fit: object  # Smallest: the temperature fit's rows, all / half A / half B (field "set")
+    fit: object  # _FitSelection: the temperature fit's rows, half A / half B (field "set"); all rows derived from both
     display: object  # Smallest: the figures' display sample
     uncertain: object  # Smallest: the top_count most uncertain rows (by aleatoric when measured, else total)
     gallery: dict  # "aleatoric" / "epistemic" / "total" -> Smallest: the uncertainty galleries' rows
