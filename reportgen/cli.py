@@ -104,7 +104,7 @@ def train(obj: Ctx, data, output, name, ensemble, force, preprocess, epochs, bat
 @click.option("--trust-model", is_flag=True, allow_from_autoenv=False, help="Allow models with Lambda layers (runs code stored in the file).")
 @preprocess_option("Input scaling: unit [0, 1], symmetric [-1, 1], raw 0-255, imagenet mean/std. Default: raw pixels for a model with its own Rescaling/Normalization layer, else its metadata, else unit.")
 @click.option("--paper", type=click.Choice(["a4", "letter"]), default="a4", show_default=True, help="PDF paper size.")
-@click.option("--engine", type=click.Choice(list(ENGINES)), default="local", show_default=True, help="'beam': run on Apache Beam over sharded saved predictions (--predictions and --labels as globs, matched by shard name) or a trained --model on --data (predicted inside the pipeline); needs pip install 'reportgen[beam]'.")
+@click.option("--engine", type=click.Choice(list(ENGINES)), default="local", show_default=True, help="'beam': run on Apache Beam over sharded saved predictions (--predictions and --labels as globs, matched by shard name) or a model on --data (the --model given, else the default CNN trained first as with local; predicted inside the pipeline); needs pip install 'reportgen[beam]'.")
 @click.option("--beam-option", "beam_options", multiple=True, help="A Beam pipeline option for --engine beam, e.g. --beam-option=--runner=FlinkRunner or --beam-option=--direct_num_workers=2 (repeatable).")
 @training_options
 @global_flags

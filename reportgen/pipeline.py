@@ -24,9 +24,6 @@ from .model import DEFAULT_EPOCHS
 Progress = Callable[[str], None]
 # Engines of `audit` (--engine): one process, or an Apache Beam pipeline (sharded saved predictions, or a model on data).
 ENGINES = ("local", "beam")
-# What --engine beam audits (its refusal when given neither).
-BEAM_INPUTS = ("--engine beam audits sharded saved predictions (--predictions 'probs-*.npy' --labels 'labels-*.npy') or an "
-               "already-trained model on --data (--model m.keras --data DATA)")
 # Options --engine beam does not take yet, each refused in one line.
 BEAM_UNSUPPORTED = {"cv": "--cv", "reviews": "--reviews", "audit_size": "--audit-size", "images": "--images"}
 # The method of an audit of saved probabilities (either engine).
@@ -601,9 +598,6 @@ def _validate_options(opts: AuditOptions) -> None:
         for key, flag in BEAM_UNSUPPORTED.items():
             if getattr(opts, key):
                 raise ReportgenError(f"{flag} is not supported with --engine beam yet; run it with --engine local")
-        if not opts.predictions and not opts.models:
-            raise ReportgenError(f"{BEAM_INPUTS}; it does not train the default CNN: run `reportgen train` first and pass "
-                                 "the model file with --model")
         if opts.predictions and not opts.labels:
             raise ReportgenError("--predictions needs --labels (the given label of every row)")
     if opts.predictions and opts.models:
@@ -791,7 +785,7 @@ def _run_beam(opts: AuditOptions, progress: Progress | None) -> Path:
     from . import beam
     from .archive import write_index
 
-    if opts.models:
+    if not opts.predictions:
         return _run_beam_models(opts, progress)
     names = load_class_names(opts.class_names) if opts.class_names else None
     shards, info, names = beam.prepare(opts.predictions, opts.labels, class_names=names, name=opts.name, version=opts.version)
@@ -813,8 +807,9 @@ def _run_beam(opts: AuditOptions, progress: Progress | None) -> Path:
 
 
 def _run_beam_models(opts: AuditOptions, progress: Progress | None) -> Path:
-    """`reportgen audit --engine beam --model M --data D`: inputs resolved as the local engine resolves them (held-out
-    rows, class alignment, image fitting, preprocessing), then predicted and audited in the Beam pipeline."""
+    """`reportgen audit --engine beam [--model M] [--data D]`: inputs resolved as the local engine resolves them (held-out
+    rows, class alignment, image fitting, preprocessing; without --model the default CNN trained here, in the driver, or
+    reused from the archive's model cache), then predicted and audited in the Beam pipeline."""
     from . import beam
     from ._tf import load_quietly
     from .archive import write_index

@@ -287,8 +287,7 @@ def test_beam_model_run_shows_the_local_galleries(model_parity):
     (["--cv", "3"], "--cv is not supported with --engine beam"),
     (["--audit-size", "50"], "--audit-size is not supported with --engine beam"),
     (["--reviews", "review.csv"], "--reviews is not supported with --engine beam"),
-    (["--data", "digits"], "run `reportgen train` first"),
-    ([], "run `reportgen train` first"),
+    (["--images", "x.npy"], "--images is not supported with --engine beam"),
 ])
 def test_beam_refuses_what_it_cannot_run_yet_in_one_line(tmp_path, extra, message):
     r = run_cli(["audit", "--engine", "beam", "--output", str(tmp_path / "out"), *extra])
@@ -318,3 +317,25 @@ def test_a_part_that_cannot_be_predicted_fails_in_one_line_and_writes_nothing(de
     assert r.exit_code != 0
     assert r.output.strip() == "Error: photos/7/x.png: cannot decode the image (truncated file)"
     assert not (tmp_path / "out").exists()  # no report, and the staging folder (with the first part's files) is gone
+
+
+def test_beam_without_a_model_audits_the_default_cnn_like_the_local_engine(deterministic_audit, archive, mnist_npz, tmp_path):
+    """No --model: the driver trains the default CNN as --engine local does, or reuses it from the model cache (here the
+    one the local fixture audit trained), and the beam run's numbers and flags are the local audit's."""
+    import shutil
+
+    local, _ = deterministic_audit
+    shutil.copytree(archive / ".models", tmp_path / "out" / ".models")
+    r = run_cli(["audit", "--engine", "beam", "--data", str(mnist_npz), "--epochs", "1", "--mc-samples", "1",
+                 "--output", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    assert "reusing the default model" in r.stderr
+    beam = Path(r.stdout.strip().splitlines()[-1])
+    assert beam.relative_to(tmp_path / "out") == local.relative_to(archive)  # same model, so the same name and version
+    a, b = (json.loads((f / "summary.json").read_text())["metrics"] for f in (local, beam))
+    assert a["n_samples"] == b["n_samples"] == 1000 and a["n_flagged"] == b["n_flagged"]
+    for key, x in a.items():
+        if isinstance(x, float) and not any(key.startswith(h) for h in ("aurc",)):
+            assert b[key] == pytest.approx(x, rel=1e-9, abs=1e-12), key
+    rows = lambda f: [(r["split"], r["row"]) for r in csv.DictReader(open(f / "flagged.csv"))]  # noqa: E731
+    assert rows(local) == rows(beam)
