@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from . import intervals, label_issues as LI, reduced as R, uncertainty as U, validate
-from .errors import DataError, ReportgenError
+from .errors import DataError, ModelError, ReportgenError
 
 # How to get the optional dependency (the one-line error without it).
 INSTALL_HINT = "pip install 'reportgen[beam]'"
@@ -761,7 +761,10 @@ def pass4(shard: Shard, cfg: Config, g2, cutoffs):
     w = csv.writer(text)
     numbers = (rec["given"].tolist(), rec["suggested"].tolist(), [f"{v:.9g}" for v in rec["p_given"]],
                [f"{v:.9g}" for v in rec["score"]])
-    if shard.source:  # rows of a data set: named as the local flagged.csv names them
+    if shard.source and files is not None:  # rows of image files: named as the local flagged.csv names them
+        w.writerow(("split", _CSV_COLUMNS[0], "file", *_CSV_COLUMNS[1:]))
+        w.writerows(zip(split[f].tolist(), source_rows[f].tolist(), files[f].tolist(), *numbers))
+    elif shard.source:  # rows of an array data set
         w.writerow(("split", *_CSV_COLUMNS))
         w.writerows(zip(split[f].tolist(), source_rows[f].tolist(), *numbers))
     else:
@@ -837,11 +840,17 @@ def predict_part(part: ImagePart, models: list, spec: ModelSpec, staging: str) -
     from . import predict
 
     shard = _predicted_shard(part, staging)
+    failed = lambda message: Shard(shard.key, shard.probs, shard.labels, shard.start, shard.rows, error=message)  # noqa: E731
+    if isinstance(models, str):  # the worker could not load the model (DoFn.setup): every part reports it
+        return failed(models)
     try:
         images = _load(part.images) if isinstance(part.images, str) else part.images
         sampled, _ = predict.predict(models, images, mc_samples=spec.mc_samples, seed=spec.seed, first_batch=part.first_batch)
     except ReportgenError as e:
-        return Shard(shard.key, shard.probs, shard.labels, shard.start, shard.rows, error=str(e))
+        return failed(str(e))
+    except Exception as e:  # noqa: BLE001 - e.g. TensorFlow running out of memory: one line, not the worker's traceback
+        return failed(f"rows {part.start:,}-{part.start + part.rows - 1:,} could not be predicted on a worker "
+                      f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else 'no message'})")
     _write_npy(shard.probs, sampled.mean_probs)
     _write_npy(shard.labels, np.asarray(part.labels, dtype=np.int64))
     _write_npy(shard.aleatoric, sampled.expected_entropy.astype(np.float64))
@@ -859,7 +868,11 @@ def _predict_fn(spec: ModelSpec, staging: str):
         """Pass 0: one model load per worker (setup), then one ImagePart -> its predicted Shard per element."""
 
         def setup(self):
-            self.models = load_models(spec)
+            try:
+                self.models = load_models(spec)
+            except Exception as e:  # noqa: BLE001 - e.g. the model file not at this path on the worker: one line per part
+                first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+                self.models = first if isinstance(e, ReportgenError) else f"{spec.paths[0]}: the worker cannot load the model ({first})"
 
         def process(self, part):
             yield predict_part(part, self.models, spec, staging)
@@ -1199,7 +1212,11 @@ def run_models(ds, models: list, *, output: str, mc_samples: int, seed: int, rep
     from .images import ImageFiles
 
     n = len(ds.labels)
-    batch, pinfo = predict.plan(models, ds.images, mc_samples=mc_samples, seed=seed)
+    batch, pinfo, keyed = predict.plan(models, ds.images, mc_samples=mc_samples, seed=seed)
+    if not keyed:
+        raise ModelError(f"{models[0].path}: its dropout cannot be split from the layers before it, so its MC samples are not "
+                         "keyed on the batch and parts predicted apart would not draw one run's samples; audit it with "
+                         "--engine local, or with --mc-samples 1")
     rows = batch * max(1, round(PREDICT_SHARD_ROWS / batch))
     spec = ModelSpec(paths=tuple(m.path for m in models), names=tuple(m.name for m in models), trust=trust,
                      preprocessing=tuple(m.preprocessing for m in models), preprocessing_why=tuple(m.preprocessing_why for m in models),

@@ -704,7 +704,7 @@ class BootstrapHistogram:
     seed: seed of the weights; rows: the global (start, stop) ranges summed.
     count: (B, H) weighted samples per replicate and `confidence_bins` bin (COARSE_MANTISSA_BITS), int32 while
         every count fits (half the size of a sharded run's pieces), else int64.
-    errors: (B, H) weighted wrong predictions, the same dtype.
+    errors: (B, H) weighted wrong predictions, int32 or int64 by the same rule (each array on its own).
     """
 
     seed: int

@@ -650,7 +650,7 @@ class Audit:
         """Headline metrics, keyed as in summary.json's "metrics"."""
         return self.reduced.metrics
 
-    def context(self, worker=None) -> dict:
+    def context(self, *, worker=None) -> dict:
         """The report context (figures included), as report.html/pdf/summary.json see it.
 
         With a render.Worker the figures are drawn there (warm); if it fails, here.
@@ -687,7 +687,7 @@ class Audit:
         if final.exists() and not force:
             raise OutputError(f"{final}: already exists; pass --force to overwrite it")
         _say(progress, "drawing figures")
-        context = self.context(worker)
+        context = self.context(worker=worker)
         _say(progress, f"rendering the report into {final}")
         predictions = None
         if self.result is not None:

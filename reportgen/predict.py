@@ -242,11 +242,14 @@ def predict(
     return _loop(len(images), models[0].n_outputs, images, fn, batch, progress, first_batch), info
 
 
-def plan(models: Sequence[LoadedModel], images, *, mc_samples: int = 30, seed: int = 0) -> tuple[int, PredictInfo]:
-    """(images per batch, PredictInfo) of `predict` for these models, images and S, without predicting: a sharded run
-    cuts its shards at multiples of the batch and reports the method."""
+def plan(models: Sequence[LoadedModel], images, *, mc_samples: int = 30, seed: int = 0) -> tuple[int, PredictInfo, bool]:
+    """(images per batch, PredictInfo, keyed) of `predict` for these models, images and S, without predicting: a sharded
+    run cuts its shards at multiples of the batch and reports the method. keyed: every sample's randomness is keyed on
+    the batch index (deterministic, ensembles, split MC dropout), so rows predicted in parts from their global batch
+    index get one run's samples; False for a model whose dropout cannot be split, sampled from Keras' global generator."""
     _, batch, info = _plan(models, images, mc_samples=mc_samples, seed=seed, full_passes=False)
-    return batch, info
+    # Without full_passes, "mc_dropout_full" is only the unsplit path's method (a split model gives "mc_dropout").
+    return batch, info, info.method != "mc_dropout_full"
 
 
 def _plan(models: Sequence[LoadedModel], images, *, mc_samples: int, seed: int, full_passes: bool):

@@ -189,7 +189,8 @@ def test_keyed_selections_do_not_depend_on_the_sharding():
 
 
 # Images of the model parity run (a class-folder image set, real digits the fixture model did not train on), S, and the
-# rows per predicted part (the prediction batch is 512 here, so two parts: the second starts at global batch 1).
+# rows asked per predicted part (rounded to whole prediction batches of 512 here: two parts, the second starting at global
+# batch 1).
 MODEL_N, MODEL_S, PART_ROWS = 600, 4, 300
 
 
@@ -250,6 +251,8 @@ def test_beam_audits_a_model_on_an_image_folder_like_the_local_engine(model_pari
     assert [(r["split"], r["row"], r["file"], r["given"], r["suggested"]) for r in bf] == \
         [(r["split"], r["row"], r["file"], r["given"], r["suggested"]) for r in lf]
     assert all(r["file"].endswith(".png") for r in bf)
+    shards = [r for f in sorted((beam / "flagged").glob("*.csv")) for r in csv.DictReader(open(f))]
+    assert sorted((r["split"], r["row"], r["file"]) for r in shards) == sorted((r["split"], r["row"], r["file"]) for r in lf)
 
 
 def test_beam_model_run_predicts_in_parts_with_the_local_per_sample_numbers(model_parity):
@@ -339,3 +342,39 @@ def test_beam_without_a_model_audits_the_default_cnn_like_the_local_engine(deter
             assert b[key] == pytest.approx(x, rel=1e-9, abs=1e-12), key
     rows = lambda f: [(r["split"], r["row"]) for r in csv.DictReader(open(f / "flagged.csv"))]  # noqa: E731
     assert rows(local) == rows(beam)
+
+
+def test_beam_refuses_mc_samples_of_a_model_whose_dropout_cannot_be_split(mnist_npz, tmp_path):
+    """Such a model samples from Keras' global generator, so parts predicted apart would not draw one run's samples."""
+    import keras
+
+    inp = keras.Input((28, 28, 1))
+    x = keras.layers.Add()([keras.layers.Conv2D(2, 3, padding="same")(inp), keras.layers.Conv2D(2, 1)(inp)])
+    out = keras.layers.Dense(10)(keras.layers.Dropout(0.1)(keras.layers.Flatten()(x)))
+    keras.Model(inp, out).save(tmp_path / "skip.keras")
+    args = ["audit", "--engine", "beam", "--model", str(tmp_path / "skip.keras"), "--data", str(mnist_npz), "--output", str(tmp_path / "out")]
+    r = run_cli([*args, "--mc-samples", "3"])
+    assert r.exit_code != 0 and "skip.keras: its dropout cannot be split" in r.output and "--engine local" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("error, line", [
+    (lambda: __import__("reportgen.errors").errors.ModelError("m.keras: not a Keras model file"), "Error: m.keras: not a Keras model file"),
+    (lambda: OSError("No such file or directory: '/shared/m.keras'"), "the worker cannot load the model (No such file or directory"),
+])
+def test_a_model_the_workers_cannot_load_fails_in_one_line(deterministic_audit, mnist_npz, tmp_path, error, line):
+    from reportgen import beam as B
+
+    _, model = deterministic_audit
+
+    def cannot(spec):
+        raise error()
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(B, "load_models", cannot)
+        r = run_cli(["audit", "--engine", "beam", "--model", str(model), "--data", str(mnist_npz), "--mc-samples", "2",
+                     "--bootstrap", "20", "--output", str(tmp_path / "out"), "--quiet"])
+    assert r.exit_code != 0 and line in r.output
+    assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+    assert not (tmp_path / "out").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -102,6 +103,23 @@ def test_worker_runs_jobs_in_another_process_and_keeps_serving_after_an_error():
         os.waitpid(pid, os.WNOHANG)  # closed and reaped
 
 
+def _unpicklable():
+    return lambda: None
+
+
+def test_a_worker_that_dies_mid_job_or_answers_unpicklably_fails_the_call():
+    from reportgen import render
+
+    with render.Worker.start(lambda: None) as worker:
+        with pytest.raises(render.WorkerFailed, match="cannot send the result"):
+            worker.call(_unpicklable)
+        assert worker.call(_pid_plus, 0) != os.getpid()  # still serving
+        with pytest.raises(render.WorkerFailed, match="exited"):
+            worker.call(os._exit, 3)  # the worker ends in the middle of the job
+        with pytest.raises(render.WorkerFailed):
+            worker.call(_pid_plus, 0)
+
+
 def test_a_dead_worker_fails_every_call_and_spawn_says_so(tmp_path):
     import signal
 
@@ -113,11 +131,15 @@ def test_a_dead_worker_fails_every_call_and_spawn_says_so(tmp_path):
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(render.WorkerFailed):
         worker.call(_pid_plus, 0)
-    assert worker.spawn(functools.partial(_pid_plus, 0))() is False
+    # spawn falls back to a forked child, as write_all does without a worker
+    assert worker.spawn(functools.partial((tmp_path / "pdf").write_text, "written"))() is True
+    assert (tmp_path / "pdf").read_text() == "written"
+    assert worker.spawn(functools.partial(_raises, "no"))() is False
     worker.close()
     worker.close()
 
 
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext (poppler-utils) not installed")
 def test_an_audit_through_the_worker_writes_the_same_report(tmp_path, mnist):
     """A fresh process (no TensorFlow yet) draws the figures and the PDF in its worker; this one, with
     TensorFlow loaded, draws them itself: the figures, numbers and PDF text must not differ. The local

@@ -135,6 +135,15 @@ def test_unsplittable_model_samples_dropout_only_and_leaves_batchnorm_alone(tmp_
     gap = np.abs(sp.mean_probs - det.mean_probs).max()
     assert 1e-4 < gap < 0.3  # dropout at rate 0.1 moves the mean a little, BatchNorm in training mode moved it ~0.8
     assert sp.std_probs.max() > 1e-4
+    # Its samples come from Keras' global generator, not from keys on the batch: a sharded run must not cut it in parts.
+    assert P_plan([m], images, mc_samples=8)[2] is False
+    assert P_plan([m], images, mc_samples=1)[2] is True  # one deterministic pass: nothing random
+
+
+def P_plan(models, images, **kw):
+    from reportgen import predict as P
+
+    return P.plan(models, images, **kw)
 
 
 # ----------------------------------------------------------------- against Keras' own dropout
@@ -255,7 +264,8 @@ def test_parts_predicted_with_their_first_batch_index_equal_the_whole(default_cn
     from reportgen import predict as P
 
     monkeypatch.setattr(P, "MAX_BATCH", 16)
-    b, info = P.plan([default_cnn], images, mc_samples=5, seed=2)
+    b, info, keyed = P.plan([default_cnn], images, mc_samples=5, seed=2)
+    assert keyed
     assert b == 16 and info.method == "mc_dropout" and info.n_samples == 5
     whole, _ = predict([default_cnn], images, mc_samples=5, seed=2)
     head, _ = predict([default_cnn], images[:2 * b], mc_samples=5, seed=2)
