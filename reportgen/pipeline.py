@@ -684,8 +684,7 @@ class Audit:
         from .archive import staged_folder
 
         final = Path(folder)
-        if final.exists() and not force:
-            raise OutputError(f"{final}: already exists; pass --force to overwrite it")
+        _refuse_existing(final, force)
         _say(progress, "drawing figures")
         context = self.context(worker=worker)
         _say(progress, f"rendering the report into {final}")
@@ -744,13 +743,18 @@ def run_audit(opts: AuditOptions, progress: Progress | None = None) -> Path:
         load_quietly(keras=not opts.predictions)
         r = _resolve_predictions(opts) if opts.predictions else _resolve_models(opts, progress)
         final = version_dir(opts.output, r.name, r.version)
-        if final.exists() and not opts.force:
-            raise OutputError(f"{final}: already exists; pass --force to overwrite it")
+        _refuse_existing(final, opts.force)
         folder = _compute(r, opts, progress).write(final, force=opts.force, paper=opts.paper, progress=progress, worker=worker)
     from .archive import write_index
 
     write_index(opts.output)
     return folder
+
+
+def _refuse_existing(final: Path, force: bool) -> None:
+    """OutputError for an existing version folder without --force (the runs check before any slow work, Audit.write again)."""
+    if final.exists() and not force:
+        raise OutputError(f"{final}: already exists; pass --force to overwrite it")
 
 
 def _warm_rendering() -> None:
@@ -783,7 +787,6 @@ def _render_worker():
 def _run_beam(opts: AuditOptions, progress: Progress | None) -> Path:
     """`reportgen audit --engine beam`: sharded saved predictions through reportgen.beam, the same report folder."""
     from . import beam
-    from .archive import write_index
 
     if not opts.predictions:
         return _run_beam_models(opts, progress)
@@ -791,19 +794,12 @@ def _run_beam(opts: AuditOptions, progress: Progress | None) -> Path:
     shards, info, names = beam.prepare(opts.predictions, opts.labels, class_names=names, name=opts.name, version=opts.version)
     name = check_component(info.name, "model name")
     final = version_dir(opts.output, name, info.version)
-    if final.exists() and not opts.force:
-        raise OutputError(f"{final}: already exists; pass --force to overwrite it")
+    _refuse_existing(final, opts.force)
     reduced, staging = beam.run(shards, info, names, output=opts.output, seed=opts.seed, replicates=opts.bootstrap,
                                 rule=opts.flag_rule, rank_by=opts.rank_by, beam_options=tuple(opts.beam_options), progress=progress)
-    try:
-        audit = Audit(reduced=reduced, method=dict(SAVED_METHOD), model_name=name, version=info.version, model_info=info.model_info,
-                      data_role=info.data_role, notes=[], options=asdict(opts), has_images=False, command=opts.command,
-                      dataset_info=info.dataset_info, card=_load_card(opts))
-        folder = audit.write(final, force=opts.force, paper=opts.paper, progress=progress)
-    finally:
-        beam.remove_staging(staging)
-    write_index(opts.output)
-    return folder
+    return _write_sharded(final, staging, opts, progress, reduced=reduced, method=dict(SAVED_METHOD), model_name=name,
+                          version=info.version, model_info=info.model_info, data_role=info.data_role, notes=[], has_images=False,
+                          dataset_info=info.dataset_info)
 
 
 def _run_beam_models(opts: AuditOptions, progress: Progress | None) -> Path:
@@ -812,22 +808,27 @@ def _run_beam_models(opts: AuditOptions, progress: Progress | None) -> Path:
     reused from the archive's model cache), then predicted and audited in the Beam pipeline."""
     from . import beam
     from ._tf import load_quietly
-    from .archive import write_index
 
     beam.require_beam()
     load_quietly()
     r = _resolve_models(opts, progress)
     final = version_dir(opts.output, r.name, r.version)
-    if final.exists() and not opts.force:
-        raise OutputError(f"{final}: already exists; pass --force to overwrite it")
+    _refuse_existing(final, opts.force)
     reduced, method, staging = beam.run_models(r.audit, r.models, output=opts.output, mc_samples=opts.mc_samples, seed=opts.seed,
                                                replicates=opts.bootstrap, rule=opts.flag_rule, rank_by=opts.rank_by,
                                                beam_options=tuple(opts.beam_options), trust=opts.trust_model, progress=progress)
+    return _write_sharded(final, staging, opts, progress, reduced=reduced, method=method, model_name=r.name, version=r.version,
+                          model_info=r.model_info, data_role=r.data_role, notes=r.notes, has_images=True, dataset_info=r.dataset)
+
+
+def _write_sharded(final: Path, staging, opts: AuditOptions, progress: Progress | None, **audit) -> Path:
+    """The report folder of a Beam run (Audit fields in `audit`), its staging folders removed whatever happens, then the index."""
+    from . import beam
+    from .archive import write_index
+
     try:
-        audit = Audit(reduced=reduced, method=method, model_name=r.name, version=r.version, model_info=r.model_info,
-                      data_role=r.data_role, notes=r.notes, options=asdict(opts), has_images=True, command=opts.command,
-                      dataset_info=r.dataset, card=_load_card(opts))
-        folder = audit.write(final, force=opts.force, paper=opts.paper, progress=progress)
+        folder = Audit(**audit, options=asdict(opts), command=opts.command, card=_load_card(opts)).write(
+            final, force=opts.force, paper=opts.paper, progress=progress)
     finally:
         beam.remove_staging(staging)
     write_index(opts.output)
