@@ -6,7 +6,7 @@ the generator never holds more than one shard.
 
   1. the whole audit (report, PDF and per-sample shards) on Beam's DirectRunner in multi-processing mode with 1 and
      2 workers: wall time, rows per second, the driver's peak RSS and each worker's peak RSS (VmHWM of every
-     process under the driver, sampled from /proc), against the targets: <= 1 GB per worker, 2 workers >= 1.6 x
+     process under the driver, sampled from /proc), their CPU seconds and when the workers lived, against the targets: <= 1 GB per worker, 2 workers >= 1.6 x
      the throughput of 1;
   2. parity on a subset (the first 10 shards, 1,000,000 rows): the local engine on the concatenated arrays against
      the beam engine on the shards: the flagged sets, the count metrics and the largest relative difference of the
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -94,20 +95,34 @@ def _hwm_mb(pid: int) -> float | None:
     return None
 
 
+def _cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a live process so far (/proc/PID/stat)."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_measured(cmd: list[str]) -> dict:
-    """Run `cmd`; wall time and the peak RSS (VmHWM) of it and of every process under it, sampled while they live."""
+    """Run `cmd`; wall time, and the peak RSS (VmHWM), CPU seconds and first and last sight of it and of every process
+    under it, sampled while they live (so the CPU of a process is undercounted by at most one SAMPLE_EVERY)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peaks: dict[int, float] = {}
+    cpu: dict[int, float] = {}
+    seen: dict[int, list[float]] = {}
     names: dict[int, str] = {}
     done = threading.Event()
 
     def sample():
         while not done.is_set():
             for pid in [proc.pid, *_children(proc.pid)]:
-                mb = _hwm_mb(pid)
-                if mb is not None:
+                mb, c = _hwm_mb(pid), _cpu_s(pid)
+                if mb is not None and c is not None:
                     peaks[pid] = max(peaks.get(pid, 0.0), mb)
+                    cpu[pid] = c
+                    seen.setdefault(pid, [time.perf_counter() - start] * 2)[1] = time.perf_counter() - start
                     if pid not in names:
                         try:
                             names[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
@@ -123,8 +138,11 @@ def run_measured(cmd: list[str]) -> dict:
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"command failed (exit {proc.returncode}): {' '.join(cmd)}\n" + "\n".join(err.splitlines()[-15:]))
-    workers = {pid: mb for pid, mb in peaks.items() if "sdk_worker" in names.get(pid, "")}
-    return {"wall_s": wall, "driver_mb": peaks.get(proc.pid), "worker_mb": sorted(workers.values(), reverse=True),
+    workers = [pid for pid in peaks if "sdk_worker_main" in names.get(pid, "") and not names[pid].startswith("/bin/sh")]
+    return {"wall_s": wall, "driver_mb": peaks.get(proc.pid), "worker_mb": sorted((peaks[p] for p in workers), reverse=True),
+            "driver_cpu_s": cpu.get(proc.pid), "worker_cpu_s": sorted((cpu[p] for p in workers), reverse=True),
+            "other_cpu_s": sum(c for p, c in cpu.items() if p != proc.pid and p not in workers),
+            "workers_span_s": (min(seen[p][0] for p in workers), max(seen[p][1] for p in workers)) if workers else None,
             "folder": out.strip().splitlines()[-1] if out.strip() else ""}
 
 
@@ -182,6 +200,11 @@ def main() -> None:
         runs.append(r)
         print(f"  {w} worker(s): {r['wall_s']:.0f} s, workers' peak RSS {[round(x) for x in r['worker_mb']]} MB, "
               f"driver {r['driver_mb']:.0f} MB; load {before} -> {r['load_after']}", flush=True)
+        if r["workers_span_s"]:
+            a, b = r["workers_span_s"]
+            print(f"    CPU s: workers {[round(x) for x in r['worker_cpu_s']]}, driver {r['driver_cpu_s']:.0f}, its other children "
+                  f"{r['other_cpu_s']:.0f}; the workers lived from {a:.0f} to {b:.0f} s (the driver alone before and after)",
+                  flush=True)
     print(f"\nbeam engine, {args.n:,} x {args.k} in {args.shards} shards, DirectRunner multi_processing, --bootstrap {args.bootstrap}")
     print(table(["workers", "wall s", "rows/s", "max worker MB", "driver MB", "load before", "load after"],
                 [[r["workers"], r["wall_s"], round(r["rows_per_s"]), max(r["worker_mb"] or [0]), r["driver_mb"],

@@ -72,6 +72,11 @@ RESOLUTION = {
 WORKER_LOG_LEVEL = "WARNING"
 # Columns of the per-shard flagged files (class indices; names in summary.json data.class_names).
 _CSV_COLUMNS = ("row", "given", "suggested", "p_given", "score")
+# BLAS threads of numpy inside a pass on a worker. A runner gives each worker process its own core (DirectRunner's
+# direct_num_workers, Dataflow's process per vCPU), so OpenBLAS's extra threads only spin against the other workers:
+# at 1,000,000 rows in 10 shards, one thread each took 2 workers from 63 to 56 s and left 1 worker at 92 s; at 10,000,000
+# rows 2 workers went from 548 to 363-384 s (bench/README.md, beam_scale).
+WORKER_BLAS_THREADS = 1
 
 
 def require_beam():
@@ -883,6 +888,20 @@ def _predict_fn(spec: ModelSpec, staging: str):
 # --------------------------------------------------------------------------- the pipeline
 
 
+@dataclass(frozen=True)
+class _OnWorker:
+    """A pass as Beam calls it: `fn` with numpy's BLAS limited to WORKER_BLAS_THREADS for the call (a context, so an
+    in-process runner leaves the driver's own BLAS as it was)."""
+
+    fn: object
+
+    def __call__(self, *args):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=WORKER_BLAS_THREADS, user_api="blas"):
+            return self.fn(*args)
+
+
 def _combine_fn():
     import apache_beam as beam
 
@@ -932,15 +951,15 @@ def run_pipeline(shards: list[Shard], cfg: Config, beam_options: tuple[str, ...]
                    | "pass 0: predict" >> beam.ParDo(_predict_fn(spec, cfg.staging)) | "spread" >> beam.Reshuffle())
         else:
             src = pipe | "shards" >> beam.Create(shards) | "spread" >> beam.Reshuffle()
-        s1 = src | "pass 1: sums" >> beam.Map(pass1, cfg) | "merge 1" >> beam.CombineGlobally(_combine_fn())
+        s1 = src | "pass 1: sums" >> beam.Map(_OnWorker(pass1), cfg) | "merge 1" >> beam.CombineGlobally(_combine_fn())
         g1 = s1 | "thresholds, temperatures" >> beam.Map(globals1, cfg)
-        s2 = (src | "pass 2: confident joint, scaling" >> beam.Map(pass2, cfg, single(g1))
+        s2 = (src | "pass 2: confident joint, scaling" >> beam.Map(_OnWorker(pass2), cfg, single(g1))
               | "merge 2" >> beam.CombineGlobally(_combine_fn()))
         g2 = s2 | "prune counts, 1 % thresholds" >> beam.Map(globals2, single(s1), single(g1))
-        s3 = (src | "pass 3: keyed top-N margins" >> beam.Map(pass3, cfg, single(g2))
+        s3 = (src | "pass 3: keyed top-N margins" >> beam.Map(_OnWorker(pass3), cfg, single(g2))
               | "merge 3" >> beam.CombineGlobally(_combine_fn()))
         g3 = s3 | "cut-offs" >> beam.Map(globals3, single(g2))
-        s4 = (src | "pass 4: flags" >> beam.Map(pass4, cfg, single(g2), single(g3))
+        s4 = (src | "pass 4: flags" >> beam.Map(_OnWorker(pass4), cfg, single(g2), single(g3))
               | "merge 4" >> beam.CombineGlobally(_combine_fn()))
         for name, pc in (("sums1", s1), ("globals1", g1), ("sums2", s2), ("globals2", g2), ("sums3", s3), ("sums4", s4)):
             pc | f"save {name}" >> beam.Map(_save, _join(cfg.staging, f"{name}.pkl"))

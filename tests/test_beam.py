@@ -169,6 +169,35 @@ def test_without_apache_beam_the_engine_says_how_to_install_it(tmp_path, monkeyp
     assert "pip install 'reportgen[beam]'" in r.output and len(r.output.strip().splitlines()) == 1
 
 
+def test_every_pass_runs_numpy_blas_on_one_thread_and_the_caller_keeps_its_own(tmp_path, monkeypatch):
+    """A worker process has one core of its own (beam.WORKER_BLAS_THREADS), so each pass limits OpenBLAS to one thread for
+    its call; an in-process runner leaves the driver's setting as it was."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from reportgen import beam as B
+
+    def blas_threads():
+        return sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+
+    log = tmp_path / "threads.txt"  # Beam pickles the passes, so they report through a file
+    for name in ("pass1", "pass2", "pass3", "pass4"):
+        def record(*args, _fn=getattr(B, name), _name=name, _log=str(log)):
+            with open(_log, "a") as f:
+                f.write(f"{_name} {blas_threads()}\n")
+            return _fn(*args)
+        monkeypatch.setattr(B, name, record)
+    p, y = _noisy(200, 3)
+    _shards(tmp_path, {"0": (p[:100], y[:100]), "1": (p[100:], y[100:])})
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        r = _beam_cli(tmp_path, "--quiet")
+        after = blas_threads()
+    assert r.exit_code == 0, r.output
+    seen = sorted(log.read_text().splitlines())
+    assert seen == [f"{name} [{B.WORKER_BLAS_THREADS}]" for name in ("pass1", "pass2", "pass3", "pass4") for _ in range(2)]
+    assert before and after == before
+
+
 def test_keyed_selections_do_not_depend_on_the_sharding():
     """Smallest / Largest (display sample, temperature-fit rows, prune margins) merge to the one-pass selection."""
     from reportgen.beam import Largest, Smallest
