@@ -6,8 +6,8 @@ the generator never holds more than one shard.
 
   1. the whole audit (report, PDF and per-sample shards) on Beam's DirectRunner in multi-processing mode with 1 and
      2 workers: wall time, rows per second, the driver's peak RSS and each worker's peak RSS (VmHWM of every
-     process under the driver, sampled from /proc), their CPU seconds and when the workers lived, against the targets: <= 1 GB per worker, 2 workers >= 1.6 x
-     the throughput of 1;
+     process under the driver, sampled from /proc), their CPU seconds and when the workers lived, against the
+     targets: <= 1 GB per worker, 2 workers >= 1.6 x the throughput of 1;
   2. parity on a subset (the first 10 shards, 1,000,000 rows): the local engine on the concatenated arrays against
      the beam engine on the shards: the flagged sets, the count metrics and the largest relative difference of the
      exact float metrics.
