@@ -75,10 +75,11 @@ def _measured_pid(pid: int) -> int | None:
     return int(kids[0]) if kids else None
 
 
-def _rss_mb(pid: int) -> float | None:
+def status_mb(pid: int, field: str = "VmRSS") -> float | None:
+    """A memory field of /proc/PID/status (VmRSS: now, VmHWM: the peak so far) in MB; None once the process is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except (OSError, ValueError):
         return None
@@ -119,7 +120,7 @@ def run_child(cmd: list[str], *, rss_every: float | None = None) -> ChildRun:
         target = None
         while not done.wait(rss_every):
             target = target or _measured_pid(proc.pid)
-            mb = _rss_mb(target) if target else None
+            mb = status_mb(target) if target else None
             if mb is not None:
                 rss.append((time.perf_counter() - start, mb))
 

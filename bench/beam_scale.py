@@ -31,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-from _common import OUT, ROOT, load_average, reportgen_cmd, table
+from _common import OUT, ROOT, load_average, reportgen_cmd, status_mb, table
 
 # Targets of issue 12.
 TARGET_WORKER_MB, TARGET_SPEEDUP = 1024.0, 1.6
@@ -85,16 +85,6 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _hwm_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 def _cpu_s(pid: int) -> float | None:
     """User + system CPU seconds of a live process so far (/proc/PID/stat)."""
     try:
@@ -118,7 +108,7 @@ def run_measured(cmd: list[str]) -> dict:
     def sample():
         while not done.is_set():
             for pid in [proc.pid, *_children(proc.pid)]:
-                mb, c = _hwm_mb(pid), _cpu_s(pid)
+                mb, c = status_mb(pid, "VmHWM"), _cpu_s(pid)
                 if mb is not None and c is not None:
                     peaks[pid] = max(peaks.get(pid, 0.0), mb)
                     cpu[pid] = c

@@ -40,6 +40,7 @@ import pickle
 import re
 import shutil
 import uuid
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -83,6 +84,7 @@ def require_beam():
     """The apache_beam module, or a one-line ReportgenError saying how to install it."""
     try:
         import apache_beam
+        import threadpoolctl  # noqa: F401 - the workers' passes limit BLAS with it (_OnWorker)
     except ImportError as e:
         raise ReportgenError(f"--engine beam needs Apache Beam, which is not installed; install it with {INSTALL_HINT}") from e
     return apache_beam
@@ -399,7 +401,7 @@ class Sums1:
     fit: object  # _FitSelection: the temperature fit's rows, half A / half B (field "set"); all rows derived from both
     display: object  # Smallest: the figures' display sample
     uncertain: object  # Smallest: the top_count most uncertain rows (by aleatoric when measured, else total)
-    gallery: dict  # "aleatoric" / "epistemic" / "total" -> Smallest: the uncertainty galleries' rows
+    gallery: dict  # "aleatoric" and "epistemic" (S > 1) or "total" -> Smallest: the galleries' rows (runs from images only)
 
 
 @dataclass(frozen=True)
@@ -598,7 +600,8 @@ def pass1(shard: Shard, cfg: Config):
         fit=_FitSelection(U.TEMPERATURE_FIT_ROWS, ("key", "row"), _fit_records(start, p, y, cfg.seed, half)),
         display=Smallest.of(disp, R.DISPLAY_ROWS, ("key", "position")),
         uncertain=Smallest.of(unc, cfg.top_count, ("neg", "row")),
-        gallery={name: _ranked(v, rows) for name, v in (("aleatoric", aleatoric), ("epistemic", epistemic), ("total", total))},
+        gallery=({name: _ranked(v, rows) for name, v in ((("aleatoric", aleatoric), ("epistemic", epistemic)) if measured
+                                                          else (("total", total),))} if shard.aleatoric else {}),
     )
 
 
@@ -757,10 +760,7 @@ def pass4(shard: Shard, cfg: Config, g2, cutoffs):
     rec["p_given"] = LI.self_confidence(y[f], p[f])
     rec["score"] = LI.RANKERS[cfg.rank_by](y[f], p[f])
     name = _safe(shard.key)
-    buf = io.BytesIO()
-    np.save(buf, rec)
-    with _create(_join(cfg.staging, "records", f"flagged-{name}.npy")) as out:
-        out.write(buf.getvalue())
+    _write_npy(_join(cfg.staging, "records", f"flagged-{name}.npy"), rec)
     split, source_rows, files = _source(shard)
     text = io.StringIO(newline="")
     w = csv.writer(text)
@@ -791,9 +791,8 @@ def _source(shard: Shard) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(split, source row, file or None) of each row of a shard: from pass 0's file, else "all" and the global row."""
     if not shard.source:
         return np.full(shard.rows, "all"), np.arange(shard.start, shard.start + shard.rows), None
-    with _open(shard.source) as f:
-        z = np.load(io.BytesIO(f.read()), allow_pickle=False)
-        return z["split"], z["index"], (z["files"] if z["has_files"] else None)
+    z = _load(shard.source)
+    return z["split"], z["index"], (z["files"] if z["has_files"] else None)
 
 
 def _safe(key: str) -> str:
@@ -811,13 +810,18 @@ def _predicted_shard(part: ImagePart, staging: str) -> Shard:
                  source=at("source", "npz"))
 
 
-def _write_npy(path: str, array: np.ndarray | None, **arrays) -> None:
-    """np.save of `array` (or np.savez of `arrays` when given) into any Beam file system."""
+def _write_npy(path: str, array: np.ndarray) -> None:
+    """np.save of `array` into any Beam file system."""
     buf = io.BytesIO()
-    if arrays:
-        np.savez(buf, **arrays)
-    else:
-        np.save(buf, array)
+    np.save(buf, array)
+    with _create(path) as out:
+        out.write(buf.getvalue())
+
+
+def _write_npz(path: str, **arrays) -> None:
+    """np.savez of `arrays` into any Beam file system."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
     with _create(path) as out:
         out.write(buf.getvalue())
 
@@ -861,7 +865,7 @@ def predict_part(part: ImagePart, models: list, spec: ModelSpec, staging: str) -
     _write_npy(shard.aleatoric, sampled.expected_entropy.astype(np.float64))
     _write_npy(shard.std, sampled.std_probs)
     files = part.files if part.files is not None else np.zeros(0, dtype=str)
-    _write_npy(shard.source, None, split=np.asarray(part.split).astype(str), index=np.asarray(part.index, dtype=np.int64),
+    _write_npz(shard.source, split=np.asarray(part.split).astype(str), index=np.asarray(part.index, dtype=np.int64),
                files=np.asarray(files).astype(str), has_files=np.array(part.files is not None))
     return shard
 
@@ -1061,8 +1065,7 @@ def reduce_sharded(staging: str, local: Path, shards: list[Shard], cfg: Config, 
     calibrated = g2.calibrated
     records = []
     for s in shards:
-        with _open(_join(staging, "records", f"flagged-{_safe(s.key)}.npy")) as f:
-            records.append(np.load(io.BytesIO(f.read()), allow_pickle=False))
+        records.append(_load(_join(staging, "records", f"flagged-{_safe(s.key)}.npy")))
     rec = np.concatenate(records) if records else np.zeros(0)
     rec = rec[np.lexsort((rec["row"], rec["score"]))]  # score ascending, ties by row (the local stable sort)
     m = len(rec)
@@ -1092,8 +1095,6 @@ def reduce_sharded(staging: str, local: Path, shards: list[Shard], cfg: Config, 
     display = R.DisplaySample(d["position"], d["label"], d["predicted"], d["correct"], d["confidence"], d["total"], d["aleatoric"],
                               d["epistemic"])
     errors_facts = U.error_facts_from(s1.confusion, n - n_correct, int(s1.uncertain.records["wrong"].sum()), measured)
-    if dataset is not None:
-        data_name, provenance = dataset.name, asdict(dataset.provenance)
     data = R.DataSummary(data_name, list(names), class_count.tolist(), int(n), provenance, index_sha)
     galleries = {} if dataset is None else _galleries(s1, rec, shards, dataset, measured)
     files = _local_files(staging, local)
@@ -1186,6 +1187,20 @@ def staging_location(output: str, beam_options: tuple[str, ...]) -> str:
     return _join(temp, name.lstrip(".")) if temp else str((Path(output) / name).resolve())
 
 
+@contextmanager
+def _staging(output: str, beam_options: tuple[str, ...]):
+    """(staging location, local folder) of one run; if the run fails, both are removed, and the archive root too when
+    the run created it and it is left empty."""
+    root = Path(output)
+    created = not root.exists()
+    folders = (staging_location(output, beam_options), root / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}-files")
+    try:
+        yield folders
+    except BaseException:
+        remove_staging(folders, created_root=root if created else None)
+        raise
+
+
 def run(shards: list[Shard], info: ShardedInputs, class_names: list[str], *, output: str, seed: int, replicates: int, rule: str,
         rank_by: str, beam_options: tuple[str, ...], progress=None) -> tuple[R.ReducedAudit, tuple[str, Path]]:
     """Run the pipeline and reduce its result.
@@ -1197,11 +1212,7 @@ def run(shards: list[Shard], info: ShardedInputs, class_names: list[str], *, out
         DataError: a shard's contents are invalid (one line; the staging folders are removed).
     """
     n = sum(s.rows for s in shards)
-    root = Path(output)
-    created = not root.exists()
-    staging = staging_location(output, beam_options)
-    local = root / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}-files"
-    try:
+    with _staging(output, beam_options) as (staging, local):
         cfg = Config(k=len(class_names), n=int(n), seed=seed, replicates=replicates, rule=rule, rank_by=rank_by,
                      top_count=U.top_count_of(n), staging=staging)
         if progress:
@@ -1209,9 +1220,6 @@ def run(shards: list[Shard], info: ShardedInputs, class_names: list[str], *, out
         run_pipeline(shards, cfg, beam_options)
         reduced = reduce_sharded(staging, local, shards, cfg, class_names, data_name=info.data_name, provenance=info.provenance)
         return reduced, (staging, local)
-    except BaseException:
-        remove_staging((staging, local), created_root=root if created else None)
-        raise
 
 
 def run_models(ds, models: list, *, output: str, mc_samples: int, seed: int, replicates: int, rule: str, rank_by: str,
@@ -1240,11 +1248,7 @@ def run_models(ds, models: list, *, output: str, mc_samples: int, seed: int, rep
     spec = ModelSpec(paths=tuple(m.path for m in models), names=tuple(m.name for m in models), trust=trust,
                      preprocessing=tuple(m.preprocessing for m in models), preprocessing_why=tuple(m.preprocessing_why for m in models),
                      outputs_probs=tuple(bool(m.outputs_probs) for m in models), mc_samples=mc_samples, seed=seed)
-    root = Path(output)
-    created = not root.exists()
-    staging = staging_location(output, beam_options)
-    local = root / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}-files"
-    try:
+    with _staging(output, beam_options) as (staging, local):
         parts = []
         files = ds.source_files
         for i, start in enumerate(range(0, n, rows)):
@@ -1264,11 +1268,9 @@ def run_models(ds, models: list, *, output: str, mc_samples: int, seed: int, rep
                      f"({' '.join(beam_options) or 'DirectRunner'})")
         run_pipeline([], cfg, beam_options, parts=parts, spec=spec)
         shards = [_predicted_shard(p, staging) for p in parts]
-        reduced = reduce_sharded(staging, local, shards, cfg, list(ds.class_names), data_name=ds.name, provenance={}, dataset=ds)
+        reduced = reduce_sharded(staging, local, shards, cfg, list(ds.class_names), data_name=ds.name,
+                                 provenance=asdict(ds.provenance), dataset=ds)
         return reduced, asdict(pinfo), (staging, local)
-    except BaseException:
-        remove_staging((staging, local), created_root=root if created else None)
-        raise
 
 
 def remove_staging(staging: tuple[str, Path], *, created_root: Path | None = None) -> None:

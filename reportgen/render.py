@@ -144,26 +144,33 @@ def settle_child() -> None:
     os.close(null)
 
 
+def _fork(body: Callable[[], object]) -> int | None:
+    """Fork a child that settles (settle_child), runs body() and exits, 0 if it returned and 1 if it raised, without
+    running the parent's exit handlers. Returns the child's pid in the parent; None without fork or when it fails."""
+    try:
+        pid = os.fork() if hasattr(os, "fork") else None
+    except OSError:
+        return None
+    if pid == 0:
+        settle_child()
+        code = 1
+        try:
+            body()
+            code = 0
+        finally:
+            os._exit(code)
+    return pid
+
+
 def in_child(work: Callable[[], object]) -> Callable[[], bool]:
     """Run `work()` in a forked child while this process goes on; returns wait() -> True if the child succeeded.
 
     wait() reaps the child (call it exactly once, also on error paths). Without fork, or when the
     fork fails, nothing runs and wait() returns False, so the caller does the work itself.
     """
-    try:
-        pid = os.fork() if hasattr(os, "fork") else None
-    except OSError:
-        pid = None
+    pid = _fork(work)
     if pid is None:
         return lambda: False
-    if pid == 0:  # the child: the work, then out without running the parent's exit handlers
-        settle_child()
-        code = 1
-        try:
-            work()
-            code = 0
-        finally:
-            os._exit(code)
     return lambda: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
@@ -197,22 +204,20 @@ class Worker:
         if not hasattr(os, "fork"):
             return None
         ours, theirs = multiprocessing.Pipe()
-        try:
-            pid = os.fork()
-        except OSError:
-            return None
-        if pid == 0:
+
+        def body():
             ours.close()
-            settle_child()
             try:
-                try:
-                    warm()
-                except Exception:  # noqa: BLE001 - a cold worker still works
-                    pass
-                _serve(theirs)
-            finally:
-                os._exit(0)
+                warm()
+            except Exception:  # noqa: BLE001 - a cold worker still works
+                pass
+            _serve(theirs)
+
+        pid = _fork(body)
         theirs.close()
+        if pid is None:
+            ours.close()
+            return None
         return cls(ours, pid)
 
     def call(self, fn: Callable, *args, **kwargs):

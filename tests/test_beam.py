@@ -160,10 +160,11 @@ def test_unmatched_shards_and_other_inputs_are_refused_in_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_without_apache_beam_the_engine_says_how_to_install_it(tmp_path, monkeypatch):
+@pytest.mark.parametrize("missing", ["apache_beam", "threadpoolctl"])
+def test_without_the_beam_extra_the_engine_says_how_to_install_it(tmp_path, monkeypatch, missing):
     import sys
 
-    monkeypatch.setitem(sys.modules, "apache_beam", None)  # import apache_beam now raises ImportError
+    monkeypatch.setitem(sys.modules, missing, None)  # importing it now raises ImportError
     r = _beam_cli(tmp_path)
     assert r.exit_code != 0
     assert "pip install 'reportgen[beam]'" in r.output and len(r.output.strip().splitlines()) == 1
