@@ -76,7 +76,7 @@ _CSV_COLUMNS = ("row", "given", "suggested", "p_given", "score")
 # BLAS threads of numpy inside a pass on a worker. A runner gives each worker process its own core (DirectRunner's
 # direct_num_workers, Dataflow's process per vCPU), so OpenBLAS's extra threads only spin against the other workers:
 # at 1,000,000 rows in 10 shards, one thread each took 2 workers from 63 to 56 s and left 1 worker at 92 s; at 10,000,000
-# rows 2 workers went from 548 to 363-384 s (bench/README.md, beam_scale).
+# rows 2 workers went from 548 to 363-406 s (bench/README.md, beam_scale).
 WORKER_BLAS_THREADS = 1
 
 
