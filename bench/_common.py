@@ -232,7 +232,7 @@ def _num(x) -> str:
 def quiet_tensorflow() -> None:
     """Import TensorFlow in this process without its C++ start-up log lines, as reportgen's CLI does."""
     try:
-        from reportgen._tf import load_quietly
+        from reportgen.model._tf import load_quietly
     except ImportError:  # older or newer layout: the chatter is cosmetic
         return
     load_quietly()
@@ -282,6 +282,6 @@ def data_folder(spec: Path | None) -> Path:
 
 def load_labelled(spec: Path | None):
     """Every labelled row of the benchmark data as one reportgen Dataset (row i = image i of the source)."""
-    from reportgen.data import load
+    from reportgen.data.datasets import load
 
     return load(data_folder(spec)).labelled()

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 from _common import OUT, add_data_argument, data_folder, load_average, median, reportgen_cmd, rss_source, run_child, self_peak_mb, stage_peak_mb, stages, table
-from reportgen.model import DEFAULT_EPOCHS
+from reportgen.model.network import DEFAULT_EPOCHS
 
 # Ratio b/a that issue 3 asks for.
 TARGET_RATIO = 2.0
@@ -73,7 +73,7 @@ print("scatter plot saved as PNG", file=sys.stderr)
 def train_model(epochs: int, seed: int, retrain: bool) -> Path:
     """Train (or reuse) the default CNN for this benchmark; returns the .keras path."""
     folder = OUT / "models"
-    from reportgen.model import ARCHITECTURE_VERSION
+    from reportgen.model.network import ARCHITECTURE_VERSION
 
     name = f"audit-speed-default-data-arch{ARCHITECTURE_VERSION}-e{epochs}-s{seed}"
     path = folder / f"{name}.keras"

@@ -41,7 +41,7 @@ BACKGROUND_ALPHA, TRUE_ALPHA = 0.1, (1.0, 100.0)
 NOISE = 0.1
 # Seconds between /proc samples of the driver's process tree.
 SAMPLE_EVERY = 0.5
-# Metrics the beam engine reads from a confidence histogram (reportgen.beam.RESOLUTION): not in the exact comparison.
+# Metrics the beam engine reads from a confidence histogram (reportgen.engines.beam.RESOLUTION): not in the exact comparison.
 HISTOGRAM_KEYS = ("aurc", "ece_debiased", "ece_equal_mass", "threshold_1pct", "coverage_1pct", "risk_1pct")
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reportgen import intervals  # noqa: E402
+from reportgen.stats import intervals as intervals  # noqa: E402
 
 # Synthetic audit size: the 10,000 test images, 10 classes.
 N, K = 10_000, 10

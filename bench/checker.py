@@ -1,6 +1,6 @@
 """Benchmark (issue 8): the label checker's out-of-sample accuracy and wall time, default recipe vs the seed CNN.
 
-K-fold cross-validation exactly as `reportgen audit --cv K` runs it (reportgen.checker.cross_val_probabilities,
+K-fold cross-validation exactly as `reportgen audit --cv K` runs it (reportgen.model.checker.cross_val_probabilities,
 nothing cached between runs): every image is predicted by the fold model that did not train on it.
 Printed per recipe: wall time per fold and in all, out-of-sample accuracy with its 95 % Wilson
 interval, per-class accuracy, NLL, 15-bin ECE, this process's CPU time (user + sys over both cores:
@@ -44,8 +44,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     quiet_tensorflow()
-    from reportgen.checker import RECIPES, cross_val_probabilities
-    from reportgen.intervals import wilson
+    from reportgen.model.checker import RECIPES, cross_val_probabilities
+    from reportgen.stats.intervals import wilson
 
     ds = load_labelled(args.data)
     n = len(ds.labels)

@@ -46,7 +46,7 @@ COMPLETE = ".complete"
 
 def load_fashion(data: Path):
     """(x_train, y_train, x_test, y_test) uint8/int64 arrays from an IDX folder (or a Keras-layout .npz)."""
-    from reportgen.data import load
+    from reportgen.data.datasets import load
 
     s = load(data)
     if s.train is None:
@@ -78,7 +78,7 @@ def export(x, y, n: int) -> tuple[Path, Path]:
 def train_model(x_tr, y_tr, x_te, y_te, epochs: int | None, retrain: bool) -> Path:
     """The default CNN trained once on TRAIN_SIZE Fashion-MNIST training images (`reportgen train`)."""
     import numpy as np
-    from reportgen.model import ARCHITECTURE_VERSION
+    from reportgen.model.network import ARCHITECTURE_VERSION
 
     name = f"fashion-arch{ARCHITECTURE_VERSION}-n{TRAIN_SIZE}-e{epochs or 'default'}"
     path = HERE / "models" / f"{name}.keras"

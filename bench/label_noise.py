@@ -2,7 +2,7 @@
 
 For each noise setting, labels of the real MNIST images are corrupted (seeded), the checker is
 trained by K-fold cross-validation ON THE NOISY LABELS exactly as `reportgen audit --cv K` does
-(reportgen.checker.cross_val_probabilities), and the flag rules run on its out-of-sample
+(reportgen.model.checker.cross_val_probabilities), and the flag rules run on its out-of-sample
 probabilities. Precision / recall / F1 are against the injected flips (the published labels' own
 few errors count as false positives).
 
@@ -83,8 +83,8 @@ def inject(labels: np.ndarray, kind: str | None, rate: float, *, k: int, seed: i
 
 def cv_probs(ds, labels: np.ndarray, recipe: str, args) -> tuple[np.ndarray, float]:
     """Out-of-sample checker probabilities for `ds` with `labels`, cached on the labels, images, recipe and options."""
-    from reportgen.checker import DEFAULT_RECIPE, RECIPE_VERSION, cross_val_probabilities
-    from reportgen.data import Dataset
+    from reportgen.model.checker import DEFAULT_RECIPE, RECIPE_VERSION, cross_val_probabilities
+    from reportgen.data.datasets import Dataset
 
     h = hashlib.sha256(labels.tobytes() + ds.images.tobytes() + repr((DEFAULT_RECIPE, RECIPE_VERSION)).encode()).hexdigest()[:12]
     path = CACHE / f"cv-{recipe}-n{len(labels)}-f{args.folds}-seed{args.seed}-{h}.npy"
@@ -119,7 +119,7 @@ def main() -> None:
     quiet_tensorflow()
     from cleanlab.filter import find_label_issues as cleanlab_find
 
-    from reportgen.label_issues import find_label_issues
+    from reportgen.stats.labels import find_label_issues
 
     ds = load_labelled(args.data)
     k = ds.n_classes

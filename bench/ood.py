@@ -10,7 +10,7 @@ In-distribution is MNIST, out-of-distribution is Fashion-MNIST (same 28x28 grey 
 - predictions through reportgen.predict: MC dropout with S = 30 on one model, the same model
   deterministic (S = 1), and a deep ensemble of 5 (`reportgen train --ensemble 5`, seeds
   0..4; member 0 is the single model, trained with the same seed and data);
-- for each per-sample statistic of reportgen.uncertainty.per_sample, the AUROC of separating
+- for each per-sample statistic of reportgen.stats.uncertainty.per_sample, the AUROC of separating
   OOD (positive) from in-distribution by that score (higher score = more OOD).
 
 AUROC 0.5 is chance, 1.0 perfect. Issue 3 expects epistemic to separate OOD at least as
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import OUT, ROOT, add_data_argument, load_average, load_labelled, quiet_tensorflow, reportgen_cmd, run_child, self_peak_mb, table
-from reportgen.model import DEFAULT_EPOCHS
+from reportgen.model.network import DEFAULT_EPOCHS
 
 sys.path.insert(0, str(ROOT))
 
@@ -60,7 +60,7 @@ def write_split(path: Path, data: Path | None) -> None:
 def train_members(data: Path, *, epochs: int, members: int, seed: int, retrain: bool) -> tuple[list[Path], float | None]:
     """Train (or reuse) `members` default CNNs on the train split of `data`; (paths, training peak RSS MB)."""
     folder = OUT / "ood" / "models"
-    from reportgen.model import ARCHITECTURE_VERSION
+    from reportgen.model.network import ARCHITECTURE_VERSION
 
     name = f"ood-{data.stem}-arch{ARCHITECTURE_VERSION}-e{epochs}-s{seed}"
     paths = [folder / f"{name}-{i}.keras" for i in range(members)]
@@ -116,10 +116,10 @@ def main() -> None:
     paths, train_peak = train_members(split, epochs=epochs, members=members, seed=args.seed, retrain=args.retrain)
 
     quiet_tensorflow()
-    from reportgen import model as M
-    from reportgen.data import load
-    from reportgen.predict import predict
-    from reportgen.uncertainty import per_sample
+    from reportgen.model import network as M
+    from reportgen.data.datasets import load
+    from reportgen.model.predict import predict
+    from reportgen.stats.uncertainty import per_sample
 
     ind = load(split).test
     ood = load(FASHION).test

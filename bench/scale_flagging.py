@@ -3,7 +3,7 @@
 Numpy only (no TensorFlow). Generates seeded synthetic probabilities drawn around each
 sample's TRUE class, flips 10 % of the labels to another class, and runs on the same arrays:
 
-- reportgen.label_issues.find_label_issues
+- reportgen.stats.labels.find_label_issues
 - cleanlab.filter.find_label_issues (prune_by_noise_rate), n_jobs=1 and cleanlab's default
 
 Each method runs in a fresh worker process so its peak RSS (resource.getrusage) is its own.
@@ -81,7 +81,7 @@ def _peak_mb(who: int) -> float:
 def run_method(method: str, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Flag label issues with one method; returns the (N,) bool mask."""
     if method == "reportgen":
-        from reportgen.label_issues import find_label_issues
+        from reportgen.stats.labels import find_label_issues
 
         return find_label_issues(labels, probs).issue_mask
     from cleanlab.filter import find_label_issues
@@ -141,7 +141,7 @@ def _spawn(args: argparse.Namespace, data: Path, role: str) -> str:
 
 def small_cases() -> None:
     """F1 of reportgen vs cleanlab (prune_by_noise_rate and 'both') on smaller noisy sets."""
-    from reportgen.label_issues import find_label_issues
+    from reportgen.stats.labels import find_label_issues
 
     try:
         from cleanlab.filter import find_label_issues as cl_find

@@ -11,9 +11,8 @@ import pytest
 
 from conftest import run_cli
 
-from reportgen import archive
-
-
+from reportgen.report import folder as archive
+from reportgen.archive import index
 def fake_version(root: Path, model: str, version: str, created_at: str | None, accuracy: float, ece: float) -> Path:
     """A version folder with the files an audit writes (small), sealed by a manifest."""
     d = root / model / version
@@ -101,7 +100,7 @@ def test_sealed_units_of_an_archive_skip_hidden_folders(root):
 # --------------------------------------------------------------------------- listing and index
 
 def test_list_versions_newest_first_skipping_hidden_folders(root):
-    vs = archive.list_versions(root)
+    vs = index.list_versions(root)
     # v2's 09:00+01:00 is 08:00 UTC on 1 Feb: still after v1, before other/a.
     assert [(v["model"], v["version"]) for v in vs] == [("cnn", "v3"), ("other", "a"), ("cnn", "v2"), ("cnn", "v1")]
     assert vs[0]["metrics"]["accuracy"] == 0.95 and vs[0]["path"] == "cnn/v3"
@@ -110,10 +109,10 @@ def test_list_versions_newest_first_skipping_hidden_folders(root):
 
 def test_unreadable_summary_is_listed_with_the_problem(root):
     (root / "cnn" / "v2" / "summary.json").write_text("{broken")
-    vs = {v["version"]: v for v in archive.list_versions(root)}
+    vs = {v["version"]: v for v in index.list_versions(root)}
     assert vs["v2"]["error"] == "summary.json: unreadable (JSONDecodeError)"
     assert vs["v2"]["created_at"] is None
-    assert archive.write_index(root).is_file()  # the index still renders
+    assert index.write_index(root).is_file()  # the index still renders
 
 
 class _Index(HTMLParser):
@@ -132,7 +131,7 @@ class _Index(HTMLParser):
 
 
 def test_index_lists_versions_newest_first_with_working_links_and_one_trend_per_multi_version_model(root):
-    out = archive.write_index(root)
+    out = index.write_index(root)
     assert out == root / "index.html"
     p = _Index()
     p.feed(out.read_text())
@@ -159,7 +158,7 @@ def test_list_command_table_and_json(root):
     assert [ln.split()[:2] for ln in lines[2:]] == [["cnn", "v3"], ["other", "a"], ["cnn", "v2"], ["cnn", "v1"]]
     assert lines[2].split()[4:] == ["95.0", "%", "0.0200", "0.3000", "0.0200", "not", "measured", "4"]
     r = run_cli(["list", "--output", str(root), "--json"])
-    assert json.loads(r.stdout) == archive.list_versions(root)
+    assert json.loads(r.stdout) == index.list_versions(root)
 
 
 def test_list_command_on_a_missing_root(tmp_path):
@@ -212,9 +211,9 @@ def test_index_never_links_a_folder_whose_name_fails_the_component_check(root):
     evil.rename(root / "cnn" / "javascript:alert(1)")
     (root / "javascript:alert(2)").mkdir()
     fake_version(root / "javascript:alert(2)", "x", "y", "2026-04-01T00:00:00+00:00", 0.9, 0.1)
-    versions = archive.list_versions(root)
+    versions = index.list_versions(root)
     assert all(archive.is_safe_component(v["model"]) and archive.is_safe_component(v["version"]) for v in versions)
-    html = archive.write_index(root).read_text()
+    html = index.write_index(root).read_text()
     links = re.findall(r'href="([^"]*)"', html)
     assert links and not any("javascript" in link or ":" in link for link in links), links
     assert "alert" not in html
@@ -223,7 +222,7 @@ def test_index_never_links_a_folder_whose_name_fails_the_component_check(root):
 def test_crafted_summary_values_cannot_break_the_index(root):
     s = root / "other" / "a" / "summary.json"
     s.write_text(json.dumps({"title": "<script>x</script>", "metrics": {"accuracy": "=1+1", "ece": [1], "n_flagged": True}}))
-    html = archive.write_index(root).read_text()
+    html = index.write_index(root).read_text()
     assert "<script>x" not in html and "=1+1" not in html
-    other = next(v for v in archive.list_versions(root) if v["model"] == "other")
+    other = next(v for v in index.list_versions(root) if v["model"] == "other")
     assert other["metrics"]["accuracy"] is None and other["metrics"]["ece"] is None and other["metrics"]["n_flagged"] is None

@@ -16,7 +16,7 @@ pytest.importorskip("apache_beam")
 
 # Rows of the parity data set (three uneven shards): big enough that every pass has work, small enough for `make test`.
 N, K = 3000, 6
-# Metrics the sharded run reads from a confidence histogram (reportgen.beam.RESOLUTION), and how close they must be.
+# Metrics the sharded run reads from a confidence histogram (reportgen.engines.beam.RESOLUTION), and how close they must be.
 HISTOGRAM_KEYS = {"aurc": 1e-3, "aurc_ci_low": 5e-3, "aurc_ci_high": 5e-3}
 
 
@@ -175,8 +175,7 @@ def test_every_pass_runs_numpy_blas_on_one_thread_and_the_caller_keeps_its_own(t
     its call; an in-process runner leaves the driver's setting as it was."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from reportgen import beam as B
-
+    from reportgen.engines import beam as B
     def blas_threads():
         return sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
 
@@ -201,7 +200,7 @@ def test_every_pass_runs_numpy_blas_on_one_thread_and_the_caller_keeps_its_own(t
 
 def test_keyed_selections_do_not_depend_on_the_sharding():
     """Smallest / Largest (display sample, temperature-fit rows, prune margins) merge to the one-pass selection."""
-    from reportgen.beam import Largest, Smallest
+    from reportgen.engines.beam import Largest, Smallest
 
     rng = np.random.default_rng(3)
     rec = np.zeros(500, dtype=[("key", "f8"), ("row", "i8")])
@@ -230,9 +229,8 @@ def model_parity(deterministic_audit, mnist, tmp_path_factory):
     (local folder, beam folder, {"local": ReducedAudit, "beam": ReducedAudit})."""
     from PIL import Image
 
-    from reportgen import beam as B
-    from reportgen import pipeline as P
-
+    from reportgen.engines import beam as B
+    from reportgen.engines import local as P
     _, model = deterministic_audit
     d = tmp_path_factory.mktemp("beam-model")
     x, y = mnist
@@ -330,8 +328,8 @@ def test_beam_refuses_what_it_cannot_run_yet_in_one_line(tmp_path, extra, messag
 
 
 def test_a_part_that_cannot_be_predicted_fails_in_one_line_and_writes_nothing(deterministic_audit, mnist_npz, tmp_path):
-    from reportgen import beam as B
-    from reportgen import predict as PR
+    from reportgen.engines import beam as B
+    from reportgen.model import predict as PR
     from reportgen.errors import DataError
 
     _, model = deterministic_audit
@@ -394,8 +392,7 @@ def test_beam_refuses_mc_samples_of_a_model_whose_dropout_cannot_be_split(mnist_
     (lambda: OSError("No such file or directory: '/shared/m.keras'"), "the worker cannot load the model (No such file or directory"),
 ])
 def test_a_model_the_workers_cannot_load_fails_in_one_line(deterministic_audit, mnist_npz, tmp_path, error, line):
-    from reportgen import beam as B
-
+    from reportgen.engines import beam as B
     _, model = deterministic_audit
 
     def cannot(spec):

@@ -126,8 +126,7 @@ def test_existing_version_without_force(out, deterministic_audit, mnist_npz):
 
 def test_failure_mid_write_leaves_no_folder(out, deterministic_audit, mnist_npz, monkeypatch):
     """A crash while rendering (here: the PDF step) removes the staging folder and new parents."""
-    from reportgen import report
-
+    from reportgen.report import context as report
     _, model = deterministic_audit
 
     def boom(*a, **k):

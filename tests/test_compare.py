@@ -14,8 +14,8 @@ import pytest
 
 from conftest import run_cli
 
-from reportgen import compare
-from reportgen.archive import list_versions, write_index
+from reportgen.archive import compare as compare
+from reportgen.archive.index import list_versions, write_index
 
 # --------------------------------------------------------------------------- pure functions
 

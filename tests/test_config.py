@@ -8,8 +8,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from reportgen import config
-from reportgen.cli_common import GATE, config_file, config_option, option_sources
+from reportgen.cli import config as config
+from reportgen.cli.common import GATE, config_file, config_option, option_sources
 from reportgen.errors import ReportgenError
 
 

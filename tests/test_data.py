@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reportgen import data as D
+from reportgen.data import datasets as D
 from reportgen.errors import DataError
 
 def test_idx_folder_gz_real_mnist(mnist, mnist_dir):

@@ -10,8 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from reportgen import figures as F
-
+from reportgen.report import figures as F
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="parallel encoding forks")
 
 
@@ -65,8 +64,7 @@ def test_an_error_inside_the_block_reaps_every_child():
 
 
 def test_in_child_runs_the_work_in_another_process_and_says_whether_it_worked(tmp_path):
-    from reportgen import render
-
+    from reportgen.report import render as render
     done = render.in_child(lambda: (tmp_path / "pid").write_text(str(os.getpid())))
     assert done() is True and int((tmp_path / "pid").read_text()) != os.getpid()
 
@@ -88,8 +86,7 @@ def _raises(message):
 
 
 def test_worker_runs_jobs_in_another_process_and_keeps_serving_after_an_error():
-    from reportgen import render
-
+    from reportgen.report import render as render
     with render.Worker.start(lambda: _raises("a warm-up that fails leaves a cold worker")) as worker:
         pid = worker.call(_pid_plus, 0)
         assert pid != os.getpid()
@@ -108,8 +105,7 @@ def _unpicklable():
 
 
 def test_a_worker_that_dies_mid_job_or_answers_unpicklably_fails_the_call():
-    from reportgen import render
-
+    from reportgen.report import render as render
     with render.Worker.start(lambda: None) as worker:
         with pytest.raises(render.WorkerFailed, match="cannot send the result"):
             worker.call(_unpicklable)
@@ -123,8 +119,7 @@ def test_a_worker_that_dies_mid_job_or_answers_unpicklably_fails_the_call():
 def test_a_dead_worker_fails_every_call_and_spawn_says_so(tmp_path):
     import signal
 
-    from reportgen import render
-
+    from reportgen.report import render as render
     worker = render.Worker.start(lambda: None)
     pid = worker.call(_pid_plus, 0)
     assert worker.spawn(functools.partial(_pid_plus, 0))() is True
@@ -149,8 +144,8 @@ def test_an_audit_through_the_worker_writes_the_same_report(tmp_path, mnist):
     import subprocess
     import sys
 
-    from reportgen import pipeline
-    from reportgen._tf import load_quietly
+    from reportgen.engines import local as pipeline
+    from reportgen.model._tf import load_quietly
 
     images, labels = mnist[0][:300], mnist[1][:300]
     probs = np.random.default_rng(0).dirichlet(np.ones(10) * 0.3, size=300)
@@ -161,7 +156,9 @@ def test_an_audit_through_the_worker_writes_the_same_report(tmp_path, mnist):
     script = f"""
 import os, sys
 assert "tensorflow" not in sys.modules
-from reportgen import figures, pipeline, report
+from reportgen.report import figures as figures
+from reportgen.engines import local as pipeline
+from reportgen.report import context as report
 where = {{}}
 for mod, name in ((figures, "encoded_report_figures"), (report, "write_pdf")):
     def logged(*a, _f=getattr(mod, name), _n=name, **k):
@@ -206,8 +203,7 @@ def test_an_interrupt_while_waiting_kills_the_busy_worker_at_once():
     import signal
     import time
 
-    from reportgen import render
-
+    from reportgen.report import render as render
     def interrupt(*_):
         raise KeyboardInterrupt
 

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from reportgen import findings as F
-from reportgen.intervals import wilson
+from reportgen.report import findings as F
+from reportgen.stats.intervals import wilson
 
 
 def row(name, correct, count):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from conftest import run_cli
 
-from reportgen import gates
+from reportgen.report import gates as gates
 from reportgen.errors import ReportgenError
 from reportgen.metrics import names as metric_names
 

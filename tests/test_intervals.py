@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reportgen import intervals as iv
+from reportgen.stats import intervals as iv
 from reportgen.errors import DataError
-from reportgen.uncertainty import calibration_bins, selective_prediction
+from reportgen.stats.uncertainty import calibration_bins, selective_prediction
 
 Z95 = 1.959963984540054  # standard normal 97.5 % quantile
 K = 10

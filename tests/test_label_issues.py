@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from reportgen import validate
 from reportgen.errors import DataError
-from reportgen.label_issues import (
+from reportgen.stats.labels import (
     CASES,
     RANKERS,
     LabelIssues,
@@ -27,7 +27,7 @@ from reportgen.label_issues import (
     drop_flags,
     separate_cases,
 )
-from reportgen.label_issues import find_label_issues as _find_label_issues
+from reportgen.stats.labels import find_label_issues as _find_label_issues
 
 # Most tests below check the reference algorithm convention by convention, so they call it by that name;
 # the default rule's own difference (thresholds capped at CONFIDENT_PROBABILITY) is tested on its own.
@@ -533,7 +533,7 @@ def test_result_types_are_frozen():
 
 
 def test_module_does_not_import_tensorflow():
-    code = "import sys, reportgen.label_issues; print('tensorflow' in sys.modules)"
+    code = "import sys, reportgen.stats.labels; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

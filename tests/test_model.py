@@ -9,8 +9,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from reportgen import model as M  # noqa: E402
-from reportgen.data import sha256_file  # noqa: E402
+from reportgen.model import network as M  # noqa: E402
+from reportgen.data.datasets import sha256_file  # noqa: E402
 from reportgen.errors import DataError, ModelError, OutputError  # noqa: E402
 
 
@@ -45,7 +45,7 @@ _PIXELS = np.random.default_rng(0).integers(0, 256, (40, 28, 28, 1), dtype=np.ui
     (_ops_softmax, True),
 ], ids=["logits", "relu", "softmax-activation", "softmax-layer", "nested-softmax", "ops-softmax"])
 def test_outputs_told_apart_by_a_probe_batch_and_softmax_applied_once(tmp_path, build, expected):
-    from reportgen.predict import predict
+    from reportgen.model.predict import predict
 
     keras.utils.set_random_seed(0)
     p = tmp_path / "m.keras"
@@ -105,7 +105,7 @@ def test_preprocessing_choice_order():
 
 
 def test_default_cnn_records_its_preprocessing(tmp_path):
-    from reportgen.data import Dataset, Provenance
+    from reportgen.data.datasets import Dataset, Provenance
 
     rng = np.random.default_rng(0)
     ds = Dataset(rng.integers(0, 256, (40, 8, 8, 1), dtype=np.uint8), np.arange(40) % 2, ["a", "b"],
@@ -135,7 +135,7 @@ def test_model_layouts_and_free_sizes():
 
 
 def _numbered(labels, k=None):
-    from reportgen.data import Dataset, Provenance
+    from reportgen.data.datasets import Dataset, Provenance
 
     y = np.asarray(labels)
     k = k or int(y.max()) + 1
@@ -143,7 +143,7 @@ def _numbered(labels, k=None):
 
 
 def _named(labels, names):
-    from reportgen.data import Dataset, Provenance
+    from reportgen.data.datasets import Dataset, Provenance
 
     y = np.asarray(labels)
     return Dataset(np.zeros((len(y), 28, 28, 1), np.uint8), y, names, Provenance("folder", "/data/pets", "x", len(y)), "pets")

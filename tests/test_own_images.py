@@ -13,9 +13,9 @@ from PIL import Image
 
 from conftest import N_AUDIT, N_TRAIN, read_idx, run_cli
 
-from reportgen import data as D
+from reportgen.data import datasets as D
 from reportgen.errors import DataError
-from reportgen.images import ImageFiles
+from reportgen.data.images import ImageFiles
 
 keras = pytest.importorskip("keras")
 
@@ -126,8 +126,8 @@ def test_png_tree_audit_trains_on_train_and_audits_test(fashion, fashion_audit):
     assert "400 image files decoded and resized to the data set's most common size, 28×28" in d["preprocessing"]
     assert json.loads(model.with_suffix(".json").read_text())["class_names"] == sorted(FASHION_CLASSES)
     # The same model on the original arrays (in the folder's order) is right exactly as often: decoding is exact.
-    from reportgen import model as M
-    from reportgen.predict import predict
+    from reportgen.model import network as M
+    from reportgen.model.predict import predict
 
     x, y = fashion["arrays"]["test"]
     folder = D.load(fashion["tree"]).test
@@ -224,8 +224,8 @@ def test_rgb_folder_audit_with_the_default_cnn(rgb_folder, tmp_path):
 
 
 def test_image_files_index_like_an_array_and_stream_in_batches(rgb_folder, monkeypatch):
-    from reportgen import model as M
-    from reportgen.predict import predict
+    from reportgen.model import network as M
+    from reportgen.model.predict import predict
 
     files = D.load(rgb_folder).whole.images
     full = files[:]
@@ -303,8 +303,7 @@ def test_guard_stops_double_scaling_and_names_raw(rescaling_model, mnist_npz, tm
 @pytest.fixture(scope="module")
 def symmetric_model(mnist, tmp_path_factory):
     """The default CNN trained on [-1, 1] inputs, saved without metadata: nothing tells reportgen its scaling."""
-    from reportgen import model as M
-
+    from reportgen.model import network as M
     keras.utils.set_random_seed(0)
     net = M.build_default_cnn((28, 28, 1), 10)
     net.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))

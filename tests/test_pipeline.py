@@ -11,7 +11,7 @@ import pytest
 
 from conftest import run_cli
 
-from reportgen.checker import kfold_indices
+from reportgen.model.checker import kfold_indices
 
 
 def test_kfold_indices_are_a_stratified_partition():
@@ -151,7 +151,7 @@ def test_python_api_with_in_memory_model_and_probabilities(mnist):
     import keras
 
     import reportgen
-    from reportgen.model import build_default_cnn
+    from reportgen.model.network import build_default_cnn
 
     x, y = mnist
     keras.utils.set_random_seed(0)
@@ -183,7 +183,7 @@ def test_flagged_indices_are_rows_of_the_source_file_and_compare_sees_different_
         for row in rows:
             assert row["split"] == "test" and names[labels[int(row["row"])]] == row["given"]  # rows of the t10k files
         assert max(int(row["row"]) for row in rows) >= 1000  # source rows, not positions 0..999
-    from reportgen.compare import same_samples
+    from reportgen.archive.compare import same_samples
 
     a, b = (json.loads((f / "summary.json").read_text()) for f in folders)
     assert a["data"]["index_sha256"] != b["data"]["index_sha256"]

@@ -7,8 +7,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from reportgen import model as M  # noqa: E402
-from reportgen.predict import predict  # noqa: E402
+from reportgen.model import network as M  # noqa: E402
+from reportgen.model.predict import predict  # noqa: E402
 
 
 def _loaded(net, tmp_path, name="m"):
@@ -141,8 +141,7 @@ def test_unsplittable_model_samples_dropout_only_and_leaves_batchnorm_alone(tmp_
 
 
 def P_plan(models, images, **kw):
-    from reportgen import predict as P
-
+    from reportgen.model import predict as P
     return P.plan(models, images, **kw)
 
 
@@ -156,7 +155,7 @@ def test_linear_path_mean_logits_equal_keras_inference_logits(default_cnn):
     """
     import tensorflow as tf
 
-    from reportgen.predict import _chain, _Sampler
+    from reportgen.model.predict import _chain, _Sampler
 
     chain = _chain(default_cnn.model)
     split = next(i for i, layer in enumerate(chain) if layer.name == "mc_dropout")
@@ -174,7 +173,7 @@ def test_sampler_masks_match_keras_spatial_dropout(default_cnn):
     """Keep rate per channel, kept value and per-channel structure equal those of Keras' SpatialDropout2D(training=True)."""
     import tensorflow as tf
 
-    from reportgen.predict import _chain, _Sampler
+    from reportgen.model.predict import _chain, _Sampler
 
     chain = _chain(default_cnn.model)
     split = next(i for i, layer in enumerate(chain) if layer.name == "mc_dropout")
@@ -261,8 +260,7 @@ def test_hw_input_model_gets_images_without_the_channel_axis(tmp_path, images):
 def test_parts_predicted_with_their_first_batch_index_equal_the_whole(default_cnn, images, monkeypatch):
     """A sharded run predicts rows in parts cut at batch boundaries: with the global batch index the MC masks, and so
     every aggregate, are the whole set's exactly; without it the second part would redraw the first part's masks."""
-    from reportgen import predict as P
-
+    from reportgen.model import predict as P
     monkeypatch.setattr(P, "MAX_BATCH", 16)
     b, info, keyed = P.plan([default_cnn], images, mc_samples=5, seed=2)
     assert keyed

@@ -12,8 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reportgen import findings, metrics, render, report, screenshots
-
+from reportgen.report import findings as findings
+from reportgen import metrics
+from reportgen.report import render as render
+from reportgen.report import context as report
+from reportgen.archive import screenshots as screenshots
 PDFTOOLS = shutil.which("pdftoppm") and shutil.which("pdftotext") and shutil.which("pdfinfo")
 needs_poppler = pytest.mark.skipif(not PDFTOOLS, reason="poppler-utils (pdftoppm, pdftotext, pdfinfo) not installed")
 needs_chromium = pytest.mark.skipif(screenshots.chromium() is None, reason="chromium not installed")
@@ -43,9 +46,9 @@ def context_from_summary(folder: Path) -> dict:
 @pytest.fixture(scope="module")
 def hostile_context():
     """A context built by report.build_context from a small real analysis whose user strings carry HTML."""
-    from reportgen.data import Dataset, Provenance
-    from reportgen.pipeline import analyse, reduce_local
-    from reportgen.uncertainty import SampleAccumulator
+    from reportgen.data.datasets import Dataset, Provenance
+    from reportgen.engines.local import analyse, reduce_local
+    from reportgen.stats.uncertainty import SampleAccumulator
 
     rng = np.random.default_rng(0)
     n, k = 240, 3
@@ -353,8 +356,7 @@ def test_flagged_csv_of_a_real_audit_neutralises_formula_class_names(tmp_path):
 
 def test_figures_print_dollar_signs_in_class_names_as_written():
     """'$...$' in a user's class name is text, not mathtext (an unbalanced one used to crash savefig)."""
-    from reportgen import figures
-
+    from reportgen.report import figures as figures
     names = ["$\\invalid{", "$x$", "c"]
     fig, ax = figures.new_figure()
     figures.plot_bars([1, 2, 3], names, ylabel="flagged samples", ax=ax[0, 0])
@@ -398,8 +400,7 @@ def test_default_report_is_at_most_ten_pages_with_no_half_empty_page_mid_section
 
 @needs_poppler
 def test_every_card_field_is_in_the_pdf_and_missing_ones_are_named(mc_audit, tmp_path):
-    from reportgen import card as C
-
+    from reportgen.report import card as C
     f = tmp_path / "card.toml"
     f.write_text("""
 owners = [{name = "Vision team", contact = "vision@example.org"}]
@@ -429,7 +430,7 @@ references = ["https://example.org/model-v3"]
 def test_a_report_without_a_card_lists_every_field_as_not_provided(mc_audit):
     html = (mc_audit / "report.html").read_text()
     section = html[html.index('<section id="card">'):html.index("</section>", html.index('<section id="card">'))]
-    from reportgen.card import FIELDS
+    from reportgen.report.card import FIELDS
 
     for name in FIELDS.values():
         assert name in section

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reportgen import reviews as R
+from reportgen.data import reviews as R
 from reportgen.errors import DataError
 
 SPLITS = np.array(["train", "train", "test", "test", "test"])

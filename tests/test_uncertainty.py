@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from reportgen import intervals as iv
-from reportgen import uncertainty as u
+from reportgen.stats import intervals as iv
+from reportgen.stats import uncertainty as u
 from reportgen.errors import DataError, ReportgenError
 
 FAST = settings(max_examples=30, deadline=None)
@@ -94,7 +94,7 @@ def sample_sets(draw):
 
 
 def test_import_does_not_load_tensorflow():
-    code = "import sys, reportgen.uncertainty; print('tensorflow' in sys.modules)"
+    code = "import sys, reportgen.stats.uncertainty; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -491,7 +491,7 @@ def test_interval_metrics_wilson_for_accuracy_and_bootstrap_around_the_point():
     stats = u.per_sample(accumulate(probs[None]), y)
     sel = u.selective_prediction(stats.confidence, stats.correct)
     ci = u.interval_metrics(stats, probs, y, sel, replicates=400, seed=0)
-    from reportgen.intervals import wilson
+    from reportgen.stats.intervals import wilson
 
     assert [ci["accuracy_ci_low"], ci["accuracy_ci_high"]] == pytest.approx(list(wilson(int(stats.correct.sum()), n)))
     nll = float(-np.mean(np.log(probs[np.arange(n), y])))

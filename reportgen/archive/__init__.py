@@ -1,0 +1,1 @@
+"""The archive: many report folders, listed, indexed, compared and verified."""

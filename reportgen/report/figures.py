@@ -1,0 +1,620 @@
+"""Figures for the report: `plot_*` draw on an Axes and return it; `encode` turns a figure into an SVG data URI.
+
+Every figure is vector (SVG, in the HTML and the PDF alike), uses one shared style (STYLE) and the
+Okabe-Ito palette, names its colours in its caption with the palette's names, and writes each
+quantity in one notation: total uncertainty H(E[p]), aleatoric E[H(p)], epistemic I. Dense point
+clouds are rasterised inside the SVG so files stay small.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import os
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from . import render
+# Okabe-Ito: distinguishable with the common forms of colour blindness.
+PALETTE = {
+    "blue": "#0072B2", "orange": "#E69F00", "green": "#009E73", "vermillion": "#D55E00",
+    "sky": "#56B4E9", "purple": "#CC79A7", "yellow": "#F0E442", "black": "#000000", "grey": "#999999",
+}
+CORRECT, WRONG = PALETTE["blue"], PALETTE["vermillion"]
+# How captions name the two colours of correct and wrong predictions.
+COLOURS = "blue: correct prediction, vermillion: wrong"
+# One notation per quantity, in axes, tables and text alike.
+NOTATION = {"total": "total H(E[p])", "aleatoric": "aleatoric E[H(p)]", "epistemic": "epistemic I = H(E[p]) − E[H(p)]"}
+# At most this many points per scatter/strip so figures stay fast and light at any N.
+MAX_POINTS = 4000
+MAX_POINTS_PER_CLASS = 400
+# Resolution of the raster parts inside the SVGs (image mosaics, rasterised point clouds).
+DPI = 200
+SEED = 0  # fixed jitter/subsample seed so a rerun draws the same picture
+# Width of a full-width and of a half-width figure, inches (the PDF's text column is about 7.2 in).
+FULL, HALF = 7.0, 3.45
+# White margin around each figure's tight box (inches).
+PAD_INCHES = 0.04
+# The one matplotlib style of every report figure: type sizes that stay >= 7 pt when printed at the
+# sizes above, text kept as text in the SVG, and labels never parsed as mathtext (class and model
+# names come from user files; "$...$" in them must print as written).
+STYLE = {
+    "text.parse_math": False,
+    "svg.fonttype": "none",
+    "svg.hashsalt": "reportgen",  # fixed clip-path ids: the same figure gives the same SVG bytes
+    "font.family": "DejaVu Sans",
+    "font.size": 8,
+    "axes.titlesize": 8.5,
+    "axes.labelsize": 8,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 7,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "figure.dpi": 100,
+    "savefig.dpi": DPI,
+}
+# Colour order of lines and bars that do not choose their own.
+CYCLE = ("blue", "vermillion", "green", "orange", "purple", "sky")
+# Images in the candidates' gallery (two rows) and in each uncertainty gallery (one row), five per row.
+GALLERY_SIZE = 10
+UNCERTAINTY_GALLERY_SIZE = 5
+GALLERY_COLUMNS = 5
+# Galleries label each bar with its class name up to this many classes (a caption says so beyond).
+GALLERY_MAX_LABELLED_CLASSES = 12
+
+
+@dataclass(frozen=True)
+class FigureAsset:
+    """One embedded figure: key, title, alt text, SVG data URI, a caption note that explains its encodings."""
+
+    key: str
+    title: str
+    alt: str
+    uri: str
+    note: str = ""
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    from cycler import cycler
+
+    matplotlib.rcParams.update(STYLE)
+    matplotlib.rcParams["axes.prop_cycle"] = cycler(color=[PALETTE[c] for c in CYCLE])
+    return plt
+
+
+def new_figure(w: float = FULL, h: float = 3.0, ncols: int = 1, nrows: int = 1):
+    """A figure and its axes (Agg backend, the shared style)."""
+    plt = _plt()
+    return plt.subplots(nrows, ncols, figsize=(w, h), squeeze=False)
+
+
+def _svg_uri(fig) -> str:
+    """`fig` as an SVG data URI."""
+    buf = io.BytesIO()
+    # The tight box from the Agg renderer's text extents: bbox_inches="tight" would draw the whole SVG twice.
+    box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(PAD_INCHES)
+    fig.savefig(buf, format="svg", bbox_inches=box, metadata={"Date": None})
+    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+# Set inside `parallel_encoding`: the figures being written by child processes, oldest first.
+_pending: list | None = None
+# Children writing SVGs at once inside `parallel_encoding` (the parent keeps drawing meanwhile).
+ENCODING_CHILDREN = 2
+# The `uri` of a FigureAsset whose SVG a child is still writing.
+PENDING = "pending:"
+
+
+def encode(fig, *, key: str, title: str, alt: str, note: str = "") -> FigureAsset:
+    """SVG-encode `fig` as a data URI and close it (always, even on error).
+
+    Inside `parallel_encoding`, a forked child writes the SVG while the caller draws the next
+    figure; the asset's uri is then a placeholder that the context's finish() replaces.
+    """
+    if _pending is not None:
+        while len([p for p in _pending if p[2] is None]) >= ENCODING_CHILDREN:
+            _collect(next(p for p in _pending if p[2] is None))
+        job = _fork_svg(fig)
+        if job is not None:
+            _pending.append(job)
+            return FigureAsset(key, title, alt, f"{PENDING}{len(_pending) - 1}", note)
+    plt = _plt()
+    try:
+        uri = _svg_uri(fig)
+    finally:
+        plt.close(fig)
+    return FigureAsset(key, title, alt, uri, note)
+
+
+def _fork_svg(fig) -> list | None:
+    """[fig, wait, None, read fd] of a child (render.in_child) writing `fig`'s SVG URI to a pipe; None without fork."""
+    if not hasattr(os, "fork"):
+        return None
+    read, write = os.pipe()
+
+    def child() -> None:
+        os.close(read)
+        with os.fdopen(write, "wb") as out:
+            out.write(_svg_uri(fig).encode("ascii"))
+
+    wait = render.in_child(child)  # if no child starts, the pipe just reads empty and _collect encodes here
+    os.close(write)
+    return [fig, wait, None, read]
+
+
+def _collect(job: list) -> None:
+    """Read a child's SVG URI into job[2]; if the child failed, encode the figure here instead."""
+    fig, wait, _, read = job
+    chunks = []
+    with os.fdopen(read, "rb") as pipe:
+        while chunk := pipe.read(1 << 20):
+            chunks.append(chunk)
+    ok = wait() and chunks
+    try:
+        job[2] = b"".join(chunks).decode("ascii") if ok else _svg_uri(fig)
+    finally:
+        _plt().close(fig)
+
+
+@contextlib.contextmanager
+def parallel_encoding():
+    """Write figures' SVGs in forked children while the caller goes on drawing (two cores: about half the wall time).
+
+    Yields finish(assets) -> assets with every placeholder uri replaced by its SVG. Leaving the
+    block waits for (and closes) every child, even on error.
+    """
+    global _pending
+    outer, _pending = _pending, []
+    jobs = _pending
+
+    def finish(assets: list[FigureAsset]) -> list[FigureAsset]:
+        for job in jobs:
+            if job[2] is None:
+                _collect(job)
+        return [replace(a, uri=jobs[int(a.uri[len(PENDING):])][2]) if a.uri.startswith(PENDING) else a for a in assets]
+
+    try:
+        yield finish
+    finally:
+        _pending = outer
+        for job in jobs:
+            if job[2] is None:
+                with contextlib.suppress(Exception):  # already failing: reap the child, keep the first error
+                    _collect(job)
+
+
+def warm_up() -> None:
+    """Import matplotlib and write one small SVG in the shared style (font cache, text layout): a render.Worker's first job."""
+    fig, ax = new_figure(1.0, 1.0)
+    ax[0, 0].plot([0, 1], [0, 1])
+    ax[0, 0].set_title("warm-up 0.5")
+    encode(fig, key="warm_up", title="", alt="")
+
+
+def subsample(n: int, limit: int, seed: int = SEED) -> np.ndarray:
+    """Sorted indices of at most `limit` of `n` items (all of them when n <= limit)."""
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
+def _integer_ticks(axis) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+
+
+def _tick_labels(names, k: int):
+    return [str(n) for n in names], (0 if k <= 12 else 90)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def plot_confidence_by_class(confidence, labels, class_names, *, correct=None, ax=None):
+    """Strip + box plot of confidence (max probability) per TRUE class, one column per class."""
+    if ax is None:
+        ax = new_figure()[1][0, 0]
+    rng = np.random.default_rng(SEED)
+    k = len(class_names)
+    data = [confidence[labels == c] for c in range(k)]
+    ax.boxplot([d if len(d) else [np.nan] for d in data], positions=range(k), widths=0.6, showfliers=False,
+               medianprops={"color": PALETTE["black"]}, boxprops={"color": PALETTE["grey"]},
+               whiskerprops={"color": PALETTE["grey"]}, capprops={"color": PALETTE["grey"]})
+    for c in range(k):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[subsample(len(idx), MAX_POINTS_PER_CLASS)]
+        x = c + rng.uniform(-0.25, 0.25, len(idx))
+        col = CORRECT if correct is None else np.where(correct[idx], CORRECT, WRONG)
+        ax.scatter(x, confidence[idx], s=4, c=col, alpha=0.5, linewidths=0, rasterized=True)
+    names, rotation = _tick_labels(class_names, k)
+    ax.set_xticks(range(k))
+    ax.set_xticklabels(names, rotation=rotation)
+    ax.set_xlabel("true class")
+    ax.set_ylabel("confidence = max probability")
+    ax.set_ylim(-0.02, 1.02)
+    return ax
+
+
+def plot_entropy_hist(entropy, correct, *, k: int, label: str = NOTATION["total"] + " (nats)", upper: float | None = None, ax=None,
+                      counts: tuple[int, int] | None = None):
+    """Histograms of an entropy for correct vs wrong predictions (density, shared bins up to `upper`, default log K).
+
+    counts: (correct, wrong) over all samples for the legend when `entropy` is a sample of them (default: counted here).
+    """
+    if ax is None:
+        ax = new_figure(HALF, 2.4)[1][0, 0]
+    top = upper if upper is not None else np.log(k)
+    bins = np.linspace(0, max(top, 1e-6), 31)
+    for mask, col, name, total in ((correct, CORRECT, "correct", None if counts is None else counts[0]),
+                                   (~correct, WRONG, "wrong", None if counts is None else counts[1])):
+        if mask.any():
+            shown = int(mask.sum()) if total is None else int(total)
+            # stepfilled: one path per histogram instead of one per bar (the PDF draws every SVG node)
+            ax.hist(entropy[mask], bins=bins, density=True, histtype="stepfilled", alpha=0.6, color=col,
+                    label=f"{name} (n = {shown:,})")
+    ax.set_xlabel(label)
+    ax.set_ylabel("density")
+    ax.legend(frameon=False)
+    return ax
+
+
+def plot_aleatoric_epistemic(aleatoric, epistemic, correct, *, ax=None):
+    """Scatter of aleatoric E[H(p)] against epistemic I, coloured by correctness."""
+    if ax is None:
+        ax = new_figure(HALF, 2.8)[1][0, 0]
+    idx = subsample(len(aleatoric), MAX_POINTS)
+    for mask, col, name in ((correct[idx], CORRECT, "correct"), (~correct[idx], WRONG, "wrong")):
+        ax.scatter(aleatoric[idx][mask], epistemic[idx][mask], s=5, c=col, alpha=0.5, linewidths=0, label=name, rasterized=True)
+    ax.set_xlabel(NOTATION["aleatoric"] + " (nats)")
+    ax.set_ylabel("epistemic I (nats)")
+    ax.legend(frameon=False)
+    return ax
+
+
+def plot_reliability(bin_edges, bin_accuracy, bin_confidence, bin_count, *, ax=None, label="model", color=None):
+    """Reliability diagram: accuracy per confidence bin against the diagonal (bin counts: plot_confidence_histogram)."""
+    if ax is None:
+        ax = new_figure(HALF, 3.0)[1][0, 0]
+    centers = (bin_edges[:-1] + bin_edges[1:]) / 2
+    width = bin_edges[1] - bin_edges[0]
+    ok = np.asarray(bin_count) > 0
+    ax.plot([0, 1], [0, 1], ls="--", color=PALETTE["grey"], lw=1, label="perfect calibration")
+    ax.bar(centers[ok], np.asarray(bin_accuracy)[ok], width=width * 0.9, color=color or PALETTE["blue"], alpha=0.7,
+           label=f"{label}: accuracy per bin")
+    ax.plot(np.asarray(bin_confidence)[ok], np.asarray(bin_accuracy)[ok], "o", ms=3, color=PALETTE["black"],
+            label="mean confidence in bin")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy in bin")
+    ax.legend(frameon=False, loc="upper left")
+    return ax
+
+
+def plot_confidence_histogram(bin_edges, bin_count, *, ax=None):
+    """Samples per confidence bin (the reliability diagram's bins), integer ticks."""
+    if ax is None:
+        ax = new_figure(HALF, 1.0)[1][0, 0]
+    centers = (np.asarray(bin_edges[:-1]) + np.asarray(bin_edges[1:])) / 2
+    ax.bar(centers, bin_count, width=(bin_edges[1] - bin_edges[0]) * 0.9, color=PALETTE["grey"])
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, max(1, int(np.max(bin_count))) * 1.15)
+    _integer_ticks(ax.yaxis)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("samples")
+    return ax
+
+
+def plot_per_class_accuracy(per_class, overall=None, overall_ci=None, *, ax=None):
+    """Recall per class with its 95 % Wilson interval as error bars; the overall accuracy and its interval as a band."""
+    if ax is None:
+        ax = new_figure(FULL, 2.3)[1][0, 0]
+    rows = [r for r in per_class if r.get("accuracy") is not None]
+    x = np.arange(len(rows))
+    acc = np.array([100 * r["accuracy"] for r in rows])
+    lo = np.array([100 * r["accuracy_ci"][0] for r in rows])
+    hi = np.array([100 * r["accuracy_ci"][1] for r in rows])
+    if overall_ci is not None and None not in overall_ci:
+        ax.axhspan(100 * overall_ci[0], 100 * overall_ci[1], color=PALETTE["sky"], alpha=0.3, lw=0,
+                   label="all classes, 95 % interval")
+    if overall is not None:
+        ax.axhline(100 * overall, color=PALETTE["blue"], lw=1, ls="--", label="all classes")
+    ax.errorbar(x, acc, yerr=[acc - lo, hi - acc], fmt="o", color=PALETTE["black"], ecolor=PALETTE["black"], capsize=3, ms=4,
+                label="recall of the class, 95 % Wilson interval")
+    names, rotation = _tick_labels([r["name"] for r in rows], len(rows))
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=rotation)
+    ax.set_xlabel("true class")
+    ax.set_ylabel("recall (%)")
+    ax.set_ylim(max(0.0, float(lo.min()) - 3), min(100.5, float(hi.max()) + 1.5))
+    ax.legend(frameon=False, loc="lower left", ncol=3)
+    return ax
+
+
+def plot_risk_coverage(coverage, risk, *, ax=None, label="model", color=None):
+    """Risk (error rate among kept samples) against coverage, keeping the most confident first."""
+    if ax is None:
+        ax = new_figure(HALF, 2.6)[1][0, 0]
+    ax.plot(coverage, 100 * np.asarray(risk), color=color or PALETTE["blue"], label=label)
+    ax.axhline(1.0, color=PALETTE["grey"], ls=":", lw=1, label="1 % error")
+    ax.set_xlabel("coverage (share of samples kept)")
+    ax.set_ylabel("error of kept samples (%)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(bottom=0)
+    ax.legend(frameon=False, loc="upper left")
+    return ax
+
+
+def plot_confusion(labels, predicted, class_names, *, ax=None):
+    """Confusion matrix counts (rows: true class, columns: predicted class) of per-sample labels and predictions."""
+    k = len(class_names)
+    return plot_confusion_counts(np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k), class_names, ax=ax)
+
+
+def plot_confusion_counts(confusion, class_names, *, ax=None):
+    """Confusion matrix from its (K, K) counts (rows: true class, columns: predicted class)."""
+    if ax is None:
+        ax = new_figure(HALF, 3.2)[1][0, 0]
+    k = len(class_names)
+    cm = np.asarray(confusion, dtype=np.int64).reshape(k, k)
+    ax.imshow(np.log1p(cm), cmap="Blues")
+    if k <= 15:
+        for i in range(k):
+            for j in range(k):
+                if cm[i, j]:
+                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=6.5 if k <= 10 else 5.5,
+                            color="white" if np.log1p(cm[i, j]) > np.log1p(cm.max()) / 2 else "black")
+    names, rotation = _tick_labels(class_names, k)
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xticklabels(names, rotation=rotation)
+    ax.set_yticklabels(names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    return ax
+
+
+def plot_noise_counts(counts, class_names, *, ax=None):
+    """Estimated label flips as counts: given label i (rows) against estimated true label j (columns), diagonal dimmed.
+
+    Args:
+        counts: (K, K) estimated numbers of samples per (given, true) pair (the calibrated confident joint times N).
+    """
+    if ax is None:
+        ax = new_figure(HALF, 3.2)[1][0, 0]
+    k = len(class_names)
+    c = np.rint(np.asarray(counts, dtype=np.float64)).astype(np.int64)
+    off = c.astype(float).copy()
+    np.fill_diagonal(off, np.nan)
+    ax.imshow(np.ma.masked_invalid(off), cmap="Oranges", vmin=0, vmax=max(1.0, float(np.nanmax(off)) if k > 1 else 1.0))
+    diag = np.full((k, k), np.nan)
+    np.fill_diagonal(diag, 1.0)
+    ax.imshow(np.ma.masked_invalid(diag), cmap="Greys", vmin=0, vmax=4)  # the kept labels in light grey
+    if k <= 15:
+        top = max(1, int(np.nanmax(off))) if k > 1 else 1
+        for i in range(k):
+            for j in range(k):
+                if i != j and c[i, j]:
+                    ax.text(j, i, str(c[i, j]), ha="center", va="center", fontsize=7 if k <= 10 else 6,
+                            color="white" if c[i, j] > top * 0.6 else "black")
+    names, rotation = _tick_labels(class_names, k)
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xticklabels(names, rotation=rotation)
+    ax.set_yticklabels(names)
+    ax.set_xlabel("estimated true label j")
+    ax.set_ylabel("given label i")
+    return ax
+
+
+def plot_bars(values, class_names, *, ylabel: str, ax=None):
+    """One bar per class; integer ticks (the values are counts)."""
+    if ax is None:
+        ax = new_figure(HALF, 2.2)[1][0, 0]
+    ax.bar(range(len(values)), values, color=PALETTE["blue"])
+    names, rotation = _tick_labels(class_names, len(values))
+    ax.set_xticks(range(len(values)))
+    ax.set_xticklabels(names, rotation=rotation)
+    ax.set_ylim(0, max(1, int(np.max(values)) if len(values) else 1) * 1.15)
+    _integer_ticks(ax.yaxis)
+    ax.set_xlabel("given label")
+    ax.set_ylabel(ylabel)
+    return ax
+
+
+def _rgb(img: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 for display, pixels as they are: grey for one or two channels (the first), the first three otherwise."""
+    c = img.shape[-1]
+    if c < 3:
+        return np.repeat(img[..., :1], 3, axis=2)
+    return img[..., :3]
+
+
+def gallery(images, items, class_names, *, mean_probs=None, std_probs=None, ncols: int = GALLERY_COLUMNS):
+    """A grid of images, each with a title and, when given, its class-probability bars on a 0-1 scale.
+
+    Each cell has its own small bar chart (with its probability scale and the class names under
+    the bars when there are at most GALLERY_MAX_LABELLED_CLASSES classes); whiskers are ± one
+    standard deviation across the stochastic samples when `std_probs` is given.
+
+    Args:
+        images: (N,H,W,C) uint8, or an array-like that returns such rows when indexed.
+        items: list of (index, title) pairs, in display order.
+        mean_probs, std_probs: (N,K) class probabilities and their spread across samples, or None.
+    """
+    plt = _plt()
+    n = len(items)
+    ncols = min(ncols, max(1, n))
+    nrows = int(np.ceil(n / ncols))
+    k = len(class_names)
+    bars = mean_probs is not None
+    labelled = k <= GALLERY_MAX_LABELLED_CLASSES
+    cell_h = 1.2 + (0.7 if bars else 0.0)
+    fig = plt.figure(figsize=(FULL, cell_h * nrows))
+    grid = fig.add_gridspec(nrows * (2 if bars else 1), ncols, height_ratios=([1.2, 0.7] if bars else [1.2]) * nrows,
+                            hspace=0.45 if bars else 0.3, wspace=0.3)
+    pictures = np.asarray(images[np.array([i for i, _ in items], dtype=np.int64)])  # one decode for image files
+    for t, (i, title) in enumerate(items):
+        r, col = divmod(t, ncols)
+        ax = fig.add_subplot(grid[r * (2 if bars else 1), col])
+        ax.imshow(_rgb(pictures[t]), interpolation="nearest")
+        ax.set_title(title, fontsize=6.5, pad=2)
+        ax.axis("off")
+        if bars:
+            bx = fig.add_subplot(grid[r * 2 + 1, col])
+            err = None if std_probs is None else std_probs[i]
+            bx.bar(range(k), mean_probs[i], yerr=err, color=PALETTE["blue"], error_kw={"elinewidth": 0.6, "capsize": 0},
+                   width=0.8)
+            bx.set_ylim(0, 1.0)
+            bx.set_yticks([0, 0.5, 1])
+            bx.set_yticklabels(["0", ".5", "1"], fontsize=6)
+            bx.set_xticks(range(k) if labelled else [])
+            if labelled:
+                bx.set_xticklabels([str(c)[:3] for c in class_names], fontsize=6, rotation=0 if k <= 10 else 90)
+            bx.tick_params(length=1.5, pad=1)
+    return fig
+
+
+# --------------------------------------------------------------------------- the report's figures
+
+
+def _gallery_note(k: int, spread: bool) -> str:
+    parts = ["bars: the class probabilities (mean over the samples), on a 0-1 scale"]
+    if spread:
+        parts.append("whiskers: ± one standard deviation across the stochastic samples")
+    if k > GALLERY_MAX_LABELLED_CLASSES:
+        parts.append(f"the {k} classes run left to right in the order of the per-class table")
+    return "; ".join(parts)
+
+
+def _gallery_figure(items, class_names, *, symbol: str, spread: bool):
+    """A gallery of reduced.GalleryItems (their own images and probabilities), each titled with its ranked value."""
+    images = np.stack([it.image for it in items])
+    probs = np.stack([it.probs for it in items])
+    std = np.stack([it.std for it in items]) if spread and all(it.std is not None for it in items) else None
+    titles = [f"{it.split} #{it.source_row}: {class_names[it.label]} → {class_names[it.predicted]}\n{symbol} = {it.value:.2f}"
+              for it in items]
+    return gallery(images, list(enumerate(titles)), class_names, mean_probs=probs, std_probs=std)
+
+
+def encoded_report_figures(reduced, *, has_images: bool = True) -> list[FigureAsset]:
+    """report_figures with every SVG written (in forked children while the next figure is drawn)."""
+    with parallel_encoding() as finish:
+        return finish(report_figures(reduced, has_images=has_images))
+
+
+def report_figures(reduced, *, has_images: bool = True) -> list[FigureAsset]:
+    """Every figure of the audit report, in display order.
+
+    Args:
+        reduced: a reduced.ReducedAudit (exact summaries, a display sample of rows, gallery lists).
+        has_images: False when only saved probabilities were given (image galleries skipped).
+    """
+    disp, names, k = reduced.display, reduced.data.class_names, reduced.data.n_classes
+    n = reduced.data.count
+    out = []
+    m = reduced.metrics
+    n_wrong = int(reduced.errors["n_errors"])
+    counts = (n - n_wrong, n_wrong)
+    fig, ax = new_figure(FULL, 2.3)
+    plot_per_class_accuracy(reduced.per_class, m.get("accuracy"), (m.get("accuracy_ci_low"), m.get("accuracy_ci_high")), ax=ax[0, 0])
+    out.append(encode(fig, key="per_class_accuracy", title="Recall per class with 95 % intervals",
+                      alt="Recall of each class as a black point with its 95 % Wilson interval as an error bar, against the "
+                          "overall accuracy (blue dashed line) and its 95 % interval (sky-blue band).",
+                      note="black points and error bars: each class's recall and its 95 % Wilson interval; blue dashed line "
+                           "and sky-blue band: the accuracy over all classes and its interval"))
+    fig, ax = new_figure(HALF, 3.2)
+    plot_confusion_counts(reduced.errors["confusion"], names, ax=ax[0, 0])
+    out.append(encode(fig, key="confusion", title="Confusion matrix",
+                      alt="Confusion matrix of true against predicted classes, with the count in each cell.",
+                      note="counts; darker blue: more samples"))
+    sample = len(disp) < n
+    drawn = f"drawn from a random sample of {len(disp):,} of the {n:,} samples; " if sample else ""
+    sub_note = (f"{min(len(disp), MAX_POINTS_PER_CLASS * k):,} of {n:,} points drawn (random subsample); "
+                if len(disp) > MAX_POINTS_PER_CLASS * k or sample else "")
+    if sample:
+        sub_note += f"boxes from a random sample of {len(disp):,}; "
+    fig, ax = new_figure(FULL, 2.4)
+    plot_confidence_by_class(disp.confidence, disp.label, names, correct=disp.correct, ax=ax[0, 0])
+    out.append(encode(fig, key="confidence_by_class", title="Confidence per true class",
+                      alt="Box and strip plot of the model's confidence (maximum probability) for each true class; correct "
+                          "predictions in blue, wrong ones in vermillion.", note=sub_note + COLOURS))
+    if reduced.epistemic_measured:
+        fig, ax = new_figure(FULL, 2.2, ncols=3)
+        plot_entropy_hist(disp.total, disp.correct, k=k, label=NOTATION["total"] + " (nats)", ax=ax[0, 0], counts=counts)
+        plot_entropy_hist(disp.aleatoric, disp.correct, k=k, label=NOTATION["aleatoric"] + " (nats)", ax=ax[0, 1], counts=counts)
+        plot_entropy_hist(disp.epistemic, disp.correct, k=k, label="epistemic I (nats)",
+                          upper=float(np.quantile(disp.epistemic, 0.999)) if len(disp) else None, ax=ax[0, 2], counts=counts)
+        alt = "Three histograms (total, aleatoric and epistemic uncertainty) for correct and wrong predictions."
+    else:
+        fig, ax = new_figure(HALF, 2.4)
+        plot_entropy_hist(disp.total, disp.correct, k=k, ax=ax[0, 0], counts=counts)
+        alt = "Histograms of the total uncertainty H(E[p]) for correct and wrong predictions."
+    fig.tight_layout()
+    out.append(encode(fig, key="entropy_hist", title="Uncertainty of correct and wrong predictions", alt=alt, note=drawn + COLOURS))
+    if reduced.epistemic_measured:
+        fig, ax = new_figure(HALF, 2.8)
+        plot_aleatoric_epistemic(disp.aleatoric, disp.epistemic, disp.correct, ax=ax[0, 0])
+        out.append(encode(fig, key="aleatoric_epistemic", title="Aleatoric against epistemic uncertainty",
+                          alt="Scatter plot of aleatoric against epistemic uncertainty per sample, correct in blue, wrong in vermillion.",
+                          note=(f"{min(len(disp), MAX_POINTS):,} of {n:,} samples drawn; " if n > MAX_POINTS else "") + COLOURS))
+    cal = reduced.calibration
+    plt = _plt()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(HALF, 3.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    plot_reliability(cal.bin_edges, cal.bin_accuracy, cal.bin_confidence, cal.bin_count, ax=top)
+    top.set_xlabel("")
+    plot_confidence_histogram(cal.bin_edges, cal.bin_count, ax=bottom)
+    out.append(encode(fig, key="reliability", title="Reliability diagram, with the confidence histogram beneath",
+                      alt="Reliability diagram: accuracy per confidence bin against the diagonal of perfect calibration; beneath it, "
+                          "the number of samples in each bin.",
+                      note=f"{cal.n_bins} equal-width bins; blue bars: accuracy per bin; black points: mean confidence in the bin; "
+                           "grey dashes: perfect calibration; grey bars beneath: samples per bin"))
+    sel = reduced.selective
+    fig, ax = new_figure(HALF, 2.6)
+    plot_risk_coverage(sel.coverage, sel.risk, ax=ax[0, 0])
+    out.append(encode(fig, key="risk_coverage", title="Risk-coverage curve",
+                      alt="Error rate among kept samples against coverage when abstaining on the least confident samples first.",
+                      note=f"AURC {sel.aurc:.4f}; grey dotted line: 1 % error"))
+    li = reduced.labels
+    fig, ax = new_figure(HALF, 3.2)
+    plot_noise_counts(li.calibrated_joint * li.n_checked, names, ax=ax[0, 0])
+    out.append(encode(fig, key="noise_matrix", title="Estimated label flips",
+                      alt="Heatmap of the estimated number of samples per pair of given and true label; the diagonal (labels "
+                          "kept) is light grey, off-diagonal counts in orange.",
+                      note="numbers: estimated samples given label i whose true label is j (confident learning); "
+                           "orange: more; light grey diagonal: labels estimated correct"))
+    fig, ax = new_figure(HALF, 2.2)
+    plot_bars(li.per_class_issues, names, ylabel="candidates", ax=ax[0, 0])
+    out.append(encode(fig, key="issues_per_class", title="Candidates for review per given label",
+                      alt="Bar chart of the number of candidates for human review per given label."))
+    g = reduced.galleries
+    if has_images:
+        spread = reduced.epistemic_measured
+        for key, what, symbol in (("gallery_aleatoric", "aleatoric", "E[H]"), ("gallery_epistemic", "epistemic", "I"),
+                                  ("gallery_entropy", "total", "H")):
+            items = g.get(key) or []
+            if not items or items[0].image is None:
+                continue
+            fig = _gallery_figure(items, names, symbol=symbol, spread=spread and key != "gallery_entropy")
+            title = (f"Highest {what} uncertainty: true → predicted label")
+            alt = (f"The {len(items)} images with the highest {what} uncertainty, each with its true and predicted label and its "
+                   "class probabilities." if key != "gallery_entropy" else
+                   f"The {len(items)} images with the highest total uncertainty, with true and predicted labels and class probabilities.")
+            out.append(encode(fig, key=key, title=title, alt=alt, note=_gallery_note(k, spread and key != "gallery_entropy")))
+        items = g.get("gallery_flagged") or []
+        if items and items[0].image is not None:
+            fig = _gallery_figure(items, names, symbol="p(given)", spread=False)
+            out.append(encode(fig, key="gallery_flagged", title="Candidates for human review: given → suggested label",
+                              alt=f"The {len(items)} top-ranked candidates, each with its given and suggested label, the checker's "
+                                  "probability of the given label and its class probabilities.",
+                              note="bars: the checker's out-of-sample class probabilities, on a 0-1 scale"))
+    return out

@@ -1,0 +1,1 @@
+"""The statistics: pure numpy functions of mergeable sufficient statistics (no TensorFlow here)."""
