@@ -18,7 +18,7 @@ def fake_version(root: Path, model: str, version: str, created_at: str | None, a
     d = root / model / version
     d.mkdir(parents=True)
     summary = {"title": f"Audit of {model} {version}", "created_at": created_at, "data": {"name": "digits"},
-               "metrics": {"accuracy": accuracy, "ece": ece, "nll": 0.3, "aurc": 0.02, "mean_epistemic": None, "n_flagged": 4}}
+               "metrics": {"accuracy": accuracy, "calibration_error": ece, "nll": 0.3, "aurc": 0.02, "mean_epistemic": None, "n_flagged": 4}}
     (d / "summary.json").write_text(json.dumps(summary))
     (d / "report.html").write_text(f"<html><body>{model} {version}</body></html>")
     (d / "flagged.csv").write_text("rank,index\n1,5\n")
@@ -154,7 +154,7 @@ def test_list_command_table_and_json(root):
     r = run_cli(["list", "--output", str(root)])
     assert r.exit_code == 0, r.output
     lines = r.stdout.strip().splitlines()
-    assert lines[0].split() == ["MODEL", "VERSION", "CREATED", "ACCURACY", "ECE", "NLL", "AURC", "EPISTEMIC", "FLAGGED"]
+    assert lines[0].split() == ["MODEL", "VERSION", "CREATED", "ACCURACY", "CALIBRATION", "NLL", "AURC", "EPISTEMIC", "FLAGGED"]
     assert [ln.split()[:2] for ln in lines[2:]] == [["cnn", "v3"], ["other", "a"], ["cnn", "v2"], ["cnn", "v1"]]
     assert lines[2].split()[4:] == ["95.0", "%", "0.0200", "0.3000", "0.0200", "not", "measured", "4"]
     r = run_cli(["list", "--output", str(root), "--json"])
@@ -221,8 +221,8 @@ def test_index_never_links_a_folder_whose_name_fails_the_component_check(root):
 
 def test_crafted_summary_values_cannot_break_the_index(root):
     s = root / "other" / "a" / "summary.json"
-    s.write_text(json.dumps({"title": "<script>x</script>", "metrics": {"accuracy": "=1+1", "ece": [1], "n_flagged": True}}))
+    s.write_text(json.dumps({"title": "<script>x</script>", "metrics": {"accuracy": "=1+1", "calibration_error": [1], "n_flagged": True}}))
     html = index.write_index(root).read_text()
     assert "<script>x" not in html and "=1+1" not in html
     other = next(v for v in index.list_versions(root) if v["model"] == "other")
-    assert other["metrics"]["accuracy"] is None and other["metrics"]["ece"] is None and other["metrics"]["n_flagged"] is None
+    assert other["metrics"]["accuracy"] is None and other["metrics"]["calibration_error"] is None and other["metrics"]["n_flagged"] is None

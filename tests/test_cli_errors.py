@@ -126,13 +126,13 @@ def test_existing_version_without_force(out, deterministic_audit, mnist_npz):
 
 def test_failure_mid_write_leaves_no_folder(out, deterministic_audit, mnist_npz, monkeypatch):
     """A crash while rendering (here: the PDF step) removes the staging folder and new parents."""
-    from reportgen.report import context as report
+    from reportgen.report import render
     _, model = deterministic_audit
 
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(report, "write_pdf", boom)
+    monkeypatch.setattr(render, "html_to_pdf", boom)
     r = audit(out, "--data", str(mnist_npz), "--model", str(model), "--mc-samples", "2")
     assert r.exit_code == 130
     assert snapshot(out) == set()

@@ -71,21 +71,23 @@ def deltas(noise: float = 0.01, **pairs):
 
 
 def test_verdict_words():
-    v = compare.verdict(deltas(accuracy=(0.90, 0.95), ece=(0.05, 0.02)), old_label="m a", new_label="m b")
+    ce = "calibration_error"
+    v = compare.verdict(deltas(accuracy=(0.90, 0.95), **{ce: (0.05, 0.02)}), old_label="m a", new_label="m b")
     assert (v["word"], v["level"]) == ("better", "good")
     assert v["text"] == ("m b is better than m a: accuracy +5.00 pp, beyond sampling noise (±1.00 pp); "
-                         "also better in ECE −0.0300 (±0.0100).")
+                         "also better in calibration error −0.0300 (±0.0100).")
     # Accuracy that moved decides, whatever calibration did.
-    v = compare.verdict(deltas(accuracy=(0.90, 0.80), ece=(0.30, 0.02), nll=(1.0, 2.0)), old_label="m a", new_label="m b")
+    v = compare.verdict(deltas(accuracy=(0.90, 0.80), nll=(1.0, 2.0), **{ce: (0.30, 0.02)}), old_label="m a", new_label="m b")
     assert v["word"] == "worse"
     assert v["text"] == ("m b is worse than m a: accuracy −10.00 pp, beyond sampling noise (±1.00 pp); also worse in NLL +1.0000 "
-                         "(±0.0100); but better in ECE −0.2800 (±0.0100).")
+                         "(±0.0100); but better in calibration error −0.2800 (±0.0100).")
     # Accuracy within its noise: the other metrics decide, and disagree.
-    v = compare.verdict(deltas(accuracy=(0.90, 0.905), ece=(0.02, 0.05), brier=(0.2, 0.1)), old_label="m a", new_label="m b")
-    assert v["word"] == "mixed" and v["text"].startswith("Mixed: m b is better than m a in Brier score −0.1000 (±0.0100), but worse in ECE +0.0300")
+    v = compare.verdict(deltas(accuracy=(0.90, 0.905), brier=(0.2, 0.1), **{ce: (0.02, 0.05)}), old_label="m a", new_label="m b")
+    assert v["word"] == "mixed" and v["text"].startswith(
+        "Mixed: m b is better than m a in Brier score −0.1000 (±0.0100), but worse in calibration error +0.0300")
     assert v["text"].endswith("the accuracy change (+0.50 pp) is within sampling noise (±1.00 pp).")
-    v = compare.verdict(deltas(accuracy=(0.90, 0.905), ece=(0.02, 0.021)), old_label="m a", new_label="m b")
-    assert v["word"] == "unchanged" and v["text"] == "No difference between m b and m a exceeds its sampling noise in Accuracy, ECE."
+    v = compare.verdict(deltas(accuracy=(0.90, 0.905), **{ce: (0.02, 0.021)}), old_label="m a", new_label="m b")
+    assert v["word"] == "unchanged" and v["text"] == "No difference between m b and m a exceeds its sampling noise in Accuracy, calibration error."
     v = compare.verdict(deltas(accuracy=(0.90, 0.85)), old_label="a", new_label="b", comparable=False, reason="the data files differ (sha256)")
     assert v["level"] == "warn" and v["text"].startswith("Caution, not the same samples (the data files differ (sha256)): b is worse")
 
@@ -195,19 +197,55 @@ def test_metric_deltas_are_new_minus_old_with_direction(two_versions, compared):
     assert rows["accuracy"]["delta"] == pytest.approx(new["accuracy"] - old["accuracy"], abs=1e-12)
     assert rows["mean_epistemic"]["old"] is None and rows["mean_epistemic"]["change"] == "n/a"  # v1 had S = 1
     assert rows["n_passes"]["change"] == "changed"
-    for key in ("accuracy", "ece", "nll", "brier", "aurc"):
-        d = new[key] - old[key]
-        if abs(d) <= compare.noise(key, old, new):
-            assert rows[key]["change"] == "same", key
-        else:
-            improved = d > 0 if key == "accuracy" else d < 0
-            assert rows[key]["change"] == ("better" if improved else "worse"), key
+    # Same samples and both per-sample exports: the headline metrics are compared pair by pair.
+    assert c["same_samples"] is True and c["paired"] is True
+    assert rows["accuracy"]["test"] == "McNemar, paired" and rows["accuracy"]["p"] is not None
+    for key in compare.VERDICT_METRICS:
+        assert rows[key]["test"].endswith("paired"), key
     # A CNN trained on 500 images instead of 2,000: the accuracy change is far beyond sampling noise, so it decides.
-    noise = compare.noise("accuracy", old, new)
-    assert abs(new["accuracy"] - old["accuracy"]) > noise
-    assert c["verdict"]["word"] == rows["accuracy"]["change"]
-    assert c["verdict"]["text"].startswith(f"{v2.parent.name} v2 is {rows['accuracy']['change']} than {v1.parent.name} {v1.name}: accuracy ")
-    assert c["same_samples"] is True
+    assert rows["accuracy"]["p"] < 1e-6 and rows["accuracy"]["change"] == "worse"
+    assert c["verdict"]["word"] == "worse"
+    assert c["verdict"]["text"].startswith(f"{v2.parent.name} v2 is worse than {v1.parent.name} {v1.name}: accuracy ")
+
+
+def test_paired_comparison_detects_a_change_independent_intervals_miss(tmp_path):
+    """The reviewer's case: two audits of the same samples treated as independent almost never detect a change. Here
+    the new model fixes 30 of 10,000 samples and breaks 10 (a real +0.2 pp): McNemar calls it (p < 0.05), the sum of the
+    two Wilson half-widths does not."""
+    import gzip
+
+    import numpy as np
+
+    from reportgen.stats.intervals import wilson
+
+    rng = np.random.default_rng(0)
+    n, k = 10_000, 4
+    y = rng.integers(0, k, n)
+    right_old = rng.random(n) < 0.95
+    right_new = right_old.copy()
+    wrong = np.flatnonzero(~right_old)
+    good = np.flatnonzero(right_old)
+    right_new[rng.choice(wrong, 30, replace=False)] = True
+    right_new[rng.choice(good, 10, replace=False)] = False
+    sides = []
+    for right in (right_old, right_new):
+        p = np.full((n, k), 0.1 / (k - 1))
+        guess = np.where(right, y, (y + 1) % k)
+        p[np.arange(n), guess] = 0.9
+        sides.append(p)
+    for name, p, right in (("old", sides[0], right_old), ("new", sides[1], right_new)):
+        d = tmp_path / name
+        d.mkdir()
+        with gzip.open(d / "predictions.csv.gz", "wt") as f:
+            f.write("split,row,file,given,predicted," + ",".join(f"p_{c}" for c in range(k)) + ",confidence,total,aleatoric,epistemic,flagged,case,review\n")
+            for i in range(n):
+                f.write(f"test,{i},,{y[i]},{p[i].argmax()}," + ",".join(f"{v:.6g}" for v in p[i]) + ",0,0,0,,0,,\n")
+    tests = compare.paired_tests(compare.read_per_sample(tmp_path / "old"), compare.read_per_sample(tmp_path / "new"))
+    acc = tests["accuracy"]
+    assert acc["delta"] == pytest.approx(0.002) and acc["discordant"] == [10, 30] and acc["p"] < 0.05 and acc["called"]
+    halves = [(hi - lo) / 2 for lo, hi in (wilson(int(r.sum()), n) for r in (right_old, right_new))]
+    assert (halves[0] ** 2 + halves[1] ** 2) ** 0.5 > 0.002  # the independent comparison would call it "same"
+    assert tests["nll"]["called"] and tests["nll"]["delta"] < 0
 
 
 def test_flagged_sets_follow_the_two_csv_files(two_versions, compared):

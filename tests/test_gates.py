@@ -143,3 +143,53 @@ def test_gates_on_the_pessimistic_bound_of_an_interval(tmp_path, mnist_npz, dete
     r = run_cli(base + ["--version", "b", "--fail-on", f"accuracy_ci_low<{between}", "--fail-on", f"accuracy<{between}"])
     assert r.exit_code == 3
     assert f"'accuracy_ci_low<{between}' failed" in r.stderr and f"'accuracy<{between}' failed" not in r.stderr
+
+
+# --------------------------------------------------------------------------- acceptance criteria (--accept, the card's)
+
+
+def test_acceptance_is_judged_on_the_interval():
+    from reportgen.report.gates import acceptance
+
+    m = {"accuracy": 0.95, "accuracy_ci_low": 0.93, "accuracy_ci_high": 0.97, "ece": 0.02, "n_flagged": None}
+    got = {a["expr"]: a["state"] for a in acceptance(["accuracy>=0.9", "accuracy>=0.96", "accuracy>=0.99", "ece<=0.03", "n_flagged<3"], m)}
+    assert got == {"accuracy>=0.9": "met", "accuracy>=0.96": "not shown", "accuracy>=0.99": "not met", "ece<=0.03": "met",
+                   "n_flagged<3": "not met"}
+    (ece,) = acceptance(["ece<=0.03"], m)
+    assert "judged on the value alone: this metric has no interval" in ece["text"]
+
+
+def test_bad_acceptance_criteria_are_usage_errors_before_any_work(tmp_path):
+    r = run_cli(["audit", "--accept", "accuracy=>0.9", "--output", str(tmp_path / "out")])
+    assert r.exit_code == 2 and "expected <metric><op><number>" in r.output and "accept when accuracy is at least 0.98" in r.output
+    card = tmp_path / "card.toml"
+    card.write_text('intended_use = "x"\nacceptance = ["recall>0.9"]\n')
+    r = run_cli(["audit", "--card", str(card), "--output", str(tmp_path / "out")])
+    assert r.exit_code != 0 and "card.toml" in r.output and "unknown metric 'recall'" in r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_acceptance_from_the_options_and_the_card_on_the_first_page_and_a_missing_card_blocks(tmp_path, mnist_npz, deterministic_audit):
+    """The first page shows each criterion's result; a model card left out is named as a blocking gap; an unmet criterion
+    blocks too."""
+    import subprocess
+
+    _, model = deterministic_audit
+    card = tmp_path / "card.toml"
+    card.write_text('intended_use = "Sorting digits"\nacceptance = ["accuracy>=0.999"]\n')
+    base = ["--quiet", "audit", "--data", str(mnist_npz), "--model", str(model), "--name", "m", "--mc-samples", "1",
+            "--output", str(tmp_path / "out")]
+    r = run_cli(base + ["--version", "a", "--accept", "accuracy>=0.5", "--card", str(card)])
+    assert r.exit_code == 0, r.output
+    folder = Path(r.stdout.strip())
+    s = json.loads((folder / "summary.json").read_text())
+    assert [(a["expr"], a["state"]) for a in s["acceptance"]] == [("accuracy>=0.5", "met"), ("accuracy>=0.999", "not met")]
+    blocking = [c for c in s["conclusions"] if c.get("blocking")]
+    assert [c["topic"] for c in blocking] == ["acceptance", "card"]
+    assert "accuracy>=0.999 is not met" in blocking[0]["evidence"] and "leaves out Owners and contact" in blocking[1]["evidence"]
+    first = subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(folder / "report.pdf"), "-"], capture_output=True, text=True).stdout
+    assert "accuracy>=0.5" in first and "met" in first and "accuracy>=0.999" in first and "not met" in first
+    r = run_cli(base + ["--version", "b"])
+    s = json.loads((Path(r.stdout.strip()) / "summary.json").read_text())
+    assert s["acceptance"] == [] and [c["topic"] for c in s["conclusions"] if c.get("blocking")] == ["card"]
+    assert "no model card was given" in s["conclusions"][0]["evidence"]

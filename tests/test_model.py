@@ -53,11 +53,11 @@ def test_outputs_told_apart_by_a_probe_batch_and_softmax_applied_once(tmp_path, 
     m = M.load(p)
     assert m.outputs_probs is None  # nothing guessed from the layers
     assert M.ready(m, _PIXELS).outputs_probs is expected
-    sp, _ = predict([m], _PIXELS, mc_samples=1)
+    sp = predict([m], _PIXELS, mc_samples=1)
     raw = np.asarray(m.model(_PIXELS.astype(np.float32) / 255.0), np.float64)
     want = raw / raw.sum(1, keepdims=True) if expected else np.exp(raw) / np.exp(raw).sum(1, keepdims=True)
     # Softmax applied twice would flatten the rows: max |difference| ~0.1 here, far beyond 1e-6.
-    np.testing.assert_allclose(sp.mean_probs, want, atol=1e-6)
+    np.testing.assert_allclose(sp.modes["deterministic"], want, atol=1e-6)
 
 
 def test_h5_model_loads(tmp_path):

@@ -7,8 +7,24 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from types import SimpleNamespace  # noqa: E402
+
 from reportgen.model import network as M  # noqa: E402
-from reportgen.model.predict import predict  # noqa: E402
+from reportgen.model.predict import predict as _predict  # noqa: E402
+
+
+def view(p):
+    """The sampled mode of a model.predict.Predictions (the deterministic one without sampling) as flat arrays."""
+    mode = p.sampled or "deterministic"
+    mean = p.modes[mode]
+    return SimpleNamespace(mean_probs=mean, std_probs=p.std if p.std is not None else np.zeros_like(mean),
+                           expected_entropy=p.aleatoric if p.aleatoric is not None else _entropy(mean),
+                           n_samples=p.info.n_samples, deterministic=p.modes.get("deterministic"), modes=p.modes)
+
+
+def predict(*args, **kw):
+    p = _predict(*args, **kw)
+    return view(p), p.info
 
 
 def _loaded(net, tmp_path, name="m"):
@@ -41,7 +57,7 @@ def test_efficient_mc_equals_full_passes_default_cnn(default_cnn, images):
     assert info.method == "mc_dropout" and info_full.method == "mc_dropout_full"
     assert "linear in the channel mask" in info.description  # the specialised path ran
     _same(fast, slow)
-    np.testing.assert_array_equal(fast.votes, slow.votes)
+    np.testing.assert_allclose(fast.deterministic, slow.deterministic, atol=1e-6)
     # The samples really differ (dropout is on), so the agreement above is not vacuous.
     assert fast.std_probs.max() > 1e-3
     ep = _entropy(fast.mean_probs) - fast.expected_entropy
@@ -78,6 +94,20 @@ def test_deterministic_pass_matches_keras_predict(default_cnn, images):
     np.testing.assert_allclose(sp.mean_probs, p, atol=1e-6)
     assert info.method == "deterministic" and sp.n_samples == 1
     np.testing.assert_array_equal(sp.std_probs, 0)
+
+
+def test_a_dropout_model_is_measured_in_both_modes_and_the_deterministic_one_is_keras_predict(default_cnn, images):
+    """With MC dropout the deterministic network (dropout off) is predicted too, in the same batches: it equals the
+    one-pass prediction, and the aleatoric estimate is TFP's mean entropy of the S samples."""
+    import tensorflow_probability as tfp
+
+    mc = _predict([default_cnn], images[:20], mc_samples=5, seed=0)
+    one = _predict([default_cnn], images[:20], mc_samples=1)
+    assert set(mc.modes) == {"deterministic", "mc_dropout"} and mc.sampled == "mc_dropout" and set(one.modes) == {"deterministic"}
+    np.testing.assert_allclose(mc.modes["deterministic"], one.modes["deterministic"], atol=1e-6)
+    assert np.abs(mc.modes["mc_dropout"] - mc.modes["deterministic"]).max() > 1e-4
+    assert one.aleatoric is None and one.std is None and one.sampled is None
+    assert tfp is not None and mc.aleatoric.shape == (20,) and np.all(mc.aleatoric >= 0)
 
 
 def test_mc_mean_differs_from_deterministic_but_seed_reproduces(default_cnn, images):
@@ -162,11 +192,13 @@ def test_linear_path_mean_logits_equal_keras_inference_logits(default_cnn):
     x = tf.convert_to_tensor(M.preprocess(np.random.default_rng(0).integers(0, 256, (2, 28, 28, 1), dtype=np.uint8)))
     sampler = _Sampler(default_cnn, chain, split, 100_000, seed=0)
     assert sampler.linear
-    total = sum(np.asarray(sampler.logits_linear(x, bi), np.float64).sum(axis=0) for bi in range(30))
+    total = sum(np.asarray(sampler.logits_linear(x, bi)[1], np.float64).sum(axis=0) for bi in range(30))
     mean = total / 3_000_000
     keras_logits = np.asarray(default_cnn.model(x, training=False), np.float64)
     assert np.abs(keras_logits).max() > 0.1  # a scaling error would be visible
     np.testing.assert_allclose(mean, keras_logits, atol=1e-3)
+    # The deterministic logits of the same path (mask = 1) are Keras' inference logits exactly, up to float32 rounding.
+    np.testing.assert_allclose(np.asarray(sampler.logits_linear(x, 0)[0], np.float64), keras_logits, atol=1e-5)
 
 
 def test_sampler_masks_match_keras_spatial_dropout(default_cnn):
@@ -268,7 +300,7 @@ def test_parts_predicted_with_their_first_batch_index_equal_the_whole(default_cn
     whole, _ = predict([default_cnn], images, mc_samples=5, seed=2)
     head, _ = predict([default_cnn], images[:2 * b], mc_samples=5, seed=2)
     tail, _ = predict([default_cnn], images[2 * b:], mc_samples=5, seed=2, first_batch=2)
-    for field in ("mean_probs", "std_probs", "expected_entropy", "votes"):
+    for field in ("mean_probs", "std_probs", "expected_entropy", "deterministic"):
         np.testing.assert_array_equal(np.concatenate([getattr(head, field), getattr(tail, field)]), getattr(whole, field), err_msg=field)
     restarted, _ = predict([default_cnn], images[2 * b:], mc_samples=5, seed=2)
     assert np.abs(restarted.mean_probs - whole.mean_probs[2 * b:]).max() > 1e-4

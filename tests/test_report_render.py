@@ -43,12 +43,18 @@ def context_from_summary(folder: Path) -> dict:
 # --------------------------------------------------------------------------- escaping
 
 
+def write_pdf(ctx: dict, folder: Path, *, paper: str = "a4") -> Path:
+    """report.pdf of a context, as the report folder's writer makes it."""
+    return render.html_to_pdf(report.render_html(ctx, paper=paper, medium="print"), folder, folder / "report.pdf")
+
+
 @pytest.fixture(scope="module")
 def hostile_context():
-    """A context built by report.build_context from a small real analysis whose user strings carry HTML."""
+    """A context built by report.build_context from a small real audit (the local engine) whose user strings carry HTML."""
     from reportgen.data.datasets import Dataset, Provenance
-    from reportgen.engines.local import analyse, reduce_local
-    from reportgen.stats.uncertainty import SampleAccumulator
+    from reportgen.engines.inputs import Resolved
+    from reportgen.engines.local import compute
+    from reportgen.engines.options import AuditOptions
 
     rng = np.random.default_rng(0)
     n, k = 240, 3
@@ -58,11 +64,10 @@ def hostile_context():
     names = [XSS, "cat & dog", '"quoted"']
     ds = Dataset(np.zeros((n, 1, 1, 1), np.uint8), labels, names,
                  Provenance("predictions", "/data/<b>bold</b>.npy", "ab" * 32, n, warning="<img src=x onerror=alert(2)>"), "set<i>")
-    acc = SampleAccumulator(n, k)
-    acc.add(0, probs[None])
-    reduced = reduce_local(ds, analyse(ds, acc.result()), has_images=False)
+    r = Resolved(audit=ds, name="m", version="v1", probs=probs, data_role="held out")
+    results = compute(r, AuditOptions(cv=0), None).results
     return report.build_context(
-        reduced=reduced, figures=[], method={"method": "saved_probabilities", "n_samples": 1, "description": "saved <u>probs</u>"},
+        results=results, figures=[], method={"method": "saved_probabilities", "n_samples": 1, "description": "saved <u>probs</u>"},
         model_name="<b>model</b>", version="v1", model_info={"path": "/m/<x>.npy", "sha256": "cd" * 32, "kind": "saved probabilities"},
         data_role="held out", notes=["note with <iframe src=//evil>"], command=f"reportgen audit --name '{XSS}'",
         options={"seed": 0, "name": XSS, "command": "x"}, reportgen_version="0.1.0", created_at="2026-01-01T00:00:00+00:00",
@@ -93,7 +98,7 @@ def test_markdown_escapes_every_user_string(hostile_context):
 
 @needs_poppler
 def test_pdf_shows_hostile_strings_as_text(hostile_context, tmp_path):
-    pdf = report.write_pdf(hostile_context, tmp_path)
+    pdf = write_pdf(hostile_context, tmp_path)
     text = " ".join(pdf_text(pdf).split())
     assert XSS in text and "<b>model</b>" in text
 
@@ -110,53 +115,55 @@ def test_md_escape():
 
 
 def fake_context(**metrics) -> dict:
+    from reportgen.stats.classes import recall_comparisons
+
     m = {"accuracy": 0.95, "accuracy_ci_low": 0.936, "accuracy_ci_high": 0.962, "n_samples": 1000, "mean_confidence": 0.99,
-         "ece": 0.08, "ece_noise_floor": 0.02, "temperature": 1.6, "ece_temperature_scaled": 0.01, "coverage_1pct": 0.9,
-         "threshold_1pct": 0.97, "risk_1pct": 0.009, "mean_entropy": 0.2, "mean_epistemic": None}
+         "calibration_error": 0.08, "calibration_error_ci_low": 0.06, "calibration_error_ci_high": 0.10, "temperature": 1.6,
+         "nll": 0.3, "mean_entropy": 0.2, "mean_epistemic": None}
     m.update(metrics)
-    floor = {"verdict": "miscalibrated" if m["ece"] > m["ece_noise_floor"] else "consistent", "floor_q95": m["ece_noise_floor"],
-             "p_value": 0.0005 if m["ece"] > m["ece_noise_floor"] else 0.4}
-    after = {"verdict": "consistent", "floor_q95": 0.02, "p_value": 0.5}
-    per_class = [{"name": "cat", "count": 100, "accuracy": 0.80, "accuracy_ci": [0.711, 0.867]},
-                 {"name": "dog", "count": 100, "accuracy": 0.99, "accuracy_ci": [0.946, 0.998]},
-                 {"name": "eel", "count": 100, "accuracy": 0.96, "accuracy_ci": [0.901, 0.984]}]
+    verdict = "miscalibrated" if m["calibration_error_ci_low"] > 0 else "consistent"
+    per_class = [{"name": "cat", "count": 100, "correct": 80, "accuracy": 0.80, "accuracy_ci": [0.711, 0.867]},
+                 {"name": "dog", "count": 100, "correct": 99, "accuracy": 0.99, "accuracy_ci": [0.946, 0.998]},
+                 {"name": "eel", "count": 100, "correct": 96, "accuracy": 0.96, "accuracy_ci": [0.901, 0.984]}]
+    pairs = recall_comparisons(["cat", "dog", "eel"], [100, 100, 100], [80, 99, 96])
+    rule = {"certified": True, "threshold": 0.97, "kept": 900, "errors": 5, "coverage": 0.9, "risk": 0.0056, "bound": 0.009,
+            "tests": 10, "target": 0.01, "delta": 0.05}
     li = {"n_flagged": 2, "n_estimated": 1, "n_checked": 1000, "rate": 0.001, "checker": {"independent": False, "kind": "audited_model"}}
-    return {"metrics": m, "per_class": per_class, "label_issues": li, "epistemic_measured": False, "method": {"n_samples": 1},
-            "calibration": {"floor": floor}, "temperature": {"floor_after": after}, "gates": []}
+    return {"metrics": m, "shipped": "deterministic", "per_class": per_class, "class_pairs": pairs, "label_issues": li,
+            "epistemic_measured": False, "method": {"n_samples": 1}, "calibration": {"verdict": verdict},
+            "temperature": {"nll_after": 0.25, "after": {"verdict": "consistent"}}, "selective": {"rule": rule}, "gates": []}
 
 
 def test_findings_rank_by_score_and_name_the_numbers():
     found = findings.findings(fake_context())
-    # calibration 0.4 + 10*0.08 -> 1.0; performance 4*0.05 = 0.2; epistemic not measured 0.35; labels 0.3 + 0.02 (always kept).
+    # calibration 0.4 + 10*0.08 -> 1.0; epistemic not measured 0.35; labels 0.3 + 0.02 (always kept); performance 4*0.05 = 0.2.
     assert [f["topic"] for f in found] == ["calibration", "epistemic", "label_issues", "performance"]
-    assert found[0]["text"].startswith("ECE 0.080 against a noise floor of 0.020")
+    assert found[0]["text"].startswith("The deterministic network: calibration error 0.080 (0.060–0.100)")
     assert "miscalibrated, over-confident on average (mean confidence 0.990 vs accuracy 0.950)" in found[0]["text"]
-    assert "T = 1.60 > 1 softens" in found[0]["text"] and "a real improvement" in found[0]["text"]
+    assert "T = 1.60 > 1 softens" in found[0]["text"] and "scaling calibrates it" in found[0]["text"]
     assert found[3]["text"].startswith("Accuracy is 95.0 % (93.6–96.2) on 1,000 audited samples. The weakest class is ‘cat’")
     assert found[0]["level"] == "warn"
     everything = findings.findings(fake_context(), limit=None)
     assert [f["topic"] for f in everything][4:] == ["selective"]
 
 
-def test_findings_when_no_threshold_reaches_one_percent_error():
-    ctx = fake_context(coverage_1pct=None, threshold_1pct=None, risk_1pct=None, ece=0.001)
+def test_findings_when_no_threshold_can_be_certified():
+    ctx = fake_context(calibration_error_ci_low=0.0)
+    ctx["selective"]["rule"]["certified"] = False
     found = findings.findings(ctx, limit=None)
-    assert any(f["topic"] == "selective" and f["text"].startswith("No confidence threshold") for f in found)
+    assert any(f["topic"] == "selective" and f["text"].startswith("No confidence threshold can be certified") for f in found)
     assert next(f for f in found if f["topic"] == "calibration")["level"] == "good"
 
 
 def test_verdict_badges():
-    ctx = fake_context(ece=0.005)
-    ctx["label_issues"]["rate"] = 0.06
-    ctx["gates"] = [{"expr": "accuracy<0.99", "failed": True}, {"expr": "ece>0.1", "failed": False}]
+    ctx = fake_context(calibration_error_ci_low=0.0)
+    ctx["gates"] = [{"expr": "accuracy<0.99", "failed": True}, {"expr": "calibration_error>0.1", "failed": False}]
     v = {b["label"]: b for b in findings.verdicts(ctx)}
-    assert (v["Calibration"]["level"], v["Calibration"]["text"]) == ("good", "consistent with calibration (ECE 0.005, noise floor 0.020)")
-    assert v["Label issues"] == {"label": "Label issues", "text": "2 candidates for review, no independent checker", "level": "warn"}
-    ctx["label_issues"]["checker"] = {"independent": True}
-    assert findings.verdicts(ctx)[3]["level"] == "bad"  # 6 % estimated with a real checker
+    assert (v["Calibration"]["level"], v["Calibration"]["text"]) == ("good", "consistent with calibration (calibration error 0.080 (0.000–0.100))")
+    assert v["Labels"] == {"label": "Labels", "text": "2 candidates for review, no independent checker", "level": "warn"}
+    assert v["Abstention"] == {"label": "Abstention", "text": "≤ 1.0 % error certified at 90.0 % coverage", "level": "good"}
     assert (v["CI gates"]["level"], v["CI gates"]["text"]) == ("bad", "1 of 2 failed")
-    assert v["Epistemic uncertainty"] == {"label": "Epistemic uncertainty", "text": "not measured", "level": "warn"}
-    assert v["Accuracy"]["text"] == "95.0 % (93.6–96.2)"
+    assert "Accuracy" not in v and "Epistemic uncertainty" not in v  # no rule behind such a badge
 
 
 def test_gate_outcomes_are_in_the_context(hostile_context):
@@ -181,7 +188,7 @@ def test_report_md_matches_summary(mc_audit):
     s = json.loads((mc_audit / "summary.json").read_text())
     m = s["metrics"]
     assert f"| Accuracy | accuracy | {metrics.fmt_with_interval(m, 'accuracy')} |" in md
-    assert f"| {metrics.names()['ece']} | ece | {metrics.fmt_with_interval(m, 'ece')} |" in md
+    assert f"| {metrics.names()['calibration_error']} | calibration\\_error | {metrics.fmt_with_interval(m, 'calibration_error')} |" in md
     numbered = re.findall(r"^(\d)\. ", md, flags=re.M)
     assert numbered == [str(i + 1) for i in range(len(s["findings"]))] and len(s["findings"]) in (3, 4)
     assert "[report.html](report.html)" in md
@@ -223,7 +230,7 @@ def test_pdf_contents_page_numbers_point_at_the_sections(mc_audit):
 @needs_poppler
 def test_letter_paper(mc_audit, tmp_path):
     ctx = context_from_summary(mc_audit)
-    pdf = report.write_pdf(ctx, tmp_path, paper="letter")
+    pdf = write_pdf(ctx, tmp_path, paper="letter")
     _, size = pdf_pages(pdf)
     assert size == pytest.approx((612, 792), abs=0.5)
 
@@ -415,7 +422,7 @@ references = ["https://example.org/model-v3"]
 """)
     ctx = context_from_summary(mc_audit)
     ctx["card"] = C.context(C.load(f))
-    text = " ".join(pdf_text(report.write_pdf(ctx, tmp_path)).split())
+    text = " ".join(pdf_text(write_pdf(ctx, tmp_path)).split())
     for value in ("Vision team", "vision@example.org", "Sorting scanned digits before manual entry", "back-office clerks",
                   "handwritten letters", "any decision about a person", "Trained on 2,000 digits only",
                   "Errors fall on whoever wrote the digit", "Abstaining below the threshold costs manual work", "Apache-2.0",

@@ -1,13 +1,17 @@
 """Compare two audited versions: metric deltas with direction, reliability diagrams, per-class changes, flagged sets.
 
-Reads only what a version folder holds (summary.json and flagged.csv), so versions audited months
-apart, on another machine, compare without re-running anything.
+Reads only what a version folder holds (summary.json, flagged.csv and the per-sample export), so versions audited
+months apart, on another machine, compare without re-running anything. When both audits scored the same samples the
+headline metrics are compared pair by pair (stats.paired: McNemar for accuracy, paired intervals for the rest), which
+detects changes that two independent intervals would hide; otherwise each side's interval is combined as if the
+samples were independent.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as _dt
+import gzip
 import json
 import math
 import os
@@ -15,6 +19,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
+
+import numpy as np
 
 from .. import metrics
 
@@ -31,7 +37,9 @@ REL_TOLERANCE = 0.01
 # ... and so does any change smaller than this in absolute terms (metrics near zero).
 ABS_TOLERANCE = 1e-6
 # Metrics whose direction decides the verdict line.
-VERDICT_METRICS = ("accuracy", "ece", "nll", "brier", "aurc")
+VERDICT_METRICS = ("accuracy", "calibration_error", "nll", "brier", "aurc")
+# Bootstrap replicates of the paired calibration-error interval.
+PAIRED_REPLICATES = 1000
 # Flagged indices listed per set in the HTML/PDF (compare.json has all of them).
 LIST_LIMIT = 60
 
@@ -121,10 +129,11 @@ def noise(key: str, old: Mapping, new: Mapping) -> float | None:
     return math.sqrt(halves[0] ** 2 + halves[1] ** 2)
 
 
-def change(key: str, old: float | None, new: float | None, noise: float | None = None) -> str:
+def change(key: str, old: float | None, new: float | None, noise: float | None = None, paired: Mapping | None = None) -> str:
     """'better' / 'worse' only beyond sampling noise; else 'same', 'changed' or 'n/a'.
 
     - 'n/a': not measured on a side;
+    - with a paired test (stats.paired): better/worse when it calls the change, else 'same';
     - with a noise half-width: 'same' when |new - old| <= noise, else better/worse (or 'changed'
       for a metric with no better direction);
     - without one (a metric that carries no interval): 'same' within REL_TOLERANCE, else 'changed',
@@ -136,6 +145,10 @@ def change(key: str, old: float | None, new: float | None, noise: float | None =
     if math.isnan(old) or math.isnan(new):
         return "n/a"
     direction = metrics.better(key)
+    if paired is not None and direction in ("higher", "lower"):
+        if not paired["called"]:
+            return "same"
+        return "better" if (new > old) == (direction == "higher") else "worse"
     delta = abs(new - old)
     if direction == "closer_to_1":
         old, new = abs(old - 1.0), abs(new - 1.0)
@@ -166,20 +179,72 @@ def _delta(old, new) -> float | None:
     return float(new) - float(old)
 
 
-def metric_deltas(old: Mapping, new: Mapping) -> list[dict]:
+def metric_deltas(old: Mapping, new: Mapping, paired: Mapping | None = None) -> list[dict]:
     """Every metric of either side (interval bounds left out): {key, name, old, new, delta, delta_text, noise,
-    noise_text, direction, change}, in display order."""
+    noise_text, direction, change, test}, in display order. paired: key -> stats.paired result for the metrics compared
+    pair by pair (their interval is the paired one)."""
     names = metrics.names()
     keys = [k for k in names if (k in old or k in new) and metrics.base_key(k) == k]
     keys += sorted(k for k in {*old, *new} if k not in names)
+    paired = paired or {}
     rows = []
     for k in keys:
-        n = noise(k, old, new)
+        pr = paired.get(k)
+        n = (max(abs(pr["ci"][1] - pr["delta"]), abs(pr["delta"] - pr["ci"][0])) if pr and pr["ci"] else None) if pr else noise(k, old, new)
+        test = ("McNemar, paired" if k == "accuracy" else "paired") if pr else ("independent" if n is not None else "no interval")
         rows.append({"key": k, "name": names.get(k, k), "old": old.get(k), "new": new.get(k),
                      "delta": _delta(old.get(k), new.get(k)), "delta_text": fmt_delta(k, _delta(old.get(k), new.get(k))),
                      "noise": n, "noise_text": "no interval" if n is None else "±" + fmt_delta(k, n)[1:],
-                     "direction": metrics.better(k), "change": change(k, old.get(k), new.get(k), n)})
+                     "direction": metrics.better(k), "change": change(k, old.get(k), new.get(k), n, pr), "test": test,
+                     "p": pr.get("p") if pr else None})
     return rows
+
+
+def read_per_sample(folder: Path) -> dict | None:
+    """(split, row) -> (given, probabilities) of a version's per-sample export (predictions.csv.gz, or a sharded run's
+    predictions/*.csv.gz); None when the folder has none."""
+    files = [folder / "predictions.csv.gz"] if (folder / "predictions.csv.gz").is_file() else sorted((folder / "predictions").glob("*.csv.gz"))
+    if not files:
+        return None
+    out = {}
+    try:
+        for f in files:
+            with gzip.open(f, "rt", encoding="utf-8", newline="") as fh:
+                reader = csv.reader(fh)
+                header = next(reader)
+                cols = [i for i, h in enumerate(header) if h.startswith("p_")]
+                for r in reader:
+                    out[(r[0].lstrip("'"), int(r[1]))] = (int(r[3]), np.array([float(r[i]) for i in cols]))
+    except (OSError, ValueError, IndexError, StopIteration) as e:
+        raise ReportgenError(f"{files[0]}: unreadable per-sample export ({e.__class__.__name__})") from e
+    return out
+
+
+def paired_tests(old: dict, new: dict, *, seed: int = 0) -> dict:
+    """The headline metrics compared pair by pair on the samples both exports hold (stats.paired)."""
+    from ..stats import paired
+
+    keys = sorted(set(old) & set(new))
+    y = np.array([old[k][0] for k in keys])
+    if not len(keys) or not np.array_equal(y, np.array([new[k][0] for k in keys])):
+        return {}
+    po, pn = np.stack([old[k][1] for k in keys]), np.stack([new[k][1] for k in keys])
+    out = {}
+    side = []
+    for p in (po, pn):
+        p = p / p.sum(axis=1, keepdims=True)
+        pred = p.argmax(axis=1)
+        rows = np.arange(len(y))
+        side.append({"conf": p[rows, pred], "right": pred == y, "nll": -np.log(np.maximum(p[rows, y], 1e-12)),
+                     "brier": np.sum(p * p, axis=1) - 2 * p[rows, y] + 1.0})
+    a, b = side
+    out["accuracy"] = paired.mcnemar(a["right"], b["right"])
+    out["nll"] = paired.paired_mean(a["nll"], b["nll"])
+    out["brier"] = paired.paired_mean(a["brier"], b["brier"])
+    out["calibration_error"] = paired.paired_calibration_error(a["conf"], a["right"], b["conf"], b["right"],
+                                                               replicates=PAIRED_REPLICATES, seed=seed)
+    out["aurc"] = paired.paired_aurc(a["conf"], a["right"], b["conf"], b["right"])
+    return out
 
 
 def per_class_changes(old: Sequence[Mapping], new: Sequence[Mapping]) -> list[dict]:
@@ -325,7 +390,8 @@ def _reliability_figure(old: Version, new: Version) -> dict:
     a = encode(fig, key="reliability_overlay", title="Reliability diagrams of both versions",
                alt=(f"Accuracy against mean confidence per confidence bin for {old.label} (blue circles, solid line) and "
                     f"{new.label} (vermillion squares, dashed line); the grey diagonal is perfect calibration. "
-                    f"ECE {metrics.fmt(old.metrics.get('ece'))} for the old version, {metrics.fmt(new.metrics.get('ece'))} for the new."))
+                    f"Calibration error {metrics.fmt(old.metrics.get('calibration_error'))} for the old version, "
+                    f"{metrics.fmt(new.metrics.get('calibration_error'))} for the new."))
     return {"key": a.key, "title": a.title, "alt": a.alt, "uri": a.uri, "note": a.note}
 
 
@@ -360,8 +426,13 @@ def build_context(old: Version, new: Version, *, out: Path, created_at: str | No
     """The plain-data context of compare.html / compare.pdf / compare.json."""
     from ..version import __version__
 
-    deltas = metric_deltas(old.metrics, new.metrics)
     comparable, reason = same_samples(old.summary, new.summary)
+    paired = {}
+    if comparable:
+        po, pn = read_per_sample(old.folder), read_per_sample(new.folder)
+        if po is not None and pn is not None:
+            paired = paired_tests(po, pn)
+    deltas = metric_deltas(old.metrics, new.metrics, paired)
     flags_ok, flags_reason = same_checked_labels(old.summary, new.summary)
     flagged = flagged_sets(old.flagged, new.flagged)
     return {
@@ -381,6 +452,7 @@ def build_context(old: Version, new: Version, *, out: Path, created_at: str | No
         "list_limit": LIST_LIMIT,
         "tolerance": REL_TOLERANCE,
         "verdict_metrics": list(VERDICT_METRICS),
+        "paired": bool(paired),
     }
 
 

@@ -15,7 +15,7 @@ INDEX_FILE = "index.html"
 # Metrics shown per version in the archive index and `reportgen list`, in this order, with their column headers.
 INDEX_METRICS = tuple(metrics.ARCHIVE_COLUMNS)
 # Metrics drawn in each model's trend chart across versions.
-TREND_METRICS = ("accuracy", "ece")
+TREND_METRICS = ("accuracy", "calibration_error")
 # Prefix of the comparison folders `reportgen compare` writes inside the newer version.
 COMPARE_PREFIX = "compare-"
 

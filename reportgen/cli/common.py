@@ -75,20 +75,24 @@ def handle_errors(fn):
 
 
 class GateParam(click.ParamType):
-    """A --fail-on expression, checked while the command line is parsed (a bad one exits 2 before any work)."""
+    """A --fail-on (or --accept) expression, checked while the command line is parsed (a bad one exits 2 before any work)."""
 
     name = "EXPR"
+
+    def __init__(self, flag: str = "--fail-on"):
+        self.flag = flag
 
     def convert(self, value, param, ctx):
         from ..report.gates import GateError, parse
 
         try:
-            return parse(value).expr
+            return parse(value, flag=self.flag).expr
         except GateError as e:
-            self.fail(str(e).removeprefix("--fail-on "), param, ctx)
+            self.fail(str(e).removeprefix(f"{self.flag} "), param, ctx)
 
 
 GATE = GateParam()
+ACCEPT = GateParam("--accept")
 
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:

@@ -129,12 +129,35 @@ class Dataset:
         """True when the class names identify classes (folders, manifest labels) rather than number them."""
         return self.provenance.source in NAMED_SOURCES and self.class_names != [str(i) for i in range(self.n_classes)]
 
+    def sample_ids(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """(n,) str id of each sample (of `rows`, default all) that survives rows being added or reordered: the image
+        file's path relative to the data root, or for arrays "sha256:" and 16 hex digits of the image's pixels; "" for
+        saved probabilities without images (their samples are named by split and row alone)."""
+        rows = np.arange(len(self.labels)) if rows is None else np.asarray(rows, dtype=np.int64)
+        if self.images.shape[1] * self.images.shape[2] == 1:  # the placeholder of saved probabilities without images
+            return np.full(len(rows), "", dtype=object)
+        if isinstance(self.images, ImageFiles):
+            root = Path(self.provenance.path)
+            root = root if root.is_dir() else root.parent
+            return np.array([_relative(f, root) for f in self.images.paths[rows]], dtype=object)
+        pictures = self.images[rows]
+        return np.array([f"sha256:{hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16]}" for x in pictures],
+                        dtype=object)
+
     def index_sha256(self) -> str:
         """sha256 of the (split, row) of every sample, so two audits can tell whether they saw the same samples."""
         h = hashlib.sha256(np.ascontiguousarray(self.source_index, dtype=np.int64).tobytes())
         if self.split is not None and set(np.unique(self.split)) != {UNSPLIT}:
             h.update("\n".join(self.split.tolist()).encode())
         return h.hexdigest()
+
+
+def _relative(path: str, root: Path) -> str:
+    """`path` relative to `root` in POSIX form, or as it is when it lies elsewhere."""
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def concat(parts: list[Dataset], *, name: str | None = None) -> Dataset:

@@ -262,8 +262,8 @@ def cross_val_probabilities(ds: Dataset, *, folds: int, recipe: str = "default",
         if recipe == "default":
             probs[held] = predict_default(m.model, ds.images[held])
         else:
-            sampled, _ = predict([m], ds.images[held], mc_samples=mc_samples, seed=seed + f)
-            probs[held] = sampled.mean_probs
+            preds = predict([m], ds.images[held], mc_samples=mc_samples, seed=seed + f)
+            probs[held] = preds.modes[preds.sampled or "deterministic"]
         shas.append(m.sha256)
     how = RECIPES[recipe] + (f" (S = {mc_samples})" if recipe == "seed" else "")
     desc = (f"{folds}-fold cross-validation over all {n:,} labelled samples: each fold's checker ({how}, {epochs_used} epochs) "

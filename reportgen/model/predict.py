@@ -1,8 +1,10 @@
-"""Run models over images: deterministic, MC dropout (split at the first dropout layer), or ensembles.
+"""Run models over images: the deterministic network, MC dropout (split at the first dropout layer), or ensembles.
 
-Every path streams batches into `uncertainty.SampleAccumulator`, so memory is O(N·K) whatever S is;
-images given as files (`images.ImageFiles`) are decoded batch by batch by a tf.data pipeline, so
-the decoded images are never all in memory either.
+Each batch yields the deterministic pass (dropout off, what `model.predict` returns) and, for a model with dropout
+and S > 1 or an ensemble, the S sampled distributions, which are reduced at once to their mean, spread and mean
+entropy: memory is O(N·K) whatever S is. The predictive distribution of each sample is a
+tfp.distributions.Categorical, whose entropy gives the aleatoric estimate E_s H[p_s]. Images given as files
+(`images.ImageFiles`) are decoded batch by batch by a tf.data pipeline, so they are never all in memory either.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..errors import ReportgenError
 from . import network as M
 from .network import LoadedModel
-from ..stats.uncertainty import SampleAccumulator, SampledPredictions
 
 Progress = Callable[[str], None]
 # Bound on the activations of one sampled batch (S x B x features x 4 bytes).
@@ -32,6 +34,33 @@ class PredictInfo:
     method: str  # "deterministic" | "mc_dropout" | "mc_dropout_full" | "ensemble"
     n_samples: int
     description: str
+
+
+# Inference modes a model's predictions come in (the keys of Predictions.modes), with what each one is.
+MODES = {
+    "deterministic": "the deterministic network: one forward pass with dropout off, what model.predict returns",
+    "mc_dropout": "the MC-dropout average: the mean of S forward passes with dropout on",
+    "ensemble": "the ensemble average: the mean of the members' deterministic passes",
+}
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """What the model(s) predict for N images, in every inference mode they support.
+
+    modes: name (MODES) -> (N, K) float64 probabilities, rows sum to 1; "deterministic" for a single model, plus
+        "mc_dropout" for a model with dropout and S > 1, or only "ensemble" for several models;
+    sampled: the mode that averages S samples ("mc_dropout", "ensemble") or None;
+    aleatoric: (N,) float64 E_s H[p_s] in nats over the sampled mode's samples (TFP's Categorical entropy), or None;
+    std: (N, K) float64 population spread of p_s over those samples, or None;
+    info: how the samples were drawn.
+    """
+
+    modes: dict
+    sampled: str | None
+    aleatoric: np.ndarray | None
+    std: np.ndarray | None
+    info: PredictInfo
 
 
 def _dropout_layers():
@@ -130,12 +159,13 @@ class _Sampler:
         """(S, B, ...) keep-masks of tail layer j for S samples of a batch whose input to it has `per_image_shape` (B, ...)."""
         return _draw_masks(layer, self.s, tuple(int(d) for d in per_image_shape), (self.seed, batch_index * 1009 + j))
 
-    def sample_efficient(self, xb, batch_index: int) -> np.ndarray:
-        """(S, B, K) probabilities: the head runs once, the tail on S stacked copies."""
+    def sample_efficient(self, xb, batch_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """((B, K) deterministic probabilities, (S, B, K) sampled ones): the head runs once, the tail on S stacked copies."""
         import tensorflow as tf
 
         if self.linear:
-            return _to_probs(self.logits_linear(xb, batch_index), self.m.outputs_probs)
+            det, sampled = self.logits_linear(xb, batch_index)
+            return _to_probs(det, self.m.outputs_probs), _to_probs(sampled, self.m.outputs_probs)
         h = _run(self.head, xb)
         b = int(h.shape[0])
         hs = tf.reshape(tf.repeat(h[None], self.s, axis=0), [self.s * b] + list(h.shape[1:]))
@@ -145,14 +175,15 @@ class _Sampler:
             return tf.reshape(m, [self.s * b] + list(m.shape[2:]))
 
         out = _run(self.tail, hs, mask_for=stacked)
-        return _to_probs(tf.reshape(out, [self.s, b, -1]), self.m.outputs_probs)
+        return _to_probs(_run(self.tail, h), self.m.outputs_probs), _to_probs(tf.reshape(out, [self.s, b, -1]), self.m.outputs_probs)
 
     def logits_linear(self, xb, batch_index: int):
-        """(S, B, K) outputs of the dense layer (logits, or probabilities for a softmax layer) on the linear path.
+        """((B, K) deterministic, (S, B, K) sampled) outputs of the dense layer (logits, or probabilities for a softmax
+        layer) on the linear path.
 
         SpatialDropout2D -> Flatten -> Dense is linear in the channel mask m (S, B, C):
-        logits_s = sum_c m_sc * (h_c . W_c) + bias, so each channel's contribution to the
-        logits is computed once per batch and the S samples cost one small einsum.
+        logits_s = sum_c m_sc * (h_c . W_c) + bias, so each channel's contribution to the logits is computed once per
+        batch, the S samples cost one small einsum, and the deterministic pass (m = 1) is their plain sum.
         """
         import tensorflow as tf
 
@@ -164,9 +195,10 @@ class _Sampler:
         contrib = tf.einsum("bhwc,hwck->bck", h, w)
         m = tf.reshape(mask, [self.s, -1, cc])
         out = tf.einsum("sbc,bck->sbk", m, contrib)
+        det = tf.reduce_sum(contrib, axis=1)
         if dense.use_bias:
-            out = out + dense.bias
-        return dense.activation(out)
+            out, det = out + dense.bias, det + dense.bias
+        return dense.activation(det), dense.activation(out)
 
     def sample_full(self, xb, batch_index: int) -> np.ndarray:
         """(S, B, K) probabilities from S complete forward passes with the same masks (reference)."""
@@ -222,24 +254,20 @@ def predict(
     full_passes: bool = False,
     progress: Progress | None = None,
     first_batch: int = 0,
-) -> tuple[SampledPredictions, PredictInfo]:
-    """Sample predictive distributions for `images` (N,H,W,C uint8: an array, or images.ImageFiles streamed in batches).
+) -> Predictions:
+    """Predict `images` (N,H,W,C uint8: an array, or images.ImageFiles streamed in batches) in every inference mode.
 
-    One model and mc_samples > 1: MC dropout (split at the first dropout layer unless
-    `full_passes`); several models: a deep ensemble, each member one deterministic pass;
-    one model and mc_samples == 1: the deterministic case. Each model gets the images scaled and
-    laid out as it takes them (model.model_input); a model not yet prepared (model.prepare) has
-    its preprocessing chosen and its logits told from probabilities on the first images.
+    One model: its deterministic pass, plus, when it has dropout and mc_samples > 1, MC dropout (split at the first
+    dropout layer unless `full_passes`). Several models: a deep ensemble, each member one deterministic pass. Each
+    model gets the images scaled and laid out as it takes them (network.model_input); a model not yet prepared
+    (network.prepare) has its preprocessing chosen and its logits told from probabilities on the first images.
 
     first_batch: global index of the first batch, when `images` are rows first_batch * batch_size(...) onwards of a
     larger set predicted in parts (a sharded run): MC dropout masks are keyed on the batch index, so each part
     draws the masks the whole set would.
-
-    Returns:
-        SampledPredictions aggregates (N, K) and a PredictInfo describing the method.
     """
     fn, batch, info = _plan(models, images, mc_samples=mc_samples, seed=seed, full_passes=full_passes)
-    return _loop(len(images), models[0].n_outputs, images, fn, batch, progress, first_batch), info
+    return _loop(len(images), models[0].n_outputs, images, fn, batch, info, progress, first_batch)
 
 
 def plan(models: Sequence[LoadedModel], images, *, mc_samples: int = 30, seed: int = 0) -> tuple[int, PredictInfo, bool]:
@@ -253,7 +281,8 @@ def plan(models: Sequence[LoadedModel], images, *, mc_samples: int = 30, seed: i
 
 
 def _plan(models: Sequence[LoadedModel], images, *, mc_samples: int, seed: int, full_passes: bool):
-    """(sample_fn(batch, batch_index) -> (S, B, K), images per batch, PredictInfo) of `predict`."""
+    """(fn(batch, batch_index) -> ((B, K) deterministic or None, (S, B, K) sampled or None), images per batch,
+    PredictInfo) of `predict`."""
     import tensorflow as tf
 
     probe = images[:FIRST_PROBE]
@@ -262,9 +291,12 @@ def _plan(models: Sequence[LoadedModel], images, *, mc_samples: int, seed: int, 
     def inputs(mm, xb):
         return tf.convert_to_tensor(M.model_input(mm, xb))
 
+    def deterministic(mm, xb):
+        return _to_probs(mm.model(inputs(mm, xb), training=False), mm.outputs_probs)
+
     if len(models) > 1:
         info = PredictInfo("ensemble", len(models), f"deep ensemble of {len(models)} independently trained models; each member is one sample")
-        return lambda xb, bi: np.stack([_to_probs(mm.model(inputs(mm, xb), training=False), mm.outputs_probs) for mm in models]), MAX_BATCH, info
+        return lambda xb, bi: (None, np.stack([deterministic(mm, xb) for mm in models])), MAX_BATCH, info
     m = models[0]
     chain = _chain(m.model)
     split = None
@@ -274,7 +306,7 @@ def _plan(models: Sequence[LoadedModel], images, *, mc_samples: int, seed: int, 
     if mc_samples <= 1 or not has_dropout:
         why = "one deterministic pass" if mc_samples <= 1 else "one deterministic pass (the model has no dropout layer to sample)"
         info = PredictInfo("deterministic", 1, why)
-        return lambda xb, bi: _to_probs(m.model(inputs(m, xb), training=False), m.outputs_probs)[None], MAX_BATCH, info
+        return lambda xb, bi: (deterministic(m, xb), None), MAX_BATCH, info
     tail_ok = split is not None and all(isinstance(l, _dropout_layers()) or not _is_stochastic(l) for l in chain[split:])
     if tail_ok:
         sampler = _Sampler(m, chain, split, mc_samples, seed)
@@ -286,9 +318,11 @@ def _plan(models: Sequence[LoadedModel], images, *, mc_samples: int, seed: int, 
         )
         if sampler.linear:
             desc += "; the dense layer is linear in the channel mask, so each channel's contribution to the logits is computed once and the S samples cost one small product"
-        fn = sampler.sample_full if full_passes else sampler.sample_efficient
-        info = PredictInfo("mc_dropout_full" if full_passes else "mc_dropout", mc_samples, desc)
-        return lambda xb, bi: fn(inputs(m, xb), bi), _batch_size(feats, mc_samples), info
+        if full_passes:
+            info = PredictInfo("mc_dropout_full", mc_samples, desc)
+            return lambda xb, bi: (deterministic(m, xb), sampler.sample_full(inputs(m, xb), bi)), _batch_size(feats, mc_samples), info
+        info = PredictInfo("mc_dropout", mc_samples, desc)
+        return lambda xb, bi: sampler.sample_efficient(inputs(m, xb), bi), _batch_size(feats, mc_samples), info
     # Not splittable: S full passes of a copy whose stochastic layers are always on, run in
     # inference mode so BatchNorm and friends keep their stored statistics (and are not updated).
     import keras
@@ -300,7 +334,7 @@ def _plan(models: Sequence[LoadedModel], images, *, mc_samples: int, seed: int, 
 
     def full(xb, bi):
         x = inputs(m, xb)
-        return np.stack([_to_probs(sampling(x, training=False), m.outputs_probs) for _ in range(mc_samples)])
+        return deterministic(m, xb), np.stack([_to_probs(sampling(x, training=False), m.outputs_probs) for _ in range(mc_samples)])
 
     return full, MAX_BATCH, info
 
@@ -314,16 +348,36 @@ def _batches(images, batch: int):
             yield images[start:start + batch]
 
 
-def _loop(n, k, images, sample_fn, batch, progress, first_batch: int = 0) -> SampledPredictions:
-    """Feed uint8 batches to `sample_fn(batch, first_batch + batch_index) -> (S, B, K)` and accumulate."""
-    acc = SampleAccumulator(n, k)
+def sample_entropy(samples: np.ndarray) -> np.ndarray:
+    """(B,) E_s H[p_s] in nats of (S, B, K) sampled probabilities: the mean entropy of each sample's S
+    tfp.distributions.Categorical distributions (the aleatoric estimate)."""
+    import tensorflow_probability as tfp
+
+    return np.asarray(tfp.distributions.Categorical(probs=samples).entropy(), dtype=np.float64).mean(axis=0) + 0.0
+
+
+def _loop(n, k, images, sample_fn, batch, info: PredictInfo, progress, first_batch: int = 0) -> Predictions:
+    """Feed uint8 batches to `sample_fn(batch, first_batch + batch_index)` and keep per-row means, spreads and entropies."""
+    sampled_mode = {"ensemble": "ensemble", "deterministic": None}.get(info.method, "mc_dropout")
+    det = np.zeros((n, k)) if info.method != "ensemble" else None
+    mean = np.zeros((n, k)) if sampled_mode else None
+    std = np.zeros((n, k)) if sampled_mode else None
+    aleatoric = np.zeros(n) if sampled_mode else None
     step = max(1, n // 10)
     next_report = step
+    start = 0
     for bi, xb in enumerate(_batches(images, batch)):
-        start = bi * batch
-        acc.add(start, sample_fn(xb, first_batch + bi))
-        done = min(n, start + batch)
-        if progress and (done >= next_report or done == n):
-            progress(f"predicting: {done}/{n} images")
-            next_report = done + step
-    return acc.result()
+        d, s = sample_fn(xb, first_batch + bi)
+        rows = slice(start, start + len(xb))
+        if det is not None:
+            det[rows] = d
+        if mean is not None:
+            mean[rows], std[rows], aleatoric[rows] = s.mean(axis=0), s.std(axis=0), sample_entropy(s)
+        start += len(xb)
+        if progress and (start >= next_report or start == n):
+            progress(f"predicting: {start}/{n} images")
+            next_report = start + step
+    if start != n:
+        raise ReportgenError(f"predicted {start} of {n} images: the image source ended early")
+    modes = {name: p / p.sum(axis=1, keepdims=True) for name, p in (("deterministic", det), (sampled_mode, mean)) if p is not None}
+    return Predictions(modes=modes, sampled=sampled_mode, aleatoric=aleatoric, std=std, info=info)

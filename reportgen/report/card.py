@@ -31,6 +31,8 @@ FIELDS = {
     "references": "References",
 }
 NOT_PROVIDED = "not provided"
+# The card's list of acceptance criteria (gates.acceptance expressions, as --accept takes them).
+ACCEPTANCE = "acceptance"
 
 
 def _fail(source: str, problem: str) -> ReportgenError:
@@ -64,15 +66,22 @@ def from_table(table: Mapping[str, Any] | None, source: str) -> dict:
     Raises:
         ReportgenError: an unknown key or a value of the wrong type (one line naming `source`).
     """
+    from . import gates
+
     table = dict(table or {})
-    unknown = sorted(set(table) - set(FIELDS))
+    unknown = sorted(set(table) - set(FIELDS) - {ACCEPTANCE})
     if unknown:
-        raise _fail(source, f"unknown card field(s) {', '.join(unknown)}; valid: {', '.join(FIELDS)}")
+        raise _fail(source, f"unknown card field(s) {', '.join(unknown)}; valid: {', '.join([*FIELDS, ACCEPTANCE])}")
+    criteria = _text_list(table.pop(ACCEPTANCE, []), ACCEPTANCE, source)
+    try:
+        gates.parse_all(criteria, flag=f"{source} acceptance")
+    except gates.GateError as e:
+        raise _fail(source, str(e).removeprefix(f"{source} ")) from None
     fields: dict[str, list] = {}
     for key, value in table.items():
         fields[key] = _owners(value, source) if key == "owners" else _text_list(value, key, source)
     missing = [k for k in FIELDS if not fields.get(k)]
-    return {"source": source, "fields": fields, "missing": missing}
+    return {"source": source, "fields": fields, "missing": missing, "acceptance": criteria}
 
 
 def load(path: str | Path) -> dict:
@@ -98,7 +107,7 @@ def load(path: str | Path) -> dict:
 
 def context(card: dict | None) -> dict:
     """The report's card section: every field in order, with "not provided" for the ones left out."""
-    card = card or {"source": None, "fields": {}, "missing": list(FIELDS)}
+    card = card or {"source": None, "fields": {}, "missing": list(FIELDS), "acceptance": []}
     rows = []
     for key, name in FIELDS.items():
         value = card["fields"].get(key) or []
@@ -107,7 +116,8 @@ def context(card: dict | None) -> dict:
         else:
             items = list(value)
         rows.append({"key": key, "name": name, "items": items, "provided": bool(items)})
-    return {"source": card["source"], "rows": rows, "missing": [FIELDS[k] for k in card["missing"]]}
+    return {"source": card["source"], "rows": rows, "missing": [FIELDS[k] for k in card["missing"]],
+            "acceptance": list(card.get("acceptance") or [])}
 
 
 def model_card_json(card: dict | None, ctx: Mapping) -> dict:

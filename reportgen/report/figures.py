@@ -9,10 +9,9 @@ clouds are rasterised inside the SVG so files stay small.
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
-import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -62,6 +61,8 @@ CYCLE = ("blue", "vermillion", "green", "orange", "purple", "sky")
 GALLERY_SIZE = 10
 UNCERTAINTY_GALLERY_SIZE = 5
 GALLERY_COLUMNS = 5
+# Reliability-diagram bins with fewer samples are drawn pale and hatched: their accuracy is a handful of 0/1 outcomes.
+RELIABLE_BIN = 30
 # Galleries label each bar with its class name up to this many classes (a caption says so beyond).
 GALLERY_MAX_LABELLED_CLASSES = 12
 
@@ -105,98 +106,14 @@ def _svg_uri(fig) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-# Set inside `parallel_encoding`: the figures being written by child processes, oldest first.
-_pending: list | None = None
-# Children writing SVGs at once inside `parallel_encoding` (the parent keeps drawing meanwhile).
-ENCODING_CHILDREN = 2
-# The `uri` of a FigureAsset whose SVG a child is still writing.
-PENDING = "pending:"
-
-
 def encode(fig, *, key: str, title: str, alt: str, note: str = "") -> FigureAsset:
-    """SVG-encode `fig` as a data URI and close it (always, even on error).
-
-    Inside `parallel_encoding`, a forked child writes the SVG while the caller draws the next
-    figure; the asset's uri is then a placeholder that the context's finish() replaces.
-    """
-    if _pending is not None:
-        while len([p for p in _pending if p[2] is None]) >= ENCODING_CHILDREN:
-            _collect(next(p for p in _pending if p[2] is None))
-        job = _fork_svg(fig)
-        if job is not None:
-            _pending.append(job)
-            return FigureAsset(key, title, alt, f"{PENDING}{len(_pending) - 1}", note)
+    """SVG-encode `fig` as a data URI and close it (always, even on error)."""
     plt = _plt()
     try:
         uri = _svg_uri(fig)
     finally:
         plt.close(fig)
     return FigureAsset(key, title, alt, uri, note)
-
-
-def _fork_svg(fig) -> list | None:
-    """[fig, wait, None, read fd] of a child (render.in_child) writing `fig`'s SVG URI to a pipe; None without fork."""
-    if not hasattr(os, "fork"):
-        return None
-    read, write = os.pipe()
-
-    def child() -> None:
-        os.close(read)
-        with os.fdopen(write, "wb") as out:
-            out.write(_svg_uri(fig).encode("ascii"))
-
-    wait = render.in_child(child)  # if no child starts, the pipe just reads empty and _collect encodes here
-    os.close(write)
-    return [fig, wait, None, read]
-
-
-def _collect(job: list) -> None:
-    """Read a child's SVG URI into job[2]; if the child failed, encode the figure here instead."""
-    fig, wait, _, read = job
-    chunks = []
-    with os.fdopen(read, "rb") as pipe:
-        while chunk := pipe.read(1 << 20):
-            chunks.append(chunk)
-    ok = wait() and chunks
-    try:
-        job[2] = b"".join(chunks).decode("ascii") if ok else _svg_uri(fig)
-    finally:
-        _plt().close(fig)
-
-
-@contextlib.contextmanager
-def parallel_encoding():
-    """Write figures' SVGs in forked children while the caller goes on drawing (two cores: about half the wall time).
-
-    Yields finish(assets) -> assets with every placeholder uri replaced by its SVG. Leaving the
-    block waits for (and closes) every child, even on error.
-    """
-    global _pending
-    outer, _pending = _pending, []
-    jobs = _pending
-
-    def finish(assets: list[FigureAsset]) -> list[FigureAsset]:
-        for job in jobs:
-            if job[2] is None:
-                _collect(job)
-        return [replace(a, uri=jobs[int(a.uri[len(PENDING):])][2]) if a.uri.startswith(PENDING) else a for a in assets]
-
-    try:
-        yield finish
-    finally:
-        _pending = outer
-        for job in jobs:
-            if job[2] is None:
-                with contextlib.suppress(Exception):  # already failing: reap the child, keep the first error
-                    _collect(job)
-
-
-def warm_up() -> None:
-    """Import matplotlib and write one small SVG in the shared style (font cache, text layout): a render.Worker's first job."""
-    fig, ax = new_figure(1.0, 1.0)
-    ax[0, 0].plot([0, 1], [0, 1])
-    ax[0, 0].set_title("warm-up 0.5")
-    encode(fig, key="warm_up", title="", alt="")
 
 
 def subsample(n: int, limit: int, seed: int = SEED) -> np.ndarray:
@@ -281,22 +198,31 @@ def plot_aleatoric_epistemic(aleatoric, epistemic, correct, *, ax=None):
 
 
 def plot_reliability(bin_edges, bin_accuracy, bin_confidence, bin_count, *, ax=None, label="model", color=None):
-    """Reliability diagram: accuracy per confidence bin against the diagonal (bin counts: plot_confidence_histogram)."""
+    """Reliability diagram: accuracy per confidence bin against the diagonal, each bar labelled with its sample count;
+    bins of fewer than RELIABLE_BIN samples are drawn hatched and pale (their accuracy is a handful of 0/1 outcomes)."""
     if ax is None:
         ax = new_figure(HALF, 3.0)[1][0, 0]
-    centers = (bin_edges[:-1] + bin_edges[1:]) / 2
-    width = bin_edges[1] - bin_edges[0]
-    ok = np.asarray(bin_count) > 0
+    edges = np.asarray(bin_edges)
+    centers = (edges[:-1] + edges[1:]) / 2
+    width = edges[1] - edges[0]
+    count = np.asarray(bin_count)
+    ok = count > 0
+    few = ok & (count < RELIABLE_BIN)
+    acc = np.asarray(bin_accuracy)
     ax.plot([0, 1], [0, 1], ls="--", color=PALETTE["grey"], lw=1, label="perfect calibration")
-    ax.bar(centers[ok], np.asarray(bin_accuracy)[ok], width=width * 0.9, color=color or PALETTE["blue"], alpha=0.7,
+    ax.bar(centers[ok & ~few], acc[ok & ~few], width=width * 0.9, color=color or PALETTE["blue"], alpha=0.7,
            label=f"{label}: accuracy per bin")
-    ax.plot(np.asarray(bin_confidence)[ok], np.asarray(bin_accuracy)[ok], "o", ms=3, color=PALETTE["black"],
-            label="mean confidence in bin")
+    if few.any():
+        ax.bar(centers[few], acc[few], width=width * 0.9, color=color or PALETTE["blue"], alpha=0.25, hatch="///",
+               edgecolor=PALETTE["blue"], label=f"bins of < {RELIABLE_BIN} samples")
+    ax.plot(np.asarray(bin_confidence)[ok], acc[ok], "o", ms=3, color=PALETTE["black"], label="mean confidence in bin")
+    for x, y, c in zip(centers[ok], acc[ok], count[ok]):
+        ax.text(x, min(y, 0.93) + 0.02, f"{c:,}", ha="center", va="bottom", fontsize=5.5, rotation=90)
     ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.12)
     ax.set_xlabel("confidence")
     ax.set_ylabel("accuracy in bin")
-    ax.legend(frameon=False, loc="upper left")
+    ax.legend(frameon=False, loc="upper left", fontsize=6)
     return ax
 
 
@@ -340,12 +266,19 @@ def plot_per_class_accuracy(per_class, overall=None, overall_ci=None, *, ax=None
     return ax
 
 
-def plot_risk_coverage(coverage, risk, *, ax=None, label="model", color=None):
-    """Risk (error rate among kept samples) against coverage, keeping the most confident first."""
+def plot_risk_coverage(coverage, risk, *, ax=None, label="model", color=None, point=None):
+    """Risk (error rate among kept samples) against coverage, keeping the most confident first.
+
+    point: (coverage, risk, certified bound) of the operating point to mark, or None.
+    """
     if ax is None:
         ax = new_figure(HALF, 2.6)[1][0, 0]
     ax.plot(coverage, 100 * np.asarray(risk), color=color or PALETTE["blue"], label=label)
     ax.axhline(1.0, color=PALETTE["grey"], ls=":", lw=1, label="1 % error")
+    if point is not None:
+        c, r, b = point
+        ax.errorbar([c], [100 * r], yerr=[[0], [100 * (b - r)]], fmt="D", ms=4, color=PALETTE["black"], capsize=3,
+                    label=f"operating point: {100 * c:.1f} % kept")
     ax.set_xlabel("coverage (share of samples kept)")
     ax.set_ylabel("error of kept samples (%)")
     ax.set_xlim(0, 1)
@@ -496,6 +429,27 @@ def _gallery_note(k: int, spread: bool) -> str:
     return "; ".join(parts)
 
 
+# Thumbnails per row of the errors gallery.
+ERROR_COLUMNS = 12
+
+
+def error_grid(items, class_names):
+    """A grid of small images titled 'true → predicted, confidence', in the order given (grouped by confusion pair)."""
+    plt = _plt()
+    n = len(items)
+    ncols = min(ERROR_COLUMNS, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(FULL, 0.78 * nrows), squeeze=False,
+                             gridspec_kw={"hspace": 0.55, "wspace": 0.12})
+    for t, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if t < n:
+            it = items[t]
+            ax.imshow(_rgb(it.image), interpolation="nearest")
+            ax.set_title(f"{str(class_names[it.label])[:6]}→{str(class_names[it.predicted])[:6]} {it.value:.2f}", fontsize=5.5, pad=1.5)
+    return fig
+
+
 def _gallery_figure(items, class_names, *, symbol: str, spread: bool):
     """A gallery of reduced.GalleryItems (their own images and probabilities), each titled with its ranked value."""
     images = np.stack([it.image for it in items])
@@ -506,54 +460,57 @@ def _gallery_figure(items, class_names, *, symbol: str, spread: bool):
     return gallery(images, list(enumerate(titles)), class_names, mean_probs=probs, std_probs=std)
 
 
-def encoded_report_figures(reduced, *, has_images: bool = True) -> list[FigureAsset]:
-    """report_figures with every SVG written (in forked children while the next figure is drawn)."""
-    with parallel_encoding() as finish:
-        return finish(report_figures(reduced, has_images=has_images))
+def _display(stats) -> SimpleNamespace:
+    """The display sample of a stats.summary.ModeStats as arrays (position, label, predicted, correct, confidence, ...)."""
+    d = {k: np.asarray(v) for k, v in stats.display.items()}
+    d["correct"] = d["correct"].astype(bool)
+    return SimpleNamespace(**d, n=len(d["position"]))
 
 
-def report_figures(reduced, *, has_images: bool = True) -> list[FigureAsset]:
+def report_figures(results, *, has_images: bool = True) -> list[FigureAsset]:
     """Every figure of the audit report, in display order.
 
     Args:
-        reduced: a reduced.ReducedAudit (exact summaries, a display sample of rows, gallery lists).
+        results: a report.inputs.AuditResults (the shipped mode's statistics lead; uncertainty figures use the
+            sampled mode's display sample).
         has_images: False when only saved probabilities were given (image galleries skipped).
     """
-    disp, names, k = reduced.display, reduced.data.class_names, reduced.data.n_classes
-    n = reduced.data.count
+    lead, unc = results.lead, results.uncertainty
+    names, k, n = results.data.class_names, results.data.n_classes, results.data.count
+    disp = _display(unc)
     out = []
-    m = reduced.metrics
-    n_wrong = int(reduced.errors["n_errors"])
+    m = lead.metrics
+    n_wrong = int(unc.uncertainty["n_errors"])
     counts = (n - n_wrong, n_wrong)
     fig, ax = new_figure(FULL, 2.3)
-    plot_per_class_accuracy(reduced.per_class, m.get("accuracy"), (m.get("accuracy_ci_low"), m.get("accuracy_ci_high")), ax=ax[0, 0])
+    plot_per_class_accuracy(lead.per_class, m.get("accuracy"), (m.get("accuracy_ci_low"), m.get("accuracy_ci_high")), ax=ax[0, 0])
     out.append(encode(fig, key="per_class_accuracy", title="Recall per class with 95 % intervals",
                       alt="Recall of each class as a black point with its 95 % Wilson interval as an error bar, against the "
                           "overall accuracy (blue dashed line) and its 95 % interval (sky-blue band).",
                       note="black points and error bars: each class's recall and its 95 % Wilson interval; blue dashed line "
                            "and sky-blue band: the accuracy over all classes and its interval"))
     fig, ax = new_figure(HALF, 3.2)
-    plot_confusion_counts(reduced.errors["confusion"], names, ax=ax[0, 0])
+    plot_confusion_counts(lead.confusion, names, ax=ax[0, 0])
     out.append(encode(fig, key="confusion", title="Confusion matrix",
                       alt="Confusion matrix of true against predicted classes, with the count in each cell.",
                       note="counts; darker blue: more samples"))
-    sample = len(disp) < n
-    drawn = f"drawn from a random sample of {len(disp):,} of the {n:,} samples; " if sample else ""
-    sub_note = (f"{min(len(disp), MAX_POINTS_PER_CLASS * k):,} of {n:,} points drawn (random subsample); "
-                if len(disp) > MAX_POINTS_PER_CLASS * k or sample else "")
+    sample = disp.n < n
+    drawn = f"drawn from a random sample of {disp.n:,} of the {n:,} samples; " if sample else ""
+    sub_note = (f"{min(disp.n, MAX_POINTS_PER_CLASS * k):,} of {n:,} points drawn (random subsample); "
+                if disp.n > MAX_POINTS_PER_CLASS * k or sample else "")
     if sample:
-        sub_note += f"boxes from a random sample of {len(disp):,}; "
+        sub_note += f"boxes from a random sample of {disp.n:,}; "
     fig, ax = new_figure(FULL, 2.4)
     plot_confidence_by_class(disp.confidence, disp.label, names, correct=disp.correct, ax=ax[0, 0])
     out.append(encode(fig, key="confidence_by_class", title="Confidence per true class",
                       alt="Box and strip plot of the model's confidence (maximum probability) for each true class; correct "
                           "predictions in blue, wrong ones in vermillion.", note=sub_note + COLOURS))
-    if reduced.epistemic_measured:
+    if unc.sampled:
         fig, ax = new_figure(FULL, 2.2, ncols=3)
         plot_entropy_hist(disp.total, disp.correct, k=k, label=NOTATION["total"] + " (nats)", ax=ax[0, 0], counts=counts)
         plot_entropy_hist(disp.aleatoric, disp.correct, k=k, label=NOTATION["aleatoric"] + " (nats)", ax=ax[0, 1], counts=counts)
         plot_entropy_hist(disp.epistemic, disp.correct, k=k, label="epistemic I (nats)",
-                          upper=float(np.quantile(disp.epistemic, 0.999)) if len(disp) else None, ax=ax[0, 2], counts=counts)
+                          upper=float(np.quantile(disp.epistemic, 0.999)) if disp.n else None, ax=ax[0, 2], counts=counts)
         alt = "Three histograms (total, aleatoric and epistemic uncertainty) for correct and wrong predictions."
     else:
         fig, ax = new_figure(HALF, 2.4)
@@ -561,30 +518,40 @@ def report_figures(reduced, *, has_images: bool = True) -> list[FigureAsset]:
         alt = "Histograms of the total uncertainty H(E[p]) for correct and wrong predictions."
     fig.tight_layout()
     out.append(encode(fig, key="entropy_hist", title="Uncertainty of correct and wrong predictions", alt=alt, note=drawn + COLOURS))
-    if reduced.epistemic_measured:
+    if unc.sampled:
         fig, ax = new_figure(HALF, 2.8)
         plot_aleatoric_epistemic(disp.aleatoric, disp.epistemic, disp.correct, ax=ax[0, 0])
         out.append(encode(fig, key="aleatoric_epistemic", title="Aleatoric against epistemic uncertainty",
                           alt="Scatter plot of aleatoric against epistemic uncertainty per sample, correct in blue, wrong in vermillion.",
-                          note=(f"{min(len(disp), MAX_POINTS):,} of {n:,} samples drawn; " if n > MAX_POINTS else "") + COLOURS))
-    cal = reduced.calibration
+                          note=(f"{min(disp.n, MAX_POINTS):,} of {n:,} samples drawn; " if n > MAX_POINTS else "") + COLOURS))
+    bins = lead.calibration["bins"]
+    edges = np.array([b["lo"] for b in bins] + [bins[-1]["hi"]])
+    acc = np.array([np.nan if b["accuracy"] is None else b["accuracy"] for b in bins])
+    conf = np.array([np.nan if b["confidence"] is None else b["confidence"] for b in bins])
+    count = np.array([b["count"] for b in bins])
     plt = _plt()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(HALF, 3.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    plot_reliability(cal.bin_edges, cal.bin_accuracy, cal.bin_confidence, cal.bin_count, ax=top)
+    plot_reliability(edges, acc, conf, count, ax=top)
     top.set_xlabel("")
-    plot_confidence_histogram(cal.bin_edges, cal.bin_count, ax=bottom)
+    plot_confidence_histogram(edges, count, ax=bottom)
     out.append(encode(fig, key="reliability", title="Reliability diagram, with the confidence histogram beneath",
-                      alt="Reliability diagram: accuracy per confidence bin against the diagonal of perfect calibration; beneath it, "
-                          "the number of samples in each bin.",
-                      note=f"{cal.n_bins} equal-width bins; blue bars: accuracy per bin; black points: mean confidence in the bin; "
-                           "grey dashes: perfect calibration; grey bars beneath: samples per bin"))
-    sel = reduced.selective
+                      alt="Reliability diagram: accuracy per confidence bin against the diagonal of perfect calibration, each bar "
+                          "labelled with its number of samples; beneath it, the number of samples in each bin.",
+                      note=f"{len(bins)} equal-width bins; blue bars: accuracy per bin (hatched: fewer than "
+                           f"{RELIABLE_BIN} samples, too few to read), numbers: samples in the bin; black points: mean confidence "
+                           "in the bin; grey dashes: perfect calibration; grey bars beneath: samples per bin"))
+    sel = lead.selective
+    rule = sel["rule"]
     fig, ax = new_figure(HALF, 2.6)
-    plot_risk_coverage(sel.coverage, sel.risk, ax=ax[0, 0])
+    plot_risk_coverage(np.asarray(sel["curve"]["coverage"]), np.asarray(sel["curve"]["risk"]), ax=ax[0, 0],
+                       point=(rule["coverage"], rule["risk"], rule["bound"]) if rule["certified"] else None)
     out.append(encode(fig, key="risk_coverage", title="Risk-coverage curve",
-                      alt="Error rate among kept samples against coverage when abstaining on the least confident samples first.",
-                      note=f"AURC {sel.aurc:.4f}; grey dotted line: 1 % error"))
-    li = reduced.labels
+                      alt="Error rate among kept samples against coverage when abstaining on the least confident samples first"
+                          + ("; the certified operating point is marked." if rule["certified"] else "."),
+                      note=f"AURC {sel['aurc']:.4f}; grey dotted line: 1 % error"
+                           + ("; black diamond: the operating point certified for ≤ 1 % error, its whisker up to the certified bound"
+                              if rule["certified"] else "; no threshold certifies 1 % error, so no operating point is marked")))
+    li = results.labels
     fig, ax = new_figure(HALF, 3.2)
     plot_noise_counts(li.calibrated_joint * li.n_checked, names, ax=ax[0, 0])
     out.append(encode(fig, key="noise_matrix", title="Estimated label flips",
@@ -596,25 +563,40 @@ def report_figures(reduced, *, has_images: bool = True) -> list[FigureAsset]:
     plot_bars(li.per_class_issues, names, ylabel="candidates", ax=ax[0, 0])
     out.append(encode(fig, key="issues_per_class", title="Candidates for review per given label",
                       alt="Bar chart of the number of candidates for human review per given label."))
-    g = reduced.galleries
     if has_images:
-        spread = reduced.epistemic_measured
-        for key, what, symbol in (("gallery_aleatoric", "aleatoric", "E[H]"), ("gallery_epistemic", "epistemic", "I"),
-                                  ("gallery_entropy", "total", "H")):
-            items = g.get(key) or []
-            if not items or items[0].image is None:
-                continue
-            fig = _gallery_figure(items, names, symbol=symbol, spread=spread and key != "gallery_entropy")
-            title = (f"Highest {what} uncertainty: true → predicted label")
-            alt = (f"The {len(items)} images with the highest {what} uncertainty, each with its true and predicted label and its "
-                   "class probabilities." if key != "gallery_entropy" else
-                   f"The {len(items)} images with the highest total uncertainty, with true and predicted labels and class probabilities.")
-            out.append(encode(fig, key=key, title=title, alt=alt, note=_gallery_note(k, spread and key != "gallery_entropy")))
-        items = g.get("gallery_flagged") or []
-        if items and items[0].image is not None:
-            fig = _gallery_figure(items, names, symbol="p(given)", spread=False)
-            out.append(encode(fig, key="gallery_flagged", title="Candidates for human review: given → suggested label",
-                              alt=f"The {len(items)} top-ranked candidates, each with its given and suggested label, the checker's "
-                                  "probability of the given label and its class probabilities.",
-                              note="bars: the checker's out-of-sample class probabilities, on a 0-1 scale"))
+        out += _galleries(results, names, k)
+    return out
+
+
+def _galleries(results, names, k) -> list[FigureAsset]:
+    out = []
+    g = results.galleries
+    spread = results.sampled is not None
+    for key, what, symbol in (("gallery_aleatoric", "aleatoric", "E[H]"), ("gallery_epistemic", "epistemic", "I"),
+                              ("gallery_entropy", "total", "H")):
+        items = g.get(key) or []
+        if not items:
+            continue
+        fig = _gallery_figure(items, names, symbol=symbol, spread=spread and key != "gallery_entropy")
+        alt = (f"The {len(items)} images with the highest {what} uncertainty, each with its true and predicted label and its "
+               "class probabilities.")
+        out.append(encode(fig, key=key, title=f"Highest {what} uncertainty: true → predicted label", alt=alt,
+                          note=_gallery_note(k, spread and key != "gallery_entropy")))
+    items = g.get("gallery_errors") or []
+    if items:
+        n_err = int(results.lead.uncertainty["n_errors"])
+        fig = error_grid(items, names)
+        shown = f"{len(items)} of the {n_err:,} errors" if len(items) < n_err else f"all {n_err:,} errors"
+        out.append(encode(fig, key="gallery_errors", title=f"The model's errors ({shown}), grouped by confusion",
+                          alt=f"Thumbnails of {shown} of the model, grouped by their true → predicted classes, most frequent pair "
+                              "first; each titled with the pair and the model's confidence.",
+                          note="title: true → predicted class and the model's confidence; pairs in order of frequency"
+                               + ("" if len(items) == n_err else "; errors of a random sample of the audited rows when there are many")))
+    items = g.get("gallery_flagged") or []
+    if items:
+        fig = _gallery_figure(items, names, symbol="p(given)", spread=False)
+        out.append(encode(fig, key="gallery_flagged", title="Candidates for human review: given → suggested label",
+                          alt=f"The {len(items)} top-ranked candidates, each with its given and suggested label, the checker's "
+                              "probability of the given label and its class probabilities.",
+                          note="bars: the checker's out-of-sample class probabilities, on a 0-1 scale"))
     return out

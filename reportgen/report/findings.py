@@ -1,11 +1,15 @@
-"""Generated sentences: findings of the executive summary, the cover's badges, and the sections' readings.
+"""Generated sentences: findings of the executive summary, the cover's badges, the sections' readings, conclusions.
 
-Every generator reads only plain data (a report context or a summary.json), so an archived audit
-rebuilds the same sentences. Each sentence states only what its numbers support: a class is called
-weakest only when its interval separates it from the others, a tie is named as a tie, calibration is
-judged against the noise floor of a perfectly calibrated model, the temperature's wording follows
-T < 1 or T > 1, and aleatoric / epistemic are this method's estimates, never causes. Each generator
-is unit-tested on the constructed cases that would make it wrong (tests/test_findings.py).
+Every generator reads only plain data (a report context or a summary.json), so an archived audit rebuilds the same
+sentences. Each sentence states only what its numbers support, and each rule is stated where it is used:
+- a class is called lower than another only when Fisher's exact test of their recalls rejects after Holm's
+  correction over every pair (stats.classes), and weakest only when it is lower than every other class;
+- calibration is "miscalibrated" only when the calibration error's 95 % interval excludes 0;
+- a temperature is recommended only for the mode that ships, and only when scaling, held out, brings that mode's
+  interval to include 0; its wording follows T < 1 or T > 1;
+- an abstention threshold is recommended only when selection with guaranteed risk certifies the error target;
+- without an independent checker the flags give a disagreement rate, an upper bound on label errors, not an estimate.
+Each generator is unit-tested on the constructed cases that would make it wrong (tests/test_findings.py).
 """
 
 from __future__ import annotations
@@ -13,20 +17,20 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
+from .. import metrics as K
 from ..metrics import fmt, fmt_interval
 
 # Findings shown in the executive summary besides the label finding (the most important first).
 N_FINDINGS = 3
-# Estimated label-error rate below which the label badge is good / a warning; bad above.
-LABEL_RATE_LEVELS = ((0.01, "good"), (0.05, "warn"), (math.inf, "bad"))
-# Accuracy at or above which the performance finding reads as good; below the second, bad.
-ACCURACY_LEVELS = (0.98, 0.90)
-# Cross-fitted coverage at the 1 %-error threshold at or above which it reads as good; below the second, bad.
+# Cross-fitted coverage at the certified 1 %-error threshold at or above which it reads as good; below the second, bad.
 COVERAGE_LEVELS = (0.90, 0.50)
 # |log T| below this reads as "T close to 1" (about 0.95 < T < 1.05).
 TEMPERATURE_NEAR_ONE = 0.05
 # Share of all errors above which one class pair is said to concentrate them.
 CONCENTRATED_ERROR_SHARE = 0.25
+# What each inference mode is called inside a sentence.
+MODE_WORDS = {"deterministic": "the deterministic network", "mc_dropout": "the MC-dropout average",
+              "ensemble": "the ensemble average", "saved": "the saved probabilities"}
 
 
 def _num(d: Mapping, key: str) -> float | None:
@@ -46,70 +50,68 @@ def _with_ci(metrics: Mapping, key: str, digits: int = 3) -> str:
     v = _num(metrics, key)
     if v is None:
         return "not measured"
-    text = fmt(v, key) if key == "accuracy" or fmt(v, key).endswith("%") else f"{v:.{digits}f}"
+    percent = K.is_percent(key)
+    text = fmt(v, key) if percent else f"{v:.{digits}f}"
     lo, hi = metrics.get(key + "_ci_low"), metrics.get(key + "_ci_high")
     if lo is None or hi is None:
         return text
-    if text.endswith("%"):
-        return f"{text} {fmt_interval(lo, hi, key)}"
-    return f"{text} ({float(lo):.{digits}f}–{float(hi):.{digits}f})"
+    return f"{text} {fmt_interval(lo, hi, key)}" if percent else f"{text} ({float(lo):.{digits}f}–{float(hi):.{digits}f})"
 
 
 def _quote(name) -> str:
     return f"‘{name}’"
 
 
+def _names(names: Sequence[str]) -> str:
+    quoted = [_quote(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
 # --------------------------------------------------------------------------- sentences
 
 
-def class_sentence(per_class: Sequence[Mapping]) -> str | None:
-    """Weakest and strongest class, named only when the 95 % intervals separate them from every other class.
+def class_sentence(per_class: Sequence[Mapping], pairs: Sequence[Mapping]) -> str | None:
+    """Which classes are recognised less often than which, by Holm-corrected pairwise tests (stats.classes).
 
     Args:
-        per_class: rows with name, accuracy and accuracy_ci [low, high] (uncertainty.per_class).
+        per_class: rows with name, accuracy and accuracy_ci; pairs: recall_comparisons (lower, higher, p_holm, differ).
     Returns:
-        One sentence, or None with fewer than two classes that have samples.
+        One or two sentences, or None with fewer than two classes that have samples.
     """
-    rows = [r for r in per_class if r.get("accuracy") is not None and r.get("accuracy_ci")]
+    rows = {r["name"]: r for r in per_class if r.get("accuracy") is not None}
     if len(rows) < 2:
         return None
-    worst = min(rows, key=lambda r: (r["accuracy"], str(r["name"])))
-    best = max(rows, key=lambda r: (r["accuracy"], str(r["name"])))
-    others_w = [r for r in rows if r is not worst]
-    others_b = [r for r in rows if r is not best]
-    worst_apart = worst["accuracy_ci"][1] < min(r["accuracy_ci"][0] for r in others_w)
-    best_apart = best["accuracy_ci"][0] > max(r["accuracy_ci"][1] for r in others_b)
+    differ = [p for p in pairs if p["differ"]]
 
-    def show(r):
-        return f"{_quote(r['name'])} at {_pct(r['accuracy'])} {fmt_interval(*r['accuracy_ci'], 'accuracy')}"
+    def show(name):
+        r = rows[name]
+        return f"{_quote(name)} ({_pct(r['accuracy'])} {fmt_interval(*r['accuracy_ci'], 'accuracy')})"
 
-    parts = []
-    if worst_apart:
-        parts.append(f"the weakest class is {show(worst)}, below every other class's 95 % interval")
-    if best_apart:
-        parts.append(f"the strongest is {show(best)}, above every other class's interval")
-    if parts:
-        text = "; ".join(parts)
-        if not (worst_apart and best_apart):
-            text += "; the other classes cannot be told apart at this sample size"
-        return text[0].upper() + text[1:] + "."
-    return (f"Per-class accuracy ranges from {_pct(worst['accuracy'])} ({_quote(worst['name'])}) to "
-            f"{_pct(best['accuracy'])} ({_quote(best['name'])}), but the 95 % intervals overlap: no class can be "
-            "called weakest or strongest at this sample size.")
+    if not differ:
+        worst = min(rows.values(), key=lambda r: (r["accuracy"], str(r["name"])))
+        best = max(rows.values(), key=lambda r: (r["accuracy"], str(r["name"])))
+        return (f"Per-class recall ranges from {_pct(worst['accuracy'])} ({_quote(worst['name'])}) to {_pct(best['accuracy'])} "
+                f"({_quote(best['name'])}), but no two classes differ after correcting for the {len(pairs)} pairwise comparisons "
+                "(Holm, 5 %): no class can be called weaker than another at this sample size.")
+    below: dict[str, list[str]] = {}
+    for p in differ:
+        below.setdefault(p["lower"], []).append(p["higher"])
+    everyone = [name for name, higher in below.items() if len(higher) == len(rows) - 1]
+    if everyone:
+        text = f"The weakest class is {show(everyone[0])}: its recall is lower than every other class's (Holm-corrected, 5 %)."
+    else:
+        lows = sorted(below, key=lambda n: (-len(below[n]), rows[n]["accuracy"]))
+        parts = [f"{show(n)} is lower than {_names(sorted(below[n]))}" for n in lows[:3]]
+        text = ("; ".join(parts) + (f"; and {len(lows) - 3} more classes are lower than some other" if len(lows) > 3 else "")
+                + " (Holm-corrected pairwise tests, 5 %). No class is lower than every other, so none is called the weakest.")
+        text = text[0].upper() + text[1:]
+    return text
 
 
 def confusion_sentence(confusion: Sequence[Sequence[int]], names: Sequence[str]) -> str:
-    """The most frequent confusion between two classes (either direction), naming ties as ties.
-
-    Args:
-        confusion: K x K counts, rows true class, columns predicted class.
-        names: K class names.
-    """
+    """The most frequent confusion between two classes (either direction), naming ties as ties."""
     k = len(names)
-    pairs = {}
-    for i in range(k):
-        for j in range(i + 1, k):
-            pairs[(i, j)] = int(confusion[i][j]) + int(confusion[j][i])
+    pairs = {(i, j): int(confusion[i][j]) + int(confusion[j][i]) for i in range(k) for j in range(i + 1, k)}
     n_err = sum(pairs.values())
     if n_err == 0:
         return "There are no errors between classes to analyse."
@@ -130,7 +132,7 @@ def aleatoric_link_sentence(facts: Mapping) -> str | None:
     if not n_err:
         return None
     what = "aleatoric" if facts.get("top_statistic") == "aleatoric" else "total"
-    return (f"{100 * caught / n_err:.0f} % of the wrong predictions ({caught} of {n_err}) are among the "
+    return (f"{100 * caught / n_err:.0f} % of the wrong predictions ({caught:.0f} of {n_err}) are among the "
             f"{100 * frac:.0f} % of samples with the highest {what} uncertainty estimate "
             f"({100 * frac:.0f} % would mean no link).")
 
@@ -149,99 +151,152 @@ def epistemic_sentence(metrics: Mapping, *, measured: bool, n_samples, method: s
             "describes this model's sampling, not what more data or training would change.")
 
 
-def calibration_sentence(metrics: Mapping, floor: Mapping | None) -> tuple[str, str]:
-    """(verdict, sentence): the ECE judged against the noise floor of a perfectly calibrated model.
+def _auroc(a: Mapping | None) -> str:
+    if not a or a.get("auroc") is None:
+        return "not measured"
+    return f"{a['auroc']:.3f} ({a['ci'][0]:.3f}–{a['ci'][1]:.3f})"
+
+
+def ood_sentence(ood: Mapping | None) -> str | None:
+    """How well each uncertainty score tells shifted images from the audited ones (AUROC, DeLong's 95 % interval)."""
+    if not ood or not ood.get("sets"):
+        return None
+    parts = []
+    for s in ood["sets"]:
+        a = s["auroc"]
+        text = (f"on {s['description']} ({s['n']:,} images), the AUROC of telling them from the audited images is "
+                + (f"{_auroc(a['epistemic'])} for epistemic uncertainty, " if "epistemic" in a else "")
+                + f"{_auroc(a['total'])} for total uncertainty and {_auroc(a['confidence'])} for 1 − confidence")
+        parts.append(text)
+    return "Out of distribution: " + "; ".join(parts) + " (0.5 is chance)."
+
+
+def worth_sentence(worth: Mapping | None, ood: Mapping | None) -> str | None:
+    """Whether splitting off epistemic uncertainty earns its place here: it must add something over plain confidence (to
+    flag errors, paired test) or over total uncertainty (to flag shifted images, paired test)."""
+    if not worth:
+        return None
+    detect = worth.get("error_detection")
+    gains, facts = [], [f"epistemic and aleatoric estimates rank the samples alike (Spearman {worth['spearman_aleatoric']:.2f})"
+                        if worth.get("spearman_aleatoric", 0) >= 0.8 else
+                        f"epistemic and aleatoric estimates rank the samples differently (Spearman {worth['spearman_aleatoric']:.2f})"]
+    if detect:
+        a, b = detect["auroc"]
+        better = detect["called"] and detect["delta"] > 0
+        facts.append(f"it flags the model's errors with AUROC {b:.3f} against {a:.3f} for plain confidence"
+                     f" (paired difference {detect['delta']:+.3f}, {'significant' if detect['called'] else 'not significant'})")
+        if better:
+            gains.append("flagging errors")
+    for s in (ood or {}).get("sets") or []:
+        vs = (s.get("epistemic_vs") or {}).get("total")
+        if vs:
+            facts.append(f"on {s['name']} images its AUROC is {vs['auroc'][1]:.3f} against {vs['auroc'][0]:.3f} for total "
+                         f"uncertainty (paired difference {vs['delta']:+.3f}, {'significant' if vs['called'] else 'not significant'})")
+            if vs["called"] and vs["delta"] > 0:
+                gains.append(f"spotting {s['name']} images")
+    verdict = (f"The epistemic estimate earns its place here: it adds to the simpler scores in {' and '.join(gains)}"
+               if gains else "The epistemic estimate adds nothing measurable in this audit: no paired test shows it doing better "
+                             "than plain confidence at flagging errors or than total uncertainty at spotting shifted images")
+    return f"{verdict}. " + "; ".join(facts)[0].upper() + "; ".join(facts)[1:] + "."
+
+
+def calibration_sentence(metrics: Mapping, calibration: Mapping | None, *, mode: str = "") -> tuple[str, str]:
+    """(verdict, sentence): the calibration error with its 95 % interval; "miscalibrated" only when the interval excludes 0.
 
     verdict is "miscalibrated", "consistent" or "unknown".
     """
-    ece = _num(metrics, "ece")
-    if ece is None or not floor:
+    ce = _num(metrics, "calibration_error")
+    if ce is None or not calibration or calibration.get("verdict") not in ("miscalibrated", "consistent"):
         return "unknown", "Calibration was not measured."
+    who = f"{MODE_WORDS.get(mode, mode)}: " if mode else ""
+    base = f"{who[:1].upper() + who[1:]}calibration error {_with_ci(metrics, 'calibration_error')}"
+    if calibration["verdict"] == "consistent":
+        return "consistent", f"{base}: the interval includes 0, so this is consistent with calibration at this sample size."
     conf, acc = _num(metrics, "mean_confidence"), _num(metrics, "accuracy")
-    n = metrics.get("n_samples")
-    base = (f"ECE {_with_ci(metrics, 'ece')} against a noise floor of {floor['floor_q95']:.3f} (the 95th percentile of "
-            f"the ECE of a perfectly calibrated model with the same confidences and {fmt(n)} samples; p = {floor['p_value']:.3g})")
-    if floor["verdict"] == "consistent":
-        return "consistent", f"{base}: consistent with calibration at this sample size."
     side = ""
     if conf is not None and acc is not None:
         side = (", over-confident on average" if conf > acc else ", under-confident on average")
         side += f" (mean confidence {conf:.3f} vs accuracy {acc:.3f})"
-    return "miscalibrated", f"{base}: miscalibrated{side}."
+    return "miscalibrated", f"{base}: the interval excludes 0, so the model is miscalibrated{side}."
 
 
-def temperature_sentence(metrics: Mapping, before: Mapping | None, after: Mapping | None) -> str | None:
-    """What the fitted temperature does (T < 1 sharpens, T > 1 softens) and whether scaling made a detectable difference."""
+def temperature_sentence(metrics: Mapping, calibration: Mapping | None, temperature: Mapping | None, *, mode: str = "") -> str | None:
+    """What the fitted temperature does (T < 1 sharpens, T > 1 softens) and what scaling does held out, for one mode."""
     t = _num(metrics, "temperature")
-    if t is None:
+    if t is None or not temperature:
         return None
+    of = f" of {MODE_WORDS.get(mode, mode)}" if mode else ""
     if abs(math.log(t)) < TEMPERATURE_NEAR_ONE:
-        what = f"The fitted temperature T = {t:.2f} is close to 1: scaling barely changes the probabilities"
+        what = f"The fitted temperature{of} T = {t:.2f} is close to 1: scaling barely changes the probabilities"
     elif t < 1:
-        what = f"The fitted temperature T = {t:.2f} < 1 sharpens the probabilities (the model's confidences were too low)"
+        what = f"The fitted temperature{of} T = {t:.2f} < 1 sharpens the probabilities (they were too soft)"
     else:
-        what = f"The fitted temperature T = {t:.2f} > 1 softens the probabilities (the model's confidences were too high)"
-    e0, e1 = _num(metrics, "ece"), _num(metrics, "ece_temperature_scaled")
-    if not before or not after or e0 is None or e1 is None:
+        what = f"The fitted temperature{of} T = {t:.2f} > 1 softens the probabilities (they were too sharp)"
+    before, after = _num(metrics, "nll"), _num(temperature, "nll_after")
+    verdict = (calibration or {}).get("verdict")
+    after_verdict = (temperature.get("after") or {}).get("verdict")
+    if before is None or after is None:
         return what + "."
-    change = f"held-out ECE {e0:.3f} → {e1:.3f}"
-    if before["verdict"] == "consistent":
-        tail = (f"{change}; the model was already consistent with calibration at this sample size, so no difference "
-                "scaling makes can be told from noise")
-    elif after["verdict"] == "consistent":
-        tail = f"{change}: scaling brings it within the noise floor of a calibrated model, a real improvement"
+    change = f"held-out NLL {before:.4f} → {after:.4f}"
+    if verdict != "miscalibrated":
+        tail = f"{change}; calibration was already consistent with its interval, so no temperature is recommended"
+    elif after_verdict == "consistent":
+        tail = f"{change}, and the held-out calibration error's interval then includes 0: scaling calibrates it"
     else:
-        tail = f"{change}, still above the noise floor ({after['floor_q95']:.3f}): scaling alone does not calibrate this model"
+        tail = f"{change}, but the held-out calibration error's interval still excludes 0: one temperature does not calibrate it"
     return f"{what}; {tail}."
 
 
-def selective_sentence(metrics: Mapping) -> tuple[str, str]:
-    """(level, sentence) on abstaining below a confidence threshold, with the cross-fitted (honest) error."""
-    thr, cov, risk = _num(metrics, "threshold_1pct"), _num(metrics, "coverage_1pct"), _num(metrics, "risk_1pct")
-    if thr is None or cov is None or risk is None:
-        return "bad", ("No confidence threshold keeps the error at or below 1 % on both random halves of the samples: "
-                       "even the most confident predictions need review.")
-    hi = metrics.get("risk_1pct_ci_high")
-    bound = f", at most {_pct(float(hi))} at 95 % confidence" if hi is not None else ""
+def selective_sentence(metrics: Mapping, rule: Mapping | None) -> tuple[str, str]:
+    """(level, sentence) on abstaining below a confidence threshold certified by selection with guaranteed risk."""
+    if not rule:
+        return "info", "Selective prediction was not measured."
+    target, conf = _pct(rule["target"]), f"{100 * (1 - rule['delta']):.0f} %"
+    if not rule["certified"]:
+        return "bad", (f"No confidence threshold can be certified for at most {target} error at {conf} confidence on these "
+                       f"{fmt(metrics.get('n_samples'))} samples; the lowest error bound that can be certified is "
+                       f"{_pct(rule['bound'])}, keeping {_pct(rule['coverage'])} of the samples (confidence ≥ {rule['threshold']:.4f}).")
+    cov = rule["coverage"]
     good, bad = COVERAGE_LEVELS
     level = "good" if cov >= good else "bad" if cov < bad else "warn"
-    return level, (f"Answering only when confidence is at least {thr:.4f} (chosen for ≤ 1 % error) keeps {_pct(cov)} of the "
-                   f"samples; chosen on one half and measured on the other, its error is {_pct(risk)}{bound}.")
+    return level, (f"Answering only when confidence is at least {rule['threshold']:.4f} keeps {_pct(cov)} of the audited samples "
+                   f"({rule['kept']:,} of {fmt(metrics.get('n_samples'))}), whose error rate here is {_pct(rule['risk'])}; selection "
+                   f"with guaranteed risk certifies it is at most {_pct(rule['bound'])} with {conf} confidence (target {target}).")
 
 
 def label_sentence(li: Mapping, metrics: Mapping) -> tuple[str, str]:
     """(level, sentence): the label finding, in the words "candidates for human review", never "mislabelled"."""
-    n_flag, n_est = int(li.get("n_flagged", 0)), int(li.get("n_estimated", 0))
+    n_flag = int(li.get("n_flagged", 0))
     n_checked = int(li.get("n_checked") or metrics.get("n_samples") or 0)
-    rate = float(li.get("rate") or 0.0)
     checker = li.get("checker") or {}
     reviews = li.get("reviews") or {}
-    level = next(lv for limit, lv in LABEL_RATE_LEVELS if rate < limit)
     if checker.get("independent"):
         acc = checker.get("accuracy")
         who = (f"An independent checker ({checker.get('short', 'cross-validated')}, out-of-sample accuracy "
                f"{_pct(acc)} {fmt_interval(*checker['accuracy_ci'], 'accuracy')})" if acc is not None and checker.get("accuracy_ci")
                else "An independent checker")
         if n_flag == 0:
-            text = f"{who} finds no label that confidently disagrees with it among {n_checked:,} checked samples"
-            level = "good"
+            text, level = f"{who} finds no label that confidently disagrees with it among {n_checked:,} checked samples", "good"
         else:
-            text = (f"{who} estimates {n_est:,} label errors ({_pct(rate)}) among {n_checked:,} checked samples and flags "
-                    f"{n_flag:,} of them as candidates for human review")
+            rate = _with_ci(metrics, "label_error_rate")
+            text = (f"{who} flags {n_flag:,} of {n_checked:,} checked samples as candidates for human review; confident learning "
+                    f"estimates a label-error rate of {rate} (the interval is the estimate's sampling noise, not the checker's own errors)")
+            level = "warn"
         cases = li.get("cases") or {}
         if cases.get("model_errors"):
             text += (f"; {cases['model_errors']:,} of the audited model's errors are model errors, not label issues "
                      "(the checker agrees with the given label)")
     else:
-        who, why = (("The saved probabilities", "they are evidence about labels only if they are out-of-sample and from a "
-                     "model far more accurate than the label noise") if checker.get("kind") == "saved" else
-                    ("The audited model", "without an independent checker (--cv) these candidates for human review mix label "
-                     "errors with the model's own mistakes"))
+        saved = checker.get("kind") == "saved"
+        who = "The saved probabilities" if saved else "The audited model"
+        why = ("they are evidence about labels only if they are out-of-sample and from a model far more accurate than the label noise"
+               if saved else "without an independent checker (--cv) these mix label errors with the model's own mistakes")
+        verb = "disagree" if saved else "disagrees"
         if n_flag == 0:
-            text = f"{who} confidently disagree{'' if who.endswith('s') else 's'} with no given label"
+            text = f"{who} confidently {verb} with no given label"
         else:
-            text = (f"{who} confidently disagree{'' if who.endswith('s') else 's'} with {n_flag:,} of {n_checked:,} given labels "
-                    f"(confident learning estimates {n_est:,} label errors); {why}")
+            text = (f"{who} confidently {verb} with {n_flag:,} of {n_checked:,} given labels: a disagreement rate of "
+                    f"{_pct(float(metrics.get('disagreement_rate') or 0.0))}, an upper bound on label errors, not an estimate; {why}")
         level = "warn" if n_flag else "info"
     if reviews.get("reviewed"):
         text += (f"; reviewers have settled {reviews['reviewed']:,} samples ({reviews.get('label_wrong', 0):,} labels confirmed "
@@ -252,34 +307,33 @@ def label_sentence(li: Mapping, metrics: Mapping) -> tuple[str, str]:
 # --------------------------------------------------------------------------- findings and badges
 
 
+def _mode_of(ctx: Mapping, name: str) -> Mapping:
+    return next((m for m in ctx.get("modes") or [] if m["name"] == name), {})
+
+
 def _finding_performance(ctx: Mapping) -> dict | None:
     m = ctx.get("metrics", {})
     acc = _num(m, "accuracy")
     if acc is None:
         return None
     text = f"Accuracy is {_with_ci(m, 'accuracy')} on {fmt(m.get('n_samples'))} audited samples."
-    classes = class_sentence(ctx.get("per_class") or [])
+    classes = class_sentence(ctx.get("per_class") or [], ctx.get("class_pairs") or [])
     if classes:
         text += " " + classes
-    lo = _num(m, "accuracy_ci_low")
-    good, bad = ACCURACY_LEVELS
-    level = "good" if lo is not None and lo >= good else "bad" if acc < bad else "warn"
-    return {"topic": "performance", "level": level, "score": min(1.0, 4 * (1 - acc)), "text": text}
+    return {"topic": "performance", "level": "info", "score": min(1.0, 4 * (1 - acc)), "text": text}
 
 
 def _finding_calibration(ctx: Mapping) -> dict | None:
-    m = ctx.get("metrics", {})
-    floor = (ctx.get("calibration") or {}).get("floor")
-    verdict, text = calibration_sentence(m, floor)
+    m, shipped = ctx.get("metrics", {}), ctx.get("shipped", "")
+    verdict, text = calibration_sentence(m, ctx.get("calibration"), mode=shipped)
     if verdict == "unknown":
         return None
-    t = temperature_sentence(m, floor, (ctx.get("temperature") or {}).get("floor_after"))
-    if verdict == "miscalibrated" and t:
-        text += " " + t
-    level = "good" if verdict == "consistent" else "warn"
-    ece = _num(m, "ece") or 0.0
-    return {"topic": "calibration", "level": level, "score": 0.15 if verdict == "consistent" else min(1.0, 0.4 + 10 * ece),
-            "text": text}
+    if verdict == "miscalibrated":
+        t = temperature_sentence(m, ctx.get("calibration"), ctx.get("temperature"), mode=shipped)
+        text += " " + t if t else ""
+    ce = _num(m, "calibration_error") or 0.0
+    return {"topic": "calibration", "level": "good" if verdict == "consistent" else "warn",
+            "score": 0.15 if verdict == "consistent" else min(1.0, 0.4 + 10 * ce), "text": text}
 
 
 def _finding_label_issues(ctx: Mapping) -> dict | None:
@@ -287,17 +341,16 @@ def _finding_label_issues(ctx: Mapping) -> dict | None:
     if not li:
         return None
     level, text = label_sentence(li, ctx.get("metrics", {}))
-    rate = float(li.get("rate") or 0.0)
-    return {"topic": "label_issues", "level": level, "score": min(1.0, 0.3 + 20 * rate), "text": text}
+    return {"topic": "label_issues", "level": level, "score": min(1.0, 0.3 + 20 * float(li.get("rate") or 0.0)), "text": text}
 
 
 def _finding_selective(ctx: Mapping) -> dict | None:
-    m = ctx.get("metrics", {})
-    if "coverage_1pct" not in m:
+    rule = (ctx.get("selective") or {}).get("rule")
+    if not rule:
         return None
-    level, text = selective_sentence(m)
-    cov = _num(m, "coverage_1pct")
-    return {"topic": "selective", "level": level, "score": 0.5 if cov is None else 0.6 * (1 - cov), "text": text}
+    level, text = selective_sentence(ctx.get("metrics", {}), rule)
+    return {"topic": "selective", "level": level, "score": 0.5 if not rule["certified"] else 0.6 * (1 - rule["coverage"]),
+            "text": text}
 
 
 def _finding_epistemic(ctx: Mapping) -> dict | None:
@@ -315,27 +368,18 @@ def _finding_confusion(ctx: Mapping) -> dict | None:
         return None
     text = confusion_sentence(facts["confusion"], names)
     concentrated = text.startswith("Errors concentrate")
-    return {"topic": "confusion", "level": "warn" if concentrated else "info", "score": 0.45 if concentrated else 0.1,
-            "text": text}
+    return {"topic": "confusion", "level": "warn" if concentrated else "info", "score": 0.45 if concentrated else 0.1, "text": text}
 
 
-_FINDERS = (_finding_performance, _finding_calibration, _finding_label_issues, _finding_selective,
-            _finding_epistemic, _finding_confusion)
+_FINDERS = (_finding_performance, _finding_calibration, _finding_label_issues, _finding_selective, _finding_epistemic,
+            _finding_confusion)
 
 
 def findings(ctx: Mapping, *, limit: int | None = N_FINDINGS) -> list[dict]:
     """The executive summary's findings, most important first; the label finding is always among them.
 
-    Each candidate (performance, calibration, label issues, selective prediction, epistemic
-    uncertainty, confusion) gets a score in [0, 1] from its own numbers; ties keep that order. The
-    cover always shows a label badge, so the label finding is kept whatever its score (then up to
-    `limit` others).
-
-    Args:
-        ctx: a report context or a summary.json (plain data).
-        limit: how many besides the label finding (None: all candidates).
-    Returns:
-        [{"topic", "level" (good|warn|bad|info), "score", "text"}].
+    Each candidate gets a score in [0, 1] from its own numbers (the methods appendix states the scores); ties keep the
+    candidate order. Returns [{"topic", "level" (good|warn|bad|info), "score", "text"}].
     """
     found = [f for fn in _FINDERS if (f := fn(ctx)) is not None]
     found.sort(key=lambda f: -f["score"])  # stable: equal scores keep the candidate order
@@ -347,32 +391,25 @@ def findings(ctx: Mapping, *, limit: int | None = N_FINDINGS) -> list[dict]:
 
 
 def verdicts(ctx: Mapping) -> list[dict]:
-    """Cover badges: [{"label", "text", "level"}]; each text carries the verdict in words."""
+    """Cover badges, each a verdict with a stated rule behind it: [{"label", "text", "level"}]."""
     m = ctx.get("metrics", {})
     out = []
-    if _num(m, "accuracy") is not None:
-        out.append({"label": "Accuracy", "text": _with_ci(m, "accuracy"), "level": "info"})
-    verdict, _ = calibration_sentence(m, (ctx.get("calibration") or {}).get("floor"))
+    verdict, _ = calibration_sentence(m, ctx.get("calibration"))
     if verdict != "unknown":
         word = "consistent with calibration" if verdict == "consistent" else "miscalibrated"
-        out.append({"label": "Calibration", "text": f"{word} (ECE {_num(m, 'ece'):.3f}, noise floor "
-                    f"{_num(m, 'ece_noise_floor'):.3f})", "level": "good" if verdict == "consistent" else "warn"})
-    if ctx.get("epistemic_measured"):
-        s = (ctx.get("method") or {}).get("n_samples", "?")
-        out.append({"label": "Epistemic uncertainty", "text": f"estimated (S = {s})", "level": "good"})
-    else:
-        out.append({"label": "Epistemic uncertainty", "text": "not measured", "level": "warn"})
+        out.append({"label": "Calibration", "text": f"{word} (calibration error {_with_ci(m, 'calibration_error')})",
+                    "level": "good" if verdict == "consistent" else "warn"})
+    rule = (ctx.get("selective") or {}).get("rule")
+    if rule:
+        text = (f"≤ {_pct(rule['target'])} error certified at {_pct(rule['coverage'])} coverage" if rule["certified"]
+                else f"{_pct(rule['target'])} error cannot be certified")
+        out.append({"label": "Abstention", "text": text, "level": "good" if rule["certified"] else "warn"})
     li = ctx.get("label_issues")
     if li:
-        rate = float(li.get("rate") or 0.0)
         n_flag = int(li.get("n_flagged", 0))
-        if (li.get("checker") or {}).get("independent"):
-            level = next(lv for limit, lv in LABEL_RATE_LEVELS if rate < limit)
-            text = f"{n_flag:,} candidates for review ({fmt(rate, 'label_error_rate')} estimated)"
-        else:
-            level = "warn" if n_flag else "info"
-            text = f"{n_flag:,} candidates for review, no independent checker"
-        out.append({"label": "Label issues", "text": text, "level": level})
+        independent = (li.get("checker") or {}).get("independent")
+        text = f"{n_flag:,} candidates for review" + ("" if independent else ", no independent checker")
+        out.append({"label": "Labels", "text": text, "level": "warn" if n_flag or not independent else "good"})
     g = ctx.get("gates") or []
     if g:
         failed = sum(1 for x in g if x["failed"])
@@ -387,9 +424,8 @@ def readings(ctx: Mapping) -> dict[str, list[str]]:
     method = ctx.get("method") or {}
     facts = ctx.get("errors") or {}
     names = (ctx.get("data") or {}).get("class_names") or []
-    cal = ctx.get("calibration") or {}
     out: dict[str, list[str]] = {"performance": [], "uncertainty": [], "calibration": [], "selective": []}
-    classes = class_sentence(ctx.get("per_class") or [])
+    classes = class_sentence(ctx.get("per_class") or [], ctx.get("class_pairs") or [])
     if classes:
         out["performance"].append(classes)
     if facts.get("confusion") and names:
@@ -399,12 +435,16 @@ def readings(ctx: Mapping) -> dict[str, list[str]]:
         out["uncertainty"].append(link)
     out["uncertainty"].append(epistemic_sentence(m, measured=bool(ctx.get("epistemic_measured")),
                                                  n_samples=method.get("n_samples", "?"), method=str(method.get("method", ""))))
-    verdict, text = calibration_sentence(m, cal.get("floor"))
-    out["calibration"].append(text)
-    t = temperature_sentence(m, cal.get("floor"), (ctx.get("temperature") or {}).get("floor_after"))
-    if t:
-        out["calibration"].append(t)
-    out["selective"].append(selective_sentence(m)[1])
+    for sentence in (worth_sentence(ctx.get("worth"), ctx.get("ood")), ood_sentence(ctx.get("ood"))):
+        if sentence:
+            out["uncertainty"].append(sentence)
+    for mode in ctx.get("modes") or []:
+        _, text = calibration_sentence(mode["metrics"], mode["calibration"], mode=mode["name"])
+        out["calibration"].append(text)
+        t = temperature_sentence(mode["metrics"], mode["calibration"], mode["temperature"], mode=mode["name"])
+        if t:
+            out["calibration"].append(t)
+    out["selective"].append(selective_sentence(m, (ctx.get("selective") or {}).get("rule"))[1])
     return out
 
 
@@ -426,16 +466,14 @@ def _action_labels(ctx: Mapping) -> dict | None:
         return {"topic": "labels", "action": "Check the labels with an independent checker: rerun with --cv 5",
                 "evidence": f"the {n_flag:,} flags of this audit come from the audited model itself (accuracy "
                             f"{_with_ci(m, 'accuracy')}), so they mix label errors with its own mistakes"}
-    if not n_flag:
-        return None
     open_flags = int((li.get("reviews") or {}).get("unreviewed_flags", n_flag))
-    if not open_flags:
+    if not n_flag or not open_flags:
         return None
     return {"topic": "labels",
             "action": f"Review the {open_flags:,} unreviewed candidates in review.csv, then rerun with --reviews review.csv "
                       "(add --apply-reviews to train and score on the corrected labels)",
             "evidence": f"the checker agrees with the given labels {_pct(checker['accuracy'])} of the time out of sample and "
-                        f"confident learning estimates {int(li.get('n_estimated', 0)):,} label errors"}
+                        f"confident learning estimates a label-error rate of {_with_ci(m, 'label_error_rate')}"}
 
 
 def _action_model_errors(ctx: Mapping) -> dict | None:
@@ -450,43 +488,53 @@ def _action_model_errors(ctx: Mapping) -> dict | None:
 
 
 def _action_calibration(ctx: Mapping) -> dict | None:
-    m = ctx.get("metrics", {})
-    floor = (ctx.get("calibration") or {}).get("floor")
-    after = (ctx.get("temperature") or {}).get("floor_after")
-    t, e0, e1 = _num(m, "temperature"), _num(m, "ece"), _num(m, "ece_temperature_scaled")
-    if not floor or floor.get("verdict") != "miscalibrated" or t is None or e0 is None or e1 is None:
+    """A temperature only for the mode that ships, and only when it calibrates that mode held out."""
+    shipped = ctx.get("shipped", "")
+    m, cal, temp = ctx.get("metrics", {}), ctx.get("calibration") or {}, ctx.get("temperature") or {}
+    t = _num(m, "temperature")
+    if cal.get("verdict") != "miscalibrated" or t is None:
         return None
-    if after and after.get("verdict") == "consistent":
-        return {"topic": "calibration", "action": f"Recalibrate with temperature scaling, T = {t:.2f} (divide the logits by T)",
-                "evidence": f"held-out ECE {e0:.3f} → {e1:.3f}, within the noise floor of a calibrated model "
-                            f"({after['floor_q95']:.3f})"}
-    return {"topic": "calibration", "action": "Recalibrate with a richer method than one temperature (e.g. per-class or histogram binning)",
-            "evidence": f"ECE {e0:.3f} is above its noise floor ({floor['floor_q95']:.3f}) and stays above it after temperature "
-                        f"scaling ({e1:.3f})"}
+    who = MODE_WORDS.get(shipped, shipped)
+    after = temp.get("after") or {}
+    if after.get("verdict") == "consistent":
+        return {"topic": "calibration", "action": f"Recalibrate {who} (the mode that ships) with temperature scaling, T = {t:.2f} "
+                                                  "(divide its logits by T)",
+                "evidence": f"its calibration error {_with_ci(m, 'calibration_error')} excludes 0; held out, scaling brings it to "
+                            f"{_with_ci(m, 'calibration_error_temperature_scaled')} and NLL {_num(m, 'nll'):.4f} → "
+                            f"{_num(temp, 'nll_after'):.4f}"}
+    return {"topic": "calibration", "action": f"Recalibrate {who} (the mode that ships) with a richer method than one temperature "
+                                              "(e.g. per-class or histogram binning)",
+            "evidence": f"its calibration error {_with_ci(m, 'calibration_error')} excludes 0 and stays above 0 after temperature "
+                        f"scaling, held out ({_with_ci(m, 'calibration_error_temperature_scaled')})"}
 
 
 def _action_abstain(ctx: Mapping) -> dict | None:
-    m = ctx.get("metrics", {})
-    thr, cov, risk, hi = (_num(m, k) for k in ("threshold_1pct", "coverage_1pct", "risk_1pct", "risk_1pct_ci_high"))
-    if thr is None or cov is None or risk is None:
-        return {"topic": "abstain", "action": "Keep a human in the loop for every prediction if errors must stay at or below 1 %",
-                "evidence": "no confidence threshold keeps the error at or below 1 % on both random halves of the samples"}
-    bound = f", at most {_pct(hi)}" if hi is not None else ""
-    return {"topic": "abstain", "action": f"Abstain below confidence {thr:.4f} and route those samples to a person",
-            "evidence": f"chosen on one half and measured on the other, the error of the kept {_pct(cov)} is {_pct(risk)}{bound} "
-                        "(95 % interval)"}
+    rule = (ctx.get("selective") or {}).get("rule")
+    if not rule:
+        return None
+    if not rule["certified"]:
+        return {"topic": "abstain", "action": f"Keep a human in the loop for every prediction if errors must stay at or below "
+                                              f"{_pct(rule['target'])}",
+                "evidence": f"no confidence threshold certifies that at 95 % confidence; the lowest certified bound is "
+                            f"{_pct(rule['bound'])} at {_pct(rule['coverage'])} coverage"}
+    return {"topic": "abstain", "action": f"Abstain below confidence {rule['threshold']:.4f} and route those samples to a person",
+            "evidence": f"it keeps {_pct(rule['coverage'])} of the audited samples, whose error is certified to be at most "
+                        f"{_pct(rule['bound'])} with 95 % confidence (selection with guaranteed risk)"}
 
 
 def _action_weak_class(ctx: Mapping) -> dict | None:
-    rows = [r for r in ctx.get("per_class") or [] if r.get("accuracy") is not None and r.get("accuracy_ci")]
-    if len(rows) < 2:
+    pairs = [p for p in ctx.get("class_pairs") or [] if p["differ"]]
+    rows = {r["name"]: r for r in ctx.get("per_class") or [] if r.get("accuracy") is not None}
+    below: dict[str, list[str]] = {}
+    for p in pairs:
+        below.setdefault(p["lower"], []).append(p["higher"])
+    weakest = [n for n, h in below.items() if len(h) == len(rows) - 1]
+    if not weakest:
         return None
-    worst = min(rows, key=lambda r: (r["accuracy"], str(r["name"])))
-    if worst["accuracy_ci"][1] >= min(r["accuracy_ci"][0] for r in rows if r is not worst):
-        return None
-    return {"topic": "class", "action": f"Collect more (or cleaner) training data for class {_quote(worst['name'])}",
-            "evidence": f"its recall {_pct(worst['accuracy'])} {fmt_interval(*worst['accuracy_ci'], 'accuracy')} is below every "
-                        "other class's 95 % interval"}
+    r = rows[weakest[0]]
+    return {"topic": "class", "action": f"Collect more (or cleaner) training data for class {_quote(r['name'])}",
+            "evidence": f"its recall {_pct(r['accuracy'])} {fmt_interval(*r['accuracy_ci'], 'accuracy')} is lower than every other "
+                        "class's (Holm-corrected pairwise tests, 5 %)"}
 
 
 def _action_data(ctx: Mapping) -> dict | None:
@@ -504,15 +552,39 @@ def _action_epistemic(ctx: Mapping) -> dict | None:
             "evidence": "one deterministic pass per sample measures no spread between predictions"}
 
 
-_ACTIONS = (_action_labels, _action_model_errors, _action_calibration, _action_weak_class, _action_abstain, _action_data,
-            _action_epistemic)
+def _action_acceptance(ctx: Mapping) -> dict | None:
+    """Blocking: acceptance criteria (--accept, the card's acceptance list) the audit does not show to be met."""
+    open_ = [a for a in ctx.get("acceptance") or [] if a["state"] != "met"]
+    if not open_:
+        return None
+    parts = "; ".join(f"{a['expr']} is {a['state']} ({a['text']})" for a in open_)
+    return {"topic": "acceptance", "blocking": True,
+            "action": f"Do not accept this version yet: {len(open_)} of {len(ctx['acceptance'])} acceptance criteria are not shown to "
+                      "be met", "evidence": parts}
+
+
+def _action_card(ctx: Mapping) -> dict | None:
+    """Blocking: a model card that is missing or incomplete (the report cannot be attached to a model review without one)."""
+    card = ctx.get("card") or {}
+    missing = card.get("missing") or []
+    if card.get("source") and not missing:
+        return None
+    what = "no model card was given" if not card.get("source") else f"the model card leaves out {', '.join(missing)}"
+    return {"topic": "card", "blocking": True,
+            "action": "Complete the model card (--card card.toml or [tool.reportgen.card]) before attaching this report to a model review",
+            "evidence": f"{what}; a reviewer cannot judge intended use, users or limitations without it"}
+
+
+_ACTIONS = (_action_acceptance, _action_card, _action_labels, _action_model_errors, _action_calibration, _action_weak_class,
+            _action_abstain, _action_data, _action_epistemic)
 
 
 def conclusions(ctx: Mapping) -> list[dict]:
     """Recommended actions, each with the evidence behind it, in a fixed order of urgency.
 
     Returns:
-        [{"topic", "action", "evidence"}]: labels, model errors, calibration, a weak class, abstention,
+        [{"topic", "action", "evidence", "blocking" (optional)}]: the blocking gaps first (acceptance criteria not shown to
+        be met, a missing or incomplete model card), then labels, model errors, calibration, a weak class, abstention,
         data, epistemic uncertainty; a topic appears only when its numbers call for it.
     """
     return [a for fn in _ACTIONS if (a := fn(ctx)) is not None]

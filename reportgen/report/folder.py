@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -68,15 +69,23 @@ def version_dir(root: str | Path, model_name: str, version: str) -> Path:
     return Path(root) / check_component(model_name, "model name") / check_component(version, "version")
 
 
+def refuse_existing(final: Path, force: bool) -> None:
+    """OutputError for an existing version folder without --force (checked before any slow work, and again at the end)."""
+    if final.exists() and not force:
+        raise OutputError(f"{final}: already exists; pass --force to overwrite it")
+
+
 @contextlib.contextmanager
 def staged_folder(final: Path, *, force: bool) -> Iterator[Path]:
     """Yield an empty staging folder beside `final`; rename it to `final` only if the block succeeds.
 
-    On any failure (including Ctrl-C) the staging folder, and any parent this call created,
-    are removed, so no half-written report is ever visible.
+    The staging folder has a unique name (uuid). The final step is one atomic rename, which the operating system
+    refuses when `final` exists (with files) by then: when another run created it meanwhile, this one fails with the
+    one-line "already exists" error (unless `force`) and its staging folder goes, so neither run's report is lost.
+    With `force` the existing folder is moved aside first and put back if the rename fails. On any failure (including
+    Ctrl-C) the staging folder, and any parent this call created, are removed, so no half-written report is visible.
     """
-    if final.exists() and not force:
-        raise OutputError(f"{final}: already exists; pass --force to overwrite it")
+    refuse_existing(final, force)
     created: list[Path] = []
     parent = final.parent
     p = parent
@@ -85,21 +94,26 @@ def staged_folder(final: Path, *, force: bool) -> Iterator[Path]:
         p = p.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        stage = parent / f"{STAGING_PREFIX}{final.name}-{os.getpid()}"
-        if stage.exists():
-            shutil.rmtree(stage)
+        stage = parent / f"{STAGING_PREFIX}{final.name}-{uuid.uuid4().hex}"
         stage.mkdir()
     except OSError as e:
         _remove_created(created)
         raise OutputError(f"{final.parent}: cannot write the report folder ({e.strerror or e})") from e
     try:
         yield stage
-        old = None
-        if final.exists():
-            old = parent / f"{STAGING_PREFIX}{final.name}-old-{os.getpid()}"
+        try:
+            os.rename(stage, final)  # atomic; fails when another run has written `final` meanwhile
+        except OSError:
+            if not final.exists():
+                raise
+            refuse_existing(final, force)
+            old = parent / f"{STAGING_PREFIX}{final.name}-old-{uuid.uuid4().hex}"
             os.replace(final, old)
-        os.replace(stage, final)
-        if old is not None:
+            try:
+                os.rename(stage, final)
+            except BaseException:
+                os.replace(old, final)  # put the replaced version back
+                raise
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)

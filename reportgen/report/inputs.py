@@ -1,16 +1,8 @@
-"""What the report is built from: dataset-level summaries of an audit plus a bounded sample of rows.
+"""What the report is built from: every statistic of an audit, per inference mode, plus the label check.
 
-Both engines end here. The local engine reduces its per-sample arrays (pipeline.reduce_local); the Beam
-engine (reportgen.beam) merges the same summaries from shards. The report, the figures, the archive,
-the gates and `compare` read only a `ReducedAudit`, so they cannot tell the engines apart:
-
-- exact summaries: metrics, calibration bins, per-class rows, the confusion matrix, the label check's
-  estimates and every flagged sample;
-- a bounded display sample (`DisplaySample`): a seeded, deterministic choice of at most DISPLAY_ROWS
-  audited rows (all of them when N <= DISPLAY_ROWS) for the scatter, strip and histogram figures;
-- keyed top-N lists for the galleries (`GalleryItem`), with their images and probabilities.
-
-Types only (numpy and intervals' row hash); nothing here computes a statistic.
+Both engines end here: the local engine finishes its merged sums on one machine, the Beam engine on many shards,
+and both hand the report an `AuditResults`. The report, the archive, the gates and `compare` read only this (and
+the summary.json written from it), so they cannot tell the engines apart. Types only.
 """
 
 from __future__ import annotations
@@ -19,22 +11,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..stats import intervals
-# Rows of the display sample: the figures' scatter/strip/histograms draw from at most this many rows.
-DISPLAY_ROWS = 20_000
-# Seed of the display sample's row hash (fixed, like figures.SEED, so a rerun draws the same picture).
-DISPLAY_SEED = 0
-# Images per uncertainty gallery and in the flagged gallery (figures show them five per row).
-UNCERTAINTY_GALLERY_SIZE = 5
+from ..stats.summary import ModeStats
+
+# Images in the flagged gallery (figures show them five per row).
 FLAGGED_GALLERY_SIZE = 10
+# Model errors shown in the errors gallery (one page at most), grouped by confusion pair.
+ERRORS_GALLERY_SIZE = 72
+# Model errors listed as examples in the label section (the audited model wrong, the checker agreeing with the label).
+MODEL_ERROR_EXAMPLES = 8
 
 
 @dataclass(frozen=True)
 class DataSummary:
     """The audited samples as the report names them.
 
-    name: data set name; class_names: K names; class_counts: (K,) given labels per class;
-    count: N; provenance: data.Provenance as a dict; index_sha256: sha256 of the audited (split, row) pairs.
+    name: data set name; class_names: K names; class_counts: (K,) given labels per class; count: N;
+    provenance: data.Provenance as a dict; index_sha256: sha256 of the audited (split, row) pairs.
     """
 
     name: str
@@ -50,47 +42,12 @@ class DataSummary:
 
 
 @dataclass(frozen=True)
-class DisplaySample:
-    """At most DISPLAY_ROWS audited rows for figures, in ascending row order; every array is (L,).
-
-    position: int64 position among the audited rows; label, predicted: int64; correct: bool;
-    confidence, total, aleatoric, epistemic: float64 (epistemic zeros when not measured).
-    """
-
-    position: np.ndarray
-    label: np.ndarray
-    predicted: np.ndarray
-    correct: np.ndarray
-    confidence: np.ndarray
-    total: np.ndarray
-    aleatoric: np.ndarray
-    epistemic: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.position.shape[0])
-
-
-def display_key(positions) -> np.ndarray:
-    """(n,) float64 row hash that picks the display sample: the DISPLAY_ROWS smallest keys are drawn."""
-    return intervals.row_uniform(positions, seed=DISPLAY_SEED, stream=intervals.DISPLAY_STREAM)
-
-
-def display_positions(n: int) -> np.ndarray:
-    """Positions (ascending) of the display sample of N audited rows: all of them, or the DISPLAY_ROWS smallest keys."""
-    rows = np.arange(n)
-    if n <= DISPLAY_ROWS:
-        return rows
-    return np.sort(rows[np.argsort(display_key(rows), kind="stable")[:DISPLAY_ROWS]])
-
-
-@dataclass(frozen=True)
 class GalleryItem:
-    """One picture of a gallery: the sample, its labels, the ranked value and its class probabilities.
+    """One picture of a gallery: how the data set names the sample, its labels, the ranked value, its probabilities.
 
-    split, source_row: how the data set names it; label, predicted: class indices (for the flagged
-    gallery: given and suggested); value: the ranked number (an uncertainty, or p(given));
-    probs: (K,) mean probabilities (the checker's for flagged samples); std: (K,) spread over the
-    stochastic samples or None; image: (H, W, C) uint8 or None when the audit has no images.
+    label, predicted: class indices (for the flagged gallery: given and suggested); value: the ranked number;
+    probs: (K,) probabilities (the checker's for flagged samples); std: (K,) spread over the samples or None;
+    image: (H, W, C) uint8.
     """
 
     split: str
@@ -100,22 +57,22 @@ class GalleryItem:
     value: float
     probs: np.ndarray
     std: np.ndarray | None
-    image: np.ndarray | None
+    image: np.ndarray
 
 
 @dataclass(frozen=True)
 class FlaggedSamples:
     """Every flagged sample, most likely issue first; every array is (M,).
 
-    split: str source split; row: int64 source row; file: str image file ("" when none); given,
-    suggested: int64 class indices; self_confidence: float64 p(given); score: float64 ranking score;
-    audited_prediction: int64 the audited model's prediction (-1 when the sample was not audited);
-    review: str a reviewer's verdict ("" when none).
+    split: str source split; row: int64 source row; file: str image file ("" when none); sample_id: str (data.datasets
+    Dataset.sample_ids); given, suggested: int64 class indices; self_confidence: float64 p(given); score: float64
+    ranking score; audited_prediction: int64 the audited model's prediction (-1 when not audited); review: str verdict.
     """
 
     split: np.ndarray
     row: np.ndarray
     file: np.ndarray
+    sample_id: np.ndarray
     given: np.ndarray
     suggested: np.ndarray
     self_confidence: np.ndarray
@@ -129,15 +86,14 @@ class FlaggedSamples:
 
 @dataclass(frozen=True)
 class LabelSummary:
-    """The label check, reduced: estimates, flagged samples, cases and reviews.
+    """The label check: its checker, estimates, flagged samples, cases and reviews.
 
-    rule, rank_by: names (label_issues.RULES, RANKERS); n_checked: labels checked; checked_sha256: of their
-    (split, row) pairs; thresholds: (K,) per-class thresholds (NaN: never given); calibrated_joint: (K, K);
-    per_class_issues: (K,) flags per given label; n_issues_estimated: int; checker: plain data
-    (pipeline._checker_info); cases: {"label_candidates", "model_errors", "ambiguous"} counts or None;
-    model_error_rows: example rows [{split, row, given, predicted, checker_p_given}]; reviews: counts
-    (reviews.Reviews.counts) plus "source"; n_unreviewed_flags: int; flagged: FlaggedSamples;
-    reviewed: [{split, row, file, given, verdict, label, note}] every sample with a verdict (review.csv).
+    rule, rank_by: names (stats.labels.RULES, RANKERS); n_checked: labels checked; checked_sha256: of their
+    (split, row) pairs; thresholds: (K,) (NaN: never given); calibrated_joint: (K, K); per_class_issues: (K,) flags per
+    given label; n_estimated, n_estimated_ci: the estimated number of label errors and its interval; checker: plain
+    data (engines' checker_info); cases: {"label_candidates", "model_errors", "ambiguous"} or None without an
+    independent checker; model_error_rows: examples; reviews: counts plus "source"; n_unreviewed_flags; flagged;
+    reviewed: every sample with a verdict ({split, row, file, sample_id, given, verdict, label, note}).
     """
 
     rule: str
@@ -147,7 +103,8 @@ class LabelSummary:
     thresholds: np.ndarray
     calibrated_joint: np.ndarray
     per_class_issues: np.ndarray
-    n_issues_estimated: int
+    n_estimated: int
+    n_estimated_ci: list
     checker: dict
     cases: dict | None
     model_error_rows: list[dict]
@@ -158,30 +115,79 @@ class LabelSummary:
 
 
 @dataclass(frozen=True)
-class ReducedAudit:
-    """Everything the report reads, as exact summaries plus a bounded sample.
+class AuditResults:
+    """Everything the report reads.
 
-    data: DataSummary; metrics: summary.json's metrics; calibration: uncertainty.CalibrationStats;
-    temperature: uncertainty.TemperatureScaling; selective: uncertainty.SelectiveStats; per_class: K dicts
-    (uncertainty.per_class); errors: uncertainty.error_facts; epistemic_measured: bool; n_passes: S;
-    labels: LabelSummary; display: DisplaySample; galleries: key -> GalleryItems ("gallery_aleatoric",
-    "gallery_epistemic" or "gallery_entropy", "gallery_flagged"); engine: "local" or "beam";
-    resolution: what a sharded run computed from histograms, and how finely (empty when exact);
-    per_sample_files: (name in the report folder, path on disk) of per-sample files written already.
+    data: DataSummary; modes: inference mode -> stats.summary.ModeStats; shipped: the mode that ships, whose numbers
+    lead (summary.json's metrics); sampled: the mode with S > 1 samples whose uncertainty split is reported, or None;
+    n_passes: S; labels: LabelSummary; galleries: key -> GalleryItems ("gallery_aleatoric", "gallery_epistemic" or
+    "gallery_entropy", "gallery_flagged", "gallery_errors"); engine: "local" or "beam"; per_sample_files: (name in the
+    report folder, path on disk) of per-sample files a sharded run wrote already; ood: the uncertainty scores judged on
+    shifted images (engines.local.ood_check) or None; worth: whether the epistemic estimate adds to plain confidence and
+    aleatoric uncertainty on the audited samples (engines.local.epistemic_worth) or None.
     """
 
     data: DataSummary
-    metrics: dict
-    calibration: object
-    temperature: object
-    selective: object
-    per_class: list[dict]
-    errors: dict
-    epistemic_measured: bool
+    modes: dict
+    shipped: str
+    sampled: str | None
     n_passes: int
     labels: LabelSummary
-    display: DisplaySample
-    galleries: dict[str, list[GalleryItem]]
+    galleries: dict = field(default_factory=dict)
     engine: str = "local"
-    resolution: dict = field(default_factory=dict)
-    per_sample_files: tuple[tuple[str, str], ...] = ()
+    per_sample_files: tuple = ()
+    ood: dict | None = None
+    worth: dict | None = None
+
+    @property
+    def lead(self) -> ModeStats:
+        """The shipped mode's statistics."""
+        return self.modes[self.shipped]
+
+    @property
+    def uncertainty(self) -> ModeStats:
+        """The mode whose uncertainty split is reported: the sampled one, else the shipped one."""
+        return self.modes[self.sampled or self.shipped]
+
+    @property
+    def metrics(self) -> dict:
+        """summary.json's metrics: the shipped mode's, the uncertainty split of the sampled mode (total = aleatoric +
+        epistemic of that mode), the label check's."""
+        out = dict(self.lead.metrics)
+        out["n_passes"] = int(self.n_passes)
+        for key in ("mean_entropy", "mean_aleatoric", "mean_epistemic"):
+            for suffix in ("", "_ci_low", "_ci_high"):
+                out[key + suffix] = self.uncertainty.metrics.get(key + suffix)
+        out.update(label_metrics(self.labels))
+        return out
+
+
+def label_metrics(li: LabelSummary) -> dict:
+    """The label check's numbers for summary.json (plain Python values).
+
+    Without an independent checker the flags are the audited model's (or the saved probabilities') own confident
+    disagreements: their rate is an upper bound on label errors, so it is "disagreement_rate", and no label-error
+    rate is claimed. With one, "label_error_rate" is confident learning's estimate with its interval.
+    """
+    independent = bool(li.checker.get("independent"))
+    n = max(1, int(li.n_checked))
+    lo, hi = li.n_estimated_ci if li.n_estimated_ci else (None, None)
+    out = {
+        "n_checked": int(li.n_checked),
+        "n_flagged": int(len(li.flagged)),
+        "n_issues_estimated": int(li.n_estimated),
+        "label_error_rate": li.n_estimated / n if independent else None,
+        "label_error_rate_ci_low": lo / n if independent and lo is not None else None,
+        "label_error_rate_ci_high": hi / n if independent and hi is not None else None,
+        "disagreement_rate": None if independent else li.n_estimated / n,
+        "checker_accuracy": li.checker["accuracy"] if independent else None,
+        "checker_accuracy_ci_low": li.checker["accuracy_ci"][0] if independent else None,
+        "checker_accuracy_ci_high": li.checker["accuracy_ci"][1] if independent else None,
+        "n_model_errors": None if li.cases is None else int(li.cases["model_errors"]),
+        "n_ambiguous_errors": None if li.cases is None else int(li.cases["ambiguous"]),
+        "n_reviewed": int(li.reviews.get("reviewed", 0)),
+        "n_confirmed_label_errors": int(li.reviews.get("label_wrong", 0)),
+        "n_reviewed_label_ok": int(li.reviews.get("label_ok", 0)),
+        "n_unreviewed_flags": int(li.n_unreviewed_flags),
+    }
+    return out

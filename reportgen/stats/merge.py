@@ -107,5 +107,7 @@ class Largest:
 
 
 def top(values: np.ndarray, n: int) -> np.ndarray:
-    """The n largest of `values` (all of them when there are fewer), in no particular order."""
+    """The n largest of `values` (all of them when there are fewer; none when n <= 0), in no particular order."""
+    if n <= 0:
+        return values[:0]
     return values if len(values) <= n else np.partition(values, len(values) - n)[len(values) - n:]
