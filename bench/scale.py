@@ -10,7 +10,7 @@ In one run, each in its own child process (peak RSS is the child's own):
   1. `reportgen audit --predictions probs.npy --labels labels.npy --output TMP` (report, PDF and
      all): wall time and peak RSS against the targets (<= 30 s, <= 2 GB), plus a stage
      breakdown from the timestamps of its progress lines;
-  2. the flagging step alone: reportgen.stats.labels.find_label_issues vs
+  2. the flagging step alone: reportgen's label check (engines.local.check_labels) vs
      cleanlab.filter.find_label_issues with default arguments (and with n_jobs=1), on the same
      arrays: whole-process wall/CPU/peak RSS, the call's own time, and precision / recall / F1
      against the known flips.
@@ -84,7 +84,7 @@ def flag(method: str, folder: Path) -> None:
     import numpy as np
 
     if method == "reportgen":
-        from reportgen.stats.labels import find_label_issues
+        from _common import reportgen_flags
     else:
         from cleanlab.filter import find_label_issues
     labels = np.load(folder / "labels.npy")
@@ -92,7 +92,7 @@ def flag(method: str, folder: Path) -> None:
     flipped = np.load(folder / "flipped.npy")
     start = time.perf_counter()
     if method == "reportgen":
-        mask = find_label_issues(labels, probs).issue_mask
+        mask = reportgen_flags(labels, probs)
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -3,7 +3,7 @@
 Numpy only (no TensorFlow). Generates seeded synthetic probabilities drawn around each
 sample's TRUE class, flips 10 % of the labels to another class, and runs on the same arrays:
 
-- reportgen.stats.labels.find_label_issues
+- reportgen's label check (engines.local.check_labels: the four passes of stats.labels)
 - cleanlab.filter.find_label_issues (prune_by_noise_rate), n_jobs=1 and cleanlab's default
 
 Each method runs in a fresh worker process so its peak RSS (resource.getrusage) is its own.
@@ -81,9 +81,9 @@ def _peak_mb(who: int) -> float:
 def run_method(method: str, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Flag label issues with one method; returns the (N,) bool mask."""
     if method == "reportgen":
-        from reportgen.stats.labels import find_label_issues
+        from _common import reportgen_flags
 
-        return find_label_issues(labels, probs).issue_mask
+        return reportgen_flags(labels, probs)
     from cleanlab.filter import find_label_issues
 
     n_jobs = 1 if method == "cleanlab_n_jobs_1" else None
@@ -97,7 +97,7 @@ def worker(method: str, data: Path) -> None:
     if method != "reportgen":
         import cleanlab.filter  # noqa: F401  (import cost is not part of the timing)
     else:
-        import reportgen.label_issues  # noqa: F401
+        import reportgen.engines.local  # noqa: F401
     labels = np.load(data / "labels.npy")
     probs = np.load(data / "probs.npy")
     flipped = np.load(data / "flipped.npy")
@@ -141,7 +141,7 @@ def _spawn(args: argparse.Namespace, data: Path, role: str) -> str:
 
 def small_cases() -> None:
     """F1 of reportgen vs cleanlab (prune_by_noise_rate and 'both') on smaller noisy sets."""
-    from reportgen.stats.labels import find_label_issues
+    from _common import reportgen_flags
 
     try:
         from cleanlab.filter import find_label_issues as cl_find
@@ -154,7 +154,7 @@ def small_cases() -> None:
         rows = []
         for seed in range(SMALL_SEEDS):
             labels, probs, flipped = make_noisy(n, k, noise=noise, seed=seed, strength=strength)
-            ours = scores(find_label_issues(labels, probs).issue_mask, flipped)["f1"]
+            ours = scores(reportgen_flags(labels, probs), flipped)["f1"]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 ref = scores(cl_find(labels, probs, n_jobs=1), flipped)["f1"]

@@ -60,7 +60,7 @@ def test_audit_saved_probabilities_finds_the_flips(tmp_path):
     assert s["metrics"]["mean_epistemic"] is None
     assert s["metrics"]["accuracy"] == pytest.approx(float(np.mean(p.argmax(1) == given)), abs=1e-12)
     html = (folder / "report.html").read_text()
-    assert "gallery" not in html  # no images given: image galleries are skipped
+    assert '<figure id="fig-gallery' not in html  # no images given: image galleries are skipped
     assert "fig-noise_matrix" in html
 
 

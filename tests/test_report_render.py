@@ -35,9 +35,9 @@ def pdf_pages(pdf: Path) -> tuple[int, tuple[float, float]]:
 
 
 def context_from_summary(folder: Path) -> dict:
-    """A rendering context from summary.json (no figures): enough to re-render the text of a report."""
+    """A rendering context from summary.json (no figures or galleries): enough to re-render the text of a report."""
     ctx = json.loads((folder / "summary.json").read_text())
-    return {**ctx, "figures": {}, "metric_names": metrics.names()}
+    return {**ctx, "figures": {}, "galleries": {}, "metric_names": metrics.names()}
 
 
 # --------------------------------------------------------------------------- escaping
@@ -203,7 +203,7 @@ def test_html_has_sidebar_alt_text_and_real_tables(mc_audit):
     imgs = re.findall(r"<img [^>]*>", html)
     assert len(imgs) >= 8
     assert all(re.search(r'alt="[^"]{20,}"', tag) for tag in imgs)
-    assert all(re.search(r'src="data:image/svg\+xml;base64,', tag) for tag in imgs)  # self-contained
+    assert all(re.search(r'src="data:image/(svg\+xml|png);base64,', tag) for tag in imgs)  # self-contained
     assert html.count("<th scope=\"col\"") >= 20
     assert "<link" not in html and "http://" not in html and "https://" not in html
 
@@ -460,8 +460,11 @@ def test_bad_card_files_fail_before_any_work(tmp_path):
 def test_html_figures_are_svg(mc_audit):
     html = (mc_audit / "report.html").read_text()
     srcs = re.findall(r'<figure id="fig-[^"]+"[^>]*>\s*<img src="([^"]{0,40})', html)
-    assert len(srcs) >= 10
+    assert len(srcs) >= 8
     assert all(s.startswith("data:image/svg+xml;base64,") for s in srcs), srcs
+    # the galleries are not plots: one small PNG per image, its labels as text
+    thumbs = re.findall(r'<div class="cell"><img src="data:image/png;base64,', html)
+    assert len(thumbs) >= 30
 
 
 def test_model_card_json_follows_the_model_card_toolkit_fields(mc_audit):

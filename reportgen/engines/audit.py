@@ -43,10 +43,11 @@ class Audit:
 
     def context(self) -> dict:
         """The report context (figures included), as report.html / .pdf / summary.json see it."""
-        from ..report import context, figures
+        from ..report import context, figures, galleries
 
         return context.build_context(
-            results=self.results, figures=figures.report_figures(self.results, has_images=self.has_images), method=self.method,
+            results=self.results, figures=figures.report_figures(self.results),
+            galleries=galleries.report_galleries(self.results) if self.has_images else {}, method=self.method,
             model_name=self.model_name, version=self.version, model_info=self.model_info, data_role=self.data_role,
             notes=self.notes, command=self.command, options=self.options, reportgen_version=__version__,
             created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), dataset_info=self.dataset_info,

@@ -73,14 +73,15 @@ def _mode(name: str, stats, *, shipped: bool) -> dict:
             "temperature": {k: v for k, v in stats.temperature.items() if k != "reliability_after"}}
 
 
-def build_context(*, results, figures, method: dict, model_name: str, version: str, model_info: dict,
+def build_context(*, results, figures, method: dict, galleries: dict | None = None, model_name: str, version: str, model_info: dict,
                   data_role: str, notes: list[str], command: str, options: dict, reportgen_version: str,
                   created_at: str, config_file: str | None = None, option_sources: Mapping[str, str] | None = None,
                   gates: Sequence[str] = (), dataset_info: Mapping | None = None, card: dict | None = None) -> dict:
     """The plain-data context that every rendering uses (JSON-serialisable as it is).
 
     Args:
-        results: the audit's report.inputs.AuditResults (either engine's); figures: figures.report_figures.
+        results: the audit's report.inputs.AuditResults (either engine's); figures: figures.report_figures;
+        galleries: galleries.report_galleries (none when the audit has no images).
         config_file, option_sources, gates: default to options["config_file"], ["option_sources"], ["fail_on"].
         dataset_info: the data set in plain words (engines.inputs.describe_data); card: a checked model card or None.
     """
@@ -117,6 +118,7 @@ def build_context(*, results, figures, method: dict, model_name: str, version: s
         "card": model_card.context(card),
         "label_issues": label_context(results),
         "figures": {f.key: {"title": f.title, "alt": f.alt, "uri": f.uri, "note": f.note} for f in figures},
+        "galleries": galleries or {},
         "warnings": list(dict.fromkeys(w for w in [prov.get("warning"), *notes] if w)),
         "confidence_note": CONFIDENCE_NOTE,
         "provenance": {

@@ -15,7 +15,6 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from . import render
 # Okabe-Ito: distinguishable with the common forms of colour blindness.
 PALETTE = {
     "blue": "#0072B2", "orange": "#E69F00", "green": "#009E73", "vermillion": "#D55E00",
@@ -57,14 +56,8 @@ STYLE = {
 }
 # Colour order of lines and bars that do not choose their own.
 CYCLE = ("blue", "vermillion", "green", "orange", "purple", "sky")
-# Images in the candidates' gallery (two rows) and in each uncertainty gallery (one row), five per row.
-GALLERY_SIZE = 10
-UNCERTAINTY_GALLERY_SIZE = 5
-GALLERY_COLUMNS = 5
 # Reliability-diagram bins with fewer samples are drawn pale and hatched: their accuracy is a handful of 0/1 outcomes.
 RELIABLE_BIN = 30
-# Galleries label each bar with its class name up to this many classes (a caption says so beyond).
-GALLERY_MAX_LABELLED_CLASSES = 12
 
 
 @dataclass(frozen=True)
@@ -364,100 +357,7 @@ def plot_bars(values, class_names, *, ylabel: str, ax=None):
     return ax
 
 
-def _rgb(img: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 for display, pixels as they are: grey for one or two channels (the first), the first three otherwise."""
-    c = img.shape[-1]
-    if c < 3:
-        return np.repeat(img[..., :1], 3, axis=2)
-    return img[..., :3]
-
-
-def gallery(images, items, class_names, *, mean_probs=None, std_probs=None, ncols: int = GALLERY_COLUMNS):
-    """A grid of images, each with a title and, when given, its class-probability bars on a 0-1 scale.
-
-    Each cell has its own small bar chart (with its probability scale and the class names under
-    the bars when there are at most GALLERY_MAX_LABELLED_CLASSES classes); whiskers are ± one
-    standard deviation across the stochastic samples when `std_probs` is given.
-
-    Args:
-        images: (N,H,W,C) uint8, or an array-like that returns such rows when indexed.
-        items: list of (index, title) pairs, in display order.
-        mean_probs, std_probs: (N,K) class probabilities and their spread across samples, or None.
-    """
-    plt = _plt()
-    n = len(items)
-    ncols = min(ncols, max(1, n))
-    nrows = int(np.ceil(n / ncols))
-    k = len(class_names)
-    bars = mean_probs is not None
-    labelled = k <= GALLERY_MAX_LABELLED_CLASSES
-    cell_h = 1.2 + (0.7 if bars else 0.0)
-    fig = plt.figure(figsize=(FULL, cell_h * nrows))
-    grid = fig.add_gridspec(nrows * (2 if bars else 1), ncols, height_ratios=([1.2, 0.7] if bars else [1.2]) * nrows,
-                            hspace=0.45 if bars else 0.3, wspace=0.3)
-    pictures = np.asarray(images[np.array([i for i, _ in items], dtype=np.int64)])  # one decode for image files
-    for t, (i, title) in enumerate(items):
-        r, col = divmod(t, ncols)
-        ax = fig.add_subplot(grid[r * (2 if bars else 1), col])
-        ax.imshow(_rgb(pictures[t]), interpolation="nearest")
-        ax.set_title(title, fontsize=6.5, pad=2)
-        ax.axis("off")
-        if bars:
-            bx = fig.add_subplot(grid[r * 2 + 1, col])
-            err = None if std_probs is None else std_probs[i]
-            bx.bar(range(k), mean_probs[i], yerr=err, color=PALETTE["blue"], error_kw={"elinewidth": 0.6, "capsize": 0},
-                   width=0.8)
-            bx.set_ylim(0, 1.0)
-            bx.set_yticks([0, 0.5, 1])
-            bx.set_yticklabels(["0", ".5", "1"], fontsize=6)
-            bx.set_xticks(range(k) if labelled else [])
-            if labelled:
-                bx.set_xticklabels([str(c)[:3] for c in class_names], fontsize=6, rotation=0 if k <= 10 else 90)
-            bx.tick_params(length=1.5, pad=1)
-    return fig
-
-
 # --------------------------------------------------------------------------- the report's figures
-
-
-def _gallery_note(k: int, spread: bool) -> str:
-    parts = ["bars: the class probabilities (mean over the samples), on a 0-1 scale"]
-    if spread:
-        parts.append("whiskers: ± one standard deviation across the stochastic samples")
-    if k > GALLERY_MAX_LABELLED_CLASSES:
-        parts.append(f"the {k} classes run left to right in the order of the per-class table")
-    return "; ".join(parts)
-
-
-# Thumbnails per row of the errors gallery.
-ERROR_COLUMNS = 12
-
-
-def error_grid(items, class_names):
-    """A grid of small images titled 'true → predicted, confidence', in the order given (grouped by confusion pair)."""
-    plt = _plt()
-    n = len(items)
-    ncols = min(ERROR_COLUMNS, n)
-    nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(FULL, 0.78 * nrows), squeeze=False,
-                             gridspec_kw={"hspace": 0.55, "wspace": 0.12})
-    for t, ax in enumerate(axes.ravel()):
-        ax.axis("off")
-        if t < n:
-            it = items[t]
-            ax.imshow(_rgb(it.image), interpolation="nearest")
-            ax.set_title(f"{str(class_names[it.label])[:6]}→{str(class_names[it.predicted])[:6]} {it.value:.2f}", fontsize=5.5, pad=1.5)
-    return fig
-
-
-def _gallery_figure(items, class_names, *, symbol: str, spread: bool):
-    """A gallery of reduced.GalleryItems (their own images and probabilities), each titled with its ranked value."""
-    images = np.stack([it.image for it in items])
-    probs = np.stack([it.probs for it in items])
-    std = np.stack([it.std for it in items]) if spread and all(it.std is not None for it in items) else None
-    titles = [f"{it.split} #{it.source_row}: {class_names[it.label]} → {class_names[it.predicted]}\n{symbol} = {it.value:.2f}"
-              for it in items]
-    return gallery(images, list(enumerate(titles)), class_names, mean_probs=probs, std_probs=std)
 
 
 def _display(stats) -> SimpleNamespace:
@@ -467,13 +367,12 @@ def _display(stats) -> SimpleNamespace:
     return SimpleNamespace(**d, n=len(d["position"]))
 
 
-def report_figures(results, *, has_images: bool = True) -> list[FigureAsset]:
+def report_figures(results) -> list[FigureAsset]:
     """Every figure of the audit report, in display order.
 
     Args:
         results: a report.inputs.AuditResults (the shipped mode's statistics lead; uncertainty figures use the
-            sampled mode's display sample).
-        has_images: False when only saved probabilities were given (image galleries skipped).
+            sampled mode's display sample). The image galleries are galleries.py's.
     """
     lead, unc = results.lead, results.uncertainty
     names, k, n = results.data.class_names, results.data.n_classes, results.data.count
@@ -563,40 +462,4 @@ def report_figures(results, *, has_images: bool = True) -> list[FigureAsset]:
     plot_bars(li.per_class_issues, names, ylabel="candidates", ax=ax[0, 0])
     out.append(encode(fig, key="issues_per_class", title="Candidates for review per given label",
                       alt="Bar chart of the number of candidates for human review per given label."))
-    if has_images:
-        out += _galleries(results, names, k)
-    return out
-
-
-def _galleries(results, names, k) -> list[FigureAsset]:
-    out = []
-    g = results.galleries
-    spread = results.sampled is not None
-    for key, what, symbol in (("gallery_aleatoric", "aleatoric", "E[H]"), ("gallery_epistemic", "epistemic", "I"),
-                              ("gallery_entropy", "total", "H")):
-        items = g.get(key) or []
-        if not items:
-            continue
-        fig = _gallery_figure(items, names, symbol=symbol, spread=spread and key != "gallery_entropy")
-        alt = (f"The {len(items)} images with the highest {what} uncertainty, each with its true and predicted label and its "
-               "class probabilities.")
-        out.append(encode(fig, key=key, title=f"Highest {what} uncertainty: true → predicted label", alt=alt,
-                          note=_gallery_note(k, spread and key != "gallery_entropy")))
-    items = g.get("gallery_errors") or []
-    if items:
-        n_err = int(results.lead.uncertainty["n_errors"])
-        fig = error_grid(items, names)
-        shown = f"{len(items)} of the {n_err:,} errors" if len(items) < n_err else f"all {n_err:,} errors"
-        out.append(encode(fig, key="gallery_errors", title=f"The model's errors ({shown}), grouped by confusion",
-                          alt=f"Thumbnails of {shown} of the model, grouped by their true → predicted classes, most frequent pair "
-                              "first; each titled with the pair and the model's confidence.",
-                          note="title: true → predicted class and the model's confidence; pairs in order of frequency"
-                               + ("" if len(items) == n_err else "; errors of a random sample of the audited rows when there are many")))
-    items = g.get("gallery_flagged") or []
-    if items:
-        fig = _gallery_figure(items, names, symbol="p(given)", spread=False)
-        out.append(encode(fig, key="gallery_flagged", title="Candidates for human review: given → suggested label",
-                          alt=f"The {len(items)} top-ranked candidates, each with its given and suggested label, the checker's "
-                              "probability of the given label and its class probabilities.",
-                          note="bars: the checker's out-of-sample class probabilities, on a 0-1 scale"))
     return out

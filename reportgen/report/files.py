@@ -94,8 +94,8 @@ def write_prediction_rows(path, *, split, rows, files, labels, predicted, probs,
 
 
 def summary_of(context: dict) -> dict:
-    """summary.json: the context without embedded figures."""
-    return {k: v for k, v in context.items() if k not in ("figures", "metric_names")}
+    """summary.json: the context without embedded figures and pictures."""
+    return {k: v for k, v in context.items() if k not in ("figures", "galleries", "metric_names")}
 
 
 def write_all(folder: Path, context: dict, *, html: str, print_html: str, markdown: str, results, predictions=None,
