@@ -6,6 +6,7 @@ passes on any clone with nothing beside it.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 from pathlib import Path
@@ -81,6 +82,26 @@ def archive(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("archive")
 
 
+# The HTML each fixture audit's report.pdf was laid out from, by version folder (the layout tests lay it out again).
+PRINT_HTML: dict[Path, str] = {}
+
+
+@contextlib.contextmanager
+def keeping_print_html():
+    """Record the HTML that report.render.html_to_pdf turns into report.pdf during the block: a list, newest last."""
+    from reportgen.report import render
+
+    kept, real = [], render.html_to_pdf
+
+    def keep(html, folder, out):
+        kept.append(html)
+        return real(html, folder, out)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(render, "html_to_pdf", keep)
+        yield kept
+
+
 def run_cli(args, **kw):
     from click.testing import CliRunner
 
@@ -92,10 +113,13 @@ def run_cli(args, **kw):
 @pytest.fixture(scope="session")
 def deterministic_audit(mnist_npz, archive):
     """`reportgen audit` training the default CNN 1 epoch on 2,000 images, S = 1, on 1,000 others."""
-    r = run_cli(["--quiet", "audit", "--data", str(mnist_npz), "--epochs", "1", "--mc-samples", "1", "--output", str(archive)])
+    with keeping_print_html() as kept:
+        r = run_cli(["--quiet", "audit", "--data", str(mnist_npz), "--epochs", "1", "--checker-epochs", "1", "--mc-samples", "1",
+                     "--output", str(archive)])
     assert r.exit_code == 0, r.output
     folder = Path(r.stdout.strip().splitlines()[-1])
-    models = sorted((archive / ".models").glob("*.keras"))
+    PRINT_HTML[folder] = kept[-1]
+    models = sorted(p for p in (archive / ".models").glob("*.keras") if "-checker-" not in p.name)  # not the checker's folds
     assert len(models) == 1
     return folder, models[0]
 
@@ -104,7 +128,10 @@ def deterministic_audit(mnist_npz, archive):
 def mc_audit(deterministic_audit, mnist_npz, archive):
     """The same trained model audited with S = 30 MC dropout samples, under version 'mc30'."""
     _, model = deterministic_audit
-    r = run_cli(["--quiet", "audit", "--data", str(mnist_npz), "--model", str(model), "--name", "mnist-cnn",
-                 "--version", "mc30", "--mc-samples", "30", "--output", str(archive)])
+    with keeping_print_html() as kept:
+        r = run_cli(["--quiet", "audit", "--data", str(mnist_npz), "--model", str(model), "--name", "mnist-cnn",
+                     "--version", "mc30", "--mc-samples", "30", "--output", str(archive)])
     assert r.exit_code == 0, r.output
-    return Path(r.stdout.strip().splitlines()[-1])
+    folder = Path(r.stdout.strip().splitlines()[-1])
+    PRINT_HTML[folder] = kept[-1]
+    return folder

@@ -77,14 +77,14 @@ def test_second_run_reuses_model_and_refuses_to_overwrite(deterministic_audit, m
     folder, model_path = deterministic_audit
     before = model_path.stat().st_mtime_ns
     html_before = (folder / "report.html").read_bytes()
-    r = run_cli(["audit", "--data", str(mnist_npz), "--epochs", "1", "--mc-samples", "1", "--output", str(archive)])
+    r = run_cli(["audit", "--data", str(mnist_npz), "--epochs", "1", "--checker-epochs", "1", "--mc-samples", "1", "--output", str(archive)])
     assert r.exit_code != 0
     assert "reusing the default model" in r.stderr
     assert "already exists" in r.stderr and "--force" in r.stderr
     assert "Traceback" not in r.output
     assert model_path.stat().st_mtime_ns == before  # not retrained
     assert (folder / "report.html").read_bytes() == html_before  # not touched
-    r = run_cli(["--quiet", "audit", "--data", str(mnist_npz), "--epochs", "1", "--mc-samples", "1", "--output", str(archive), "--force"])
+    r = run_cli(["--quiet", "audit", "--data", str(mnist_npz), "--epochs", "1", "--checker-epochs", "1", "--mc-samples", "1", "--output", str(archive), "--force"])
     assert r.exit_code == 0, r.output
     assert Path(r.stdout.strip()) == folder
     assert {p.name for p in folder.iterdir()} == FILES

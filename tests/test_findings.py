@@ -234,6 +234,19 @@ def test_badges_are_verdicts_with_a_rule_never_a_bare_metric():
     labels = [v["label"] for v in F.verdicts(ctx)]
     assert labels == ["Calibration", "Abstention", "Labels"]
     assert F.verdicts(ctx)[0]["text"] == "miscalibrated (calibration error 0.028 (0.010–0.041))"
+    assert set(labels) <= set(F.VERDICT_RULES)  # every badge's rule is stated in the methods
+
+
+@pytest.mark.parametrize("states, text, level", [
+    (["met", "met"], "all 2 criteria met", "good"),
+    (["met", "not met", "not shown"], "1 of 3 criteria not met", "bad"),  # a failure outranks an unknown
+    (["met", "not shown"], "1 of 2 criteria not shown", "warn"),
+])
+def test_the_acceptance_badge_leads_and_follows_the_worst_criterion(states, text, level):
+    ctx = {"metrics": M, "acceptance": [{"expr": f"e{i}", "state": s} for i, s in enumerate(states)]}
+    first = F.verdicts(ctx)[0]
+    assert first == {"label": "Acceptance", "text": text, "level": level}
+    assert "Acceptance" not in [v["label"] for v in F.verdicts({"metrics": M, "acceptance": []})]
 
 
 # --------------------------------------------------------------------------- conclusions and recommended actions

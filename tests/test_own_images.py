@@ -112,7 +112,7 @@ def test_png_tree_and_manifest_load_the_exact_pixels_and_labels(fashion):
 def fashion_audit(fashion, tmp_path_factory):
     """`reportgen audit --data <PNG tree>`: the default CNN trained on train/, audited on test/ (S = 1)."""
     out = tmp_path_factory.mktemp("fashion-out")
-    r = audit(out, "--data", str(fashion["tree"]), "--epochs", "2", "--mc-samples", "1")
+    r = audit(out, "--data", str(fashion["tree"]), "--epochs", "2", "--mc-samples", "1", "--cv", "0")
     return summary(r), next((out / ".models").glob("*.keras"))
 
 
@@ -209,7 +209,7 @@ def test_rgb_folder_of_mixed_sizes_decodes_to_the_common_size(rgb_folder):
 
 
 def test_rgb_folder_audit_with_the_default_cnn(rgb_folder, tmp_path):
-    s = summary(audit(tmp_path / "out", "--data", str(rgb_folder), "--epochs", "3", "--mc-samples", "3"))
+    s = summary(audit(tmp_path / "out", "--data", str(rgb_folder), "--epochs", "3", "--mc-samples", "3", "--cv", "0"))
     d = s["dataset"]
     assert d["input_format"].startswith("20×20 pixel images, 3 channels")
     # The audited 20 % (reportgen's seeded split, seed 0): how many of them were stored at another size.

@@ -55,7 +55,7 @@ def test_efficient_mc_equals_full_passes_default_cnn(default_cnn, images):
     fast, info = predict([default_cnn], images, mc_samples=7, seed=3)
     slow, info_full = predict([default_cnn], images, mc_samples=7, seed=3, full_passes=True)
     assert info.method == "mc_dropout" and info_full.method == "mc_dropout_full"
-    assert "linear in the channel mask" in info.description  # the specialised path ran
+    assert "linear in the channel mask" in info.detail  # the specialised path ran
     _same(fast, slow)
     np.testing.assert_allclose(fast.deterministic, slow.deterministic, atol=1e-6)
     # The samples really differ (dropout is on), so the agreement above is not vacuous.

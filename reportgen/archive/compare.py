@@ -222,13 +222,18 @@ def read_per_sample(folder: Path) -> dict | None:
 
 def paired_tests(old: dict, new: dict, *, seed: int = 0) -> dict:
     """The headline metrics compared pair by pair on the samples both exports hold (stats.paired)."""
-    from ..stats import paired
-
     keys = sorted(set(old) & set(new))
     y = np.array([old[k][0] for k in keys])
     if not len(keys) or not np.array_equal(y, np.array([new[k][0] for k in keys])):
         return {}
-    po, pn = np.stack([old[k][1] for k in keys]), np.stack([new[k][1] for k in keys])
+    return paired_arrays(y, np.stack([old[k][1] for k in keys]), np.stack([new[k][1] for k in keys]), seed=seed)
+
+
+def paired_arrays(y: np.ndarray, po: np.ndarray, pn: np.ndarray, *, seed: int = 0) -> dict:
+    """VERDICT_METRICS compared pair by pair: old probabilities `po` against new `pn` (N, K) on the same labels `y`;
+    key -> stats.paired result, delta = new - old."""
+    from ..stats import paired
+
     out = {}
     side = []
     for p in (po, pn):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..archive.baseline import against
 from ..data.datasets import Dataset, Provenance
 from ..errors import DataError, ReportgenError
 from ..report import inputs as R
@@ -188,6 +189,10 @@ def compute(r: Resolved, opts: AuditOptions, progress: Progress | None) -> Audit
     results = R.AuditResults(data=assemble.data_summary(ds), modes=stats, shipped=shipped, sampled=sampled,
                              n_passes=int(method.get("n_samples", 1)), labels=labels, galleries=galleries,
                              ood=ood_check(r, opts, modes, sampled, aleatoric), worth=epistemic_worth(modes, sampled, aleatoric, ds.labels))
+    train = next((s for s in (r.dataset or {}).get("splits") or [] if s.get("name") == "train"), None)
+    results = replace(results, baseline=against(root=Path(opts.output), name=r.name, version=r.version, split=ds.source_split,
+                               rows=ds.source_index, labels=ds.labels, probs=modes[shipped], model_metrics=results.metrics,
+                               prior_counts=None if train is None else np.asarray(train["class_counts"]), seed=opts.seed))
 
     def write_predictions(path):
         from ..report.files import write_prediction_rows

@@ -34,6 +34,7 @@ class PredictInfo:
     method: str  # "deterministic" | "mc_dropout" | "mc_dropout_full" | "ensemble"
     n_samples: int
     description: str
+    detail: str = ""  # how the sampling is implemented (the report's provenance appendix)
 
 
 # Inference modes a model's predictions come in (the keys of Predictions.modes), with what each one is.
@@ -312,16 +313,15 @@ def _plan(models: Sequence[LoadedModel], images, *, mc_samples: int, seed: int, 
         sampler = _Sampler(m, chain, split, mc_samples, seed)
         feats = sampler.features(inputs(m, probe[:1]))
         first = chain[split]
-        desc = (
-            f"MC dropout, S = {mc_samples}: layers up to '{chain[split - 1].name if split else 'input'}' run once per batch; "
-            f"'{first.name}' ({first.__class__.__name__}, rate {float(first.rate):g}) and the {len(chain) - split - 1} layer(s) after it are sampled S times"
-        )
+        desc = f"MC dropout, S = {mc_samples} forward passes with '{first.name}' ({first.__class__.__name__}, rate {float(first.rate):g}) on"
+        detail = (f"layers up to '{chain[split - 1].name if split else 'input'}' run once per batch; '{first.name}' and the "
+                  f"{len(chain) - split - 1} layer(s) after it are sampled S times")
         if sampler.linear:
-            desc += "; the dense layer is linear in the channel mask, so each channel's contribution to the logits is computed once and the S samples cost one small product"
+            detail += "; the dense layer is linear in the channel mask, so each channel's contribution to the logits is computed once and the S samples cost one small product"
         if full_passes:
-            info = PredictInfo("mc_dropout_full", mc_samples, desc)
+            info = PredictInfo("mc_dropout_full", mc_samples, desc, detail)
             return lambda xb, bi: (deterministic(m, xb), sampler.sample_full(inputs(m, xb), bi)), _batch_size(feats, mc_samples), info
-        info = PredictInfo("mc_dropout", mc_samples, desc)
+        info = PredictInfo("mc_dropout", mc_samples, desc, detail)
         return lambda xb, bi: sampler.sample_efficient(inputs(m, xb), bi), _batch_size(feats, mc_samples), info
     # Not splittable: S full passes of a copy whose stochastic layers are always on, run in
     # inference mode so BatchNorm and friends keep their stored statistics (and are not updated).

@@ -13,18 +13,13 @@ from . import card as model_card
 from . import gates as G
 from . import render
 from .files import flagged_rows
-from .findings import N_FINDINGS, conclusions, findings, readings, verdicts
+from .findings import N_FINDINGS, VERDICT_RULES, conclusions, findings, readings, verdicts
 
 # Flagged samples listed in the report's table (all of them go to flagged.csv).
 TABLE_ROWS = 10
 # Packages whose versions are recorded in the provenance.
 PACKAGES = ("reportgen", "tensorflow", "tensorflow-probability", "keras", "numpy", "scipy", "matplotlib", "jinja2", "weasyprint",
             "click")
-CONFIDENCE_NOTE = (
-    "The original TFP example plots the maximum probability and calls it aleatoric uncertainty; "
-    "it is the model's confidence, and a high value means low uncertainty, so this report calls it "
-    "confidence and measures uncertainty with entropies instead."
-)
 # Report sections in reading order: (anchor id, title). The sidebar and the PDF's contents use it.
 SECTIONS = (
     ("summary", "Executive summary"), ("conclusions", "Conclusions and recommended actions"), ("card", "Model card"),
@@ -41,7 +36,7 @@ MODE_NAMES = {
     "saved": "saved probabilities",
 }
 # Template globals of the report (beside render's own).
-_GLOBALS = {"SECTIONS": SECTIONS, "N_FINDINGS": N_FINDINGS, "MODE_NAMES": MODE_NAMES}
+_GLOBALS = {"SECTIONS": SECTIONS, "N_FINDINGS": N_FINDINGS, "MODE_NAMES": MODE_NAMES, "VERDICT_RULES": VERDICT_RULES}
 
 
 def package_versions() -> dict[str, str]:
@@ -111,6 +106,7 @@ def build_context(*, results, figures, method: dict, galleries: dict | None = No
         "uncertainty": unc.uncertainty,
         "ood": results.ood,
         "worth": results.worth,
+        "baseline": results.baseline,
         "epistemic_measured": results.sampled is not None,
         "errors": {"confusion": lead.confusion, **{k: unc.uncertainty[k] for k in ("n_errors", "top_fraction", "top_count",
                                                                                       "errors_in_top", "top_statistic")}},
@@ -120,7 +116,6 @@ def build_context(*, results, figures, method: dict, galleries: dict | None = No
         "figures": {f.key: {"title": f.title, "alt": f.alt, "uri": f.uri, "note": f.note} for f in figures},
         "galleries": galleries or {},
         "warnings": list(dict.fromkeys(w for w in [prov.get("warning"), *notes] if w)),
-        "confidence_note": CONFIDENCE_NOTE,
         "provenance": {
             "reportgen_version": reportgen_version, "command": command, "options": options, "engine": results.engine,
             "packages": package_versions(), "host": socket.gethostname(), "platform": platform.platform(),

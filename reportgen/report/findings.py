@@ -28,6 +28,21 @@ COVERAGE_LEVELS = (0.90, 0.50)
 TEMPERATURE_NEAR_ONE = 0.05
 # Share of all errors above which one class pair is said to concentrate them.
 CONCENTRATED_ERROR_SHARE = 0.25
+# The rule behind each cover badge (verdicts), stated in the report's methods appendix.
+VERDICT_RULES = {
+    "Acceptance": "met when every acceptance criterion holds on the pessimistic end of its metric's 95 % interval, not met "
+                  "when one fails there, and not shown when a criterion's metric was not computed",
+    "Calibration": "miscalibrated when the 95 % interval of the calibration error (of the mode that ships) excludes 0, "
+                   "consistent with calibration when it includes 0",
+    "Abstention": "certified when selection with guaranteed risk finds a confidence threshold whose error is at most 1 % "
+                  "with 95 % confidence on the audited samples, else not certified",
+    "Labels": "a warning when any sample is flagged for review or when no independent (out-of-sample) checker judged "
+              "the labels; passed when an independent checker flags none",
+    "CI gates": "failed when any --fail-on expression holds",
+}
+# What a metric is called inside a sentence (else metrics.short_name).
+METRIC_WORDS = {"accuracy": "accuracy", "calibration_error": "calibration error", "nll": "NLL", "brier": "Brier score",
+                "aurc": "AURC"}
 # What each inference mode is called inside a sentence.
 MODE_WORDS = {"deterministic": "the deterministic network", "mc_dropout": "the MC-dropout average",
               "ensemble": "the ensemble average", "saved": "the saved probabilities"}
@@ -149,6 +164,25 @@ def epistemic_sentence(metrics: Mapping, *, measured: bool, n_samples, method: s
     return (f"By this method's estimate (mutual information over {n_samples} {how}), epistemic uncertainty averages "
             f"{_with_ci(metrics, 'mean_epistemic')} nats, {100 * epi / total:.0f} % of the mean predictive entropy; the split "
             "describes this model's sampling, not what more data or training would change.")
+
+
+def baseline_sentence(baseline: Mapping | None) -> str | None:
+    """The model against its reference (archive.baseline), metric by metric: better or worse only where the paired 95 %
+    interval (McNemar's test for accuracy) excludes no change, else not distinguishable."""
+    if not baseline or not baseline.get("rows"):
+        return None
+    rows = baseline["rows"]
+    name = lambda r: METRIC_WORDS.get(r["key"], r["short"])  # noqa: E731
+    said = lambda r: f"{name(r)} {r['delta_text']} ({r['ci_text']})" if r["ci_text"] else f"{name(r)} {r['delta_text']}"  # noqa: E731
+    parts = []
+    for word, what in (("better", "better on"), ("worse", "worse on")):
+        picked = [said(r) for r in rows if r["change"] == word]
+        if picked:
+            parts.append(f"{what} " + ", ".join(picked))
+    same = [name(r) for r in rows if r["change"] not in ("better", "worse")]
+    if same:
+        parts.append("not distinguishable on " + ", ".join(same) + " (the paired 95 % interval includes no change)")
+    return f"Against {baseline['against']}, paired on the same samples, the model is " + "; ".join(parts) + "."
 
 
 def _auroc(a: Mapping | None) -> str:
@@ -394,6 +428,13 @@ def verdicts(ctx: Mapping) -> list[dict]:
     """Cover badges, each a verdict with a stated rule behind it: [{"label", "text", "level"}]."""
     m = ctx.get("metrics", {})
     out = []
+    acc = ctx.get("acceptance") or []
+    if acc:
+        states = [a["state"] for a in acc]
+        failed, unknown = states.count("not met"), len(states) - states.count("met") - states.count("not met")
+        text = (f"{failed} of {len(acc)} criteria not met" if failed else f"{unknown} of {len(acc)} criteria not shown"
+                if unknown else f"all {len(acc)} criteria met")
+        out.append({"label": "Acceptance", "text": text, "level": "bad" if failed else "warn" if unknown else "good"})
     verdict, _ = calibration_sentence(m, ctx.get("calibration"))
     if verdict != "unknown":
         word = "consistent with calibration" if verdict == "consistent" else "miscalibrated"
@@ -430,6 +471,9 @@ def readings(ctx: Mapping) -> dict[str, list[str]]:
         out["performance"].append(classes)
     if facts.get("confusion") and names:
         out["performance"].append(confusion_sentence(facts["confusion"], names))
+    against = baseline_sentence(ctx.get("baseline"))
+    if against:
+        out["performance"].insert(0, against)
     link = aleatoric_link_sentence(facts)
     if link:
         out["uncertainty"].append(link)

@@ -138,6 +138,7 @@ class AuditResults:
     per_sample_files: tuple = ()
     ood: dict | None = None
     worth: dict | None = None
+    baseline: dict | None = None
 
     @property
     def lead(self) -> ModeStats:

@@ -55,6 +55,16 @@ def show(value: Any) -> str:
     return str(value)
 
 
+def filename(value: Any) -> str:
+    """A path (or list of paths) as its last component: the report names files, the sha256 beside it identifies them,
+    and summary.json keeps the full paths (a reader of the PDF has no use for a temporary directory)."""
+    if isinstance(value, (list, tuple)):
+        return show([filename(v) for v in value])
+    if not isinstance(value, str) or "/" not in value:
+        return show(value)
+    return value.rstrip("/").rsplit("/", 1)[-1] or value
+
+
 def csv_cell(value: Any) -> Any:
     """A value safe in a CSV cell opened by a spreadsheet: text starting like a formula gets a leading '.
 
@@ -85,6 +95,7 @@ def templates_dir() -> Path:
 def _common(env, extra_globals: dict | None) -> None:
     env.filters["fmt"] = metrics.fmt
     env.filters["show"] = show
+    env.filters["filename"] = filename
     env.globals.update({"LEVEL_SYMBOL": LEVEL_SYMBOL, "fmt_ci": metrics.fmt_with_interval, "better": metrics.better,
                         "short_name": metrics.short_name,
                         **(extra_globals or {})})
