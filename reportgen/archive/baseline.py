@@ -84,10 +84,12 @@ def against(*, root: Path, name: str, version: str, split: np.ndarray, rows: np.
         kind = "prior"
         what = ("the class-prior baseline (always the training labels' class frequencies)" if known else
                 "the class-prior baseline (always the audited labels' class frequencies; no training labels known)")
-    tests = paired_arrays(labels, ref, probs, seed=seed)
+    # The class prior's confidence is one constant, so its calibration error says nothing about the model's.
+    keys = VERDICT_METRICS if kind == "previous" else tuple(k for k in VERDICT_METRICS if k != "calibration_error")
+    tests = paired_arrays(labels, ref, probs, seed=seed, keys=keys)
     names = metrics.names()
     out_rows = []
-    for key in VERDICT_METRICS:
+    for key in keys:
         t = tests.get(key)
         model = model_metrics.get(key)
         if t is None or model is None:

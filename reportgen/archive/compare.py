@@ -229,9 +229,9 @@ def paired_tests(old: dict, new: dict, *, seed: int = 0) -> dict:
     return paired_arrays(y, np.stack([old[k][1] for k in keys]), np.stack([new[k][1] for k in keys]), seed=seed)
 
 
-def paired_arrays(y: np.ndarray, po: np.ndarray, pn: np.ndarray, *, seed: int = 0) -> dict:
-    """VERDICT_METRICS compared pair by pair: old probabilities `po` against new `pn` (N, K) on the same labels `y`;
-    key -> stats.paired result, delta = new - old."""
+def paired_arrays(y: np.ndarray, po: np.ndarray, pn: np.ndarray, *, seed: int = 0, keys=VERDICT_METRICS) -> dict:
+    """`keys` (of VERDICT_METRICS) compared pair by pair: old probabilities `po` against new `pn` (N, K) on the same
+    labels `y`; key -> stats.paired result, delta = new - old."""
     from ..stats import paired
 
     out = {}
@@ -246,8 +246,9 @@ def paired_arrays(y: np.ndarray, po: np.ndarray, pn: np.ndarray, *, seed: int = 
     out["accuracy"] = paired.mcnemar(a["right"], b["right"])
     out["nll"] = paired.paired_mean(a["nll"], b["nll"])
     out["brier"] = paired.paired_mean(a["brier"], b["brier"])
-    out["calibration_error"] = paired.paired_calibration_error(a["conf"], a["right"], b["conf"], b["right"],
-                                                               replicates=PAIRED_REPLICATES, seed=seed)
+    if "calibration_error" in keys:
+        out["calibration_error"] = paired.paired_calibration_error(a["conf"], a["right"], b["conf"], b["right"],
+                                                                   replicates=PAIRED_REPLICATES, seed=seed)
     out["aurc"] = paired.paired_aurc(a["conf"], a["right"], b["conf"], b["right"])
     return out
 

@@ -29,7 +29,7 @@ from .options import AuditOptions, Progress, load_card, validate
 # Rows per chunk of the statistics (bounds their temporaries at any N).
 CHUNK_ROWS = 1 << 16
 # Audited images copied into each shifted set of the out-of-distribution check.
-OOD_ROWS = 2000
+OOD_ROWS = 1000
 # The shifted sets made from the audited images when --ood-data is not given: name -> what was done to them.
 SHIFTS = {"rotated": "the audited images rotated by 90 degrees",
           "noisy": "the audited images with Gaussian pixel noise of standard deviation 80 (of 255) added"}
