@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 
+from reportgen.report import conclusions as CC
 from reportgen.report import findings as F
 from reportgen.stats.classes import recall_comparisons
 from reportgen.stats.intervals import wilson
@@ -139,20 +140,20 @@ def test_the_temperature_recommended_is_the_shipped_modes_not_the_mc_averages():
     modes = [mode("deterministic", "consistent", 1.00, shipped=True), mode("mc_dropout", "miscalibrated", 0.88)]
     ctx = {"shipped": "deterministic", "metrics": {**M, "temperature": 1.00}, "calibration": cal("consistent"),
            "temperature": temp("consistent"), "modes": modes}
-    assert not [a for a in F.conclusions(ctx) if a["topic"] == "calibration"]
+    assert not [a for a in CC.conclusions(ctx) if a["topic"] == "calibration"]
     text = " ".join(F.readings(ctx)["calibration"])
     assert "The deterministic network: calibration error" in text and "The MC-dropout average: calibration error" in text
     # The same audit shipping the MC average gets that mode's temperature, and the action names the mode.
     ctx.update(shipped="mc_dropout", metrics={**M, "temperature": 0.88, "calibration_error_ci_low": 0.01},
                calibration=cal("miscalibrated"))
-    a = next(a for a in F.conclusions(ctx) if a["topic"] == "calibration")
+    a = next(a for a in CC.conclusions(ctx) if a["topic"] == "calibration")
     assert "the MC-dropout average (the mode that ships)" in a["action"] and "T = 0.88" in a["action"]
 
 
 def test_a_temperature_that_does_not_calibrate_is_not_recommended():
     ctx = {"shipped": "deterministic", "metrics": {**M, "calibration_error_ci_low": 0.01}, "calibration": cal("miscalibrated"),
            "temperature": temp("miscalibrated")}
-    a = next(a for a in F.conclusions(ctx) if a["topic"] == "calibration")
+    a = next(a for a in CC.conclusions(ctx) if a["topic"] == "calibration")
     assert "richer method than one temperature" in a["action"] and "T =" not in a["action"]
 
 
@@ -186,9 +187,9 @@ def test_an_uncertifiable_target_is_not_recommended_and_the_lowest_certified_ris
     level, text = F.selective_sentence({"n_samples": 1000}, r)
     assert level == "bad" and "No confidence threshold can be certified for at most 1.0 % error" in text
     assert "lowest error bound that can be certified is 5.2 %, keeping 43.0 %" in text
-    a = next(a for a in F.conclusions({"selective": {"rule": r}}) if a["topic"] == "abstain")
+    a = next(a for a in CC.conclusions({"selective": {"rule": r}}) if a["topic"] == "abstain")
     assert "human in the loop" in a["action"] and "Abstain below" not in a["action"]
-    a = next(a for a in F.conclusions({"selective": {"rule": rule(True)}}) if a["topic"] == "abstain")
+    a = next(a for a in CC.conclusions({"selective": {"rule": rule(True)}}) if a["topic"] == "abstain")
     assert "Abstain below confidence 0.8992" in a["action"] and "71.3 %" in a["evidence"] and "at most 1.0 %" in a["evidence"]
 
 
@@ -253,7 +254,7 @@ def test_the_acceptance_badge_leads_and_follows_the_worst_criterion(states, text
 
 
 def action(ctx, topic):
-    found = [a for a in F.conclusions(ctx) if a["topic"] == topic]
+    found = [a for a in CC.conclusions(ctx) if a["topic"] == topic]
     assert len(found) <= 1
     return found[0] if found else None
 
@@ -311,7 +312,7 @@ def test_conclusions_keep_their_order_of_urgency():
     ctx = {"shipped": "deterministic", "metrics": {**M, "calibration_error_ci_low": 0.01}, "calibration": cal("miscalibrated"),
            "temperature": temp("consistent"), "selective": {"rule": rule(False)}, "dataset": {"subset_note": "x."},
            "epistemic_measured": False, "label_issues": {"n_flagged": 3, "checker": {"independent": False, "kind": "model"}}}
-    assert [a["topic"] for a in F.conclusions(ctx)] == ["card", "labels", "calibration", "abstain", "data", "epistemic"]
+    assert [a["topic"] for a in CC.conclusions(ctx)] == ["card", "labels", "calibration", "abstain", "data", "epistemic"]
 
 
 def test_numbers_in_sentences_are_the_metrics_numbers():

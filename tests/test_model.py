@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+import keras  # noqa: E402
 
 from reportgen.model import network as M  # noqa: E402
 from reportgen.data.datasets import sha256_file  # noqa: E402

@@ -17,7 +17,7 @@ from reportgen.data import datasets as D
 from reportgen.errors import DataError
 from reportgen.data.images import ImageFiles
 
-keras = pytest.importorskip("keras")
+import keras  # noqa: E402
 
 # Debian's dataset-fashion-mnist (`make test` installs it as root).
 FASHION = Path("/usr/share/datasets/fashion-mnist")

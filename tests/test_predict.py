@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+import keras  # noqa: E402
 
 from types import SimpleNamespace  # noqa: E402
 

@@ -15,7 +15,6 @@ import gzip
 import json
 import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.datasets import Dataset, Provenance, Splits, load, load_class_names, load_mnist, sha256_file, split_train_audit, take
-from ..errors import DataError, ModelError, OutputError, ReportgenError
+from ..errors import DataError, ModelError, OutputError
 from ..report.folder import check_component
 from .options import AuditOptions, Progress, TrainOptions
 

@@ -156,7 +156,7 @@ class _Sampler:
         """Activations per image that the sampled tail holds S copies of (1 on the linear path), for input `x1`."""
         return 1 if self.linear else int(np.prod(_run(self.head, x1).shape[1:]))
 
-    def mask(self, batch_index: int, j: int, layer, per_image_shape) -> "tf.Tensor":
+    def mask(self, batch_index: int, j: int, layer, per_image_shape):
         """(S, B, ...) keep-masks of tail layer j for S samples of a batch whose input to it has `per_image_shape` (B, ...)."""
         return _draw_masks(layer, self.s, tuple(int(d) for d in per_image_shape), (self.seed, batch_index * 1009 + j))
 

@@ -13,7 +13,8 @@ from . import card as model_card
 from . import gates as G
 from . import render
 from .files import flagged_rows
-from .findings import N_FINDINGS, VERDICT_RULES, conclusions, findings, readings, verdicts
+from .conclusions import conclusions
+from .findings import N_FINDINGS, VERDICT_RULES, findings, readings, verdicts
 
 # Flagged samples listed in the report's table (all of them go to flagged.csv).
 TABLE_ROWS = 10

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import json
 import os
 import re
@@ -12,7 +11,6 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-from .. import metrics
 from ..data.datasets import sha256_file
 from ..errors import OutputError, ReportgenError
 

@@ -89,7 +89,7 @@ def templates_dir() -> Path:
     for d in (package / "templates", package.parent / "templates"):
         if (d / "report.html").is_file():
             return d
-    raise FileNotFoundError(f"reportgen templates not found beside {here}")
+    raise FileNotFoundError(f"reportgen templates not found beside {package}")
 
 
 def _common(env, extra_globals: dict | None) -> None:

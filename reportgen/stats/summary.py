@@ -199,7 +199,7 @@ def _temperature(t: C.TemperatureSums, n: int, nll_before: float, ece_before: fl
     out = {"temperature": t_all, "grid_step": float(C.TEMPERATURES[1] / C.TEMPERATURES[0] - 1), "nll_before": nll_before,
            "ece_before": ece_before, "held_out": bool(sizes.all())}
     if sizes.all():
-        (i_a, t_a), (i_b, t_b) = C.fit_temperature(t.nll[0]), C.fit_temperature(t.nll[1])
+        (i_a, _), (i_b, _) = C.fit_temperature(t.nll[0]), C.fit_temperature(t.nll[1])
         pick = [(1, i_a), (0, i_b)]  # half B scored with A's T, half A with B's
         nll_after = sum(t.nll[h, i] for h, i in pick) / n
         scaled = C.BinSums(*(sum(getattr(t.bins, f)[h, i] for h, i in pick) for f in ("n", "conf", "conf_sq", "correct", "conf_correct")))
