@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import metrics as K
 from . import calibration as C
 from . import classes, histogram as H, intervals, resample
 from .merge import Smallest
@@ -172,8 +173,11 @@ class ModeStats:
 
 
 def _put(metrics: dict, key: str, value, ci=None) -> None:
+    """metrics[key] = value, and for a metric that carries an interval (metrics.BY_KEY) its _ci_low/_ci_high keys, None
+    when the interval is unknown: every audit's summary.json has the same keys, so a gate on a bound never misses one."""
     metrics[key] = None if value is None else float(value)
-    if ci is not None or key + "_ci_low" in metrics:
+    m = K.BY_KEY.get(key)
+    if ci is not None or (m is not None and m.interval):
         lo, hi = (None, None) if ci is None or value is None or np.isnan(ci).any() else (float(ci[0]), float(ci[1]))
         metrics[key + "_ci_low"], metrics[key + "_ci_high"] = lo, hi
 
