@@ -84,11 +84,20 @@ def clopper_pearson_upper(successes, n, *, delta: float) -> np.ndarray:
     return np.where(n == 0, np.nan, out)
 
 
-def mean_interval(n, total, total_sq, *, level: float = LEVEL) -> np.ndarray:
-    """Student-t interval of a mean from its count, sum and sum of squares (the sums a shard adds up).
+def mean_interval(n, total, total_sq, total_cu=None, *, level: float = LEVEL) -> np.ndarray:
+    """Interval of a mean from its count and power sums (the sums a shard adds up).
+
+    With the sum of cubes, Hall's (1992) skewness-corrected interval ("On the removal of skewness by transformation",
+    JRSS B 54): the studentised mean T is mapped through g(T) = T + a T²/3 + a² T³/27 + a/6, a = γ/√n with γ the
+    sample skewness, which removes the n^(-1/2) skewness term of T's distribution; the interval is
+    [m − s/√n g⁻¹(z_(1−α/2)), m − s/√n g⁻¹(z_(α/2))] and g is monotone, so it always exists. Per-sample losses of an
+    accurate model (NLL, Brier) are strongly right-skewed (skewness about 10 at 99 % accuracy), where the Student-t
+    interval under-covers: 92 % at N = 1,000 in tests/test_stats_intervals.py's simulation, against 95–97 % here.
+    Without it, the Student-t interval.
 
     Args:
-        n: number of values; total: their sum; total_sq: the sum of their squares (any broadcastable shapes).
+        n: number of values; total, total_sq, total_cu: their sum, sum of squares and sum of cubes (any broadcastable
+            shapes).
     Returns:
         (..., 2) float64 [low, high]; NaN where n < 2.
     """
@@ -97,11 +106,26 @@ def mean_interval(n, total, total_sq, *, level: float = LEVEL) -> np.ndarray:
     n = np.asarray(n, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.asarray(total, dtype=np.float64) / n
-        var = np.maximum(np.asarray(total_sq, dtype=np.float64) - n * mean * mean, 0.0) / (n - 1)
-        half = student.ppf(0.5 + level / 2, np.maximum(n - 1, 1)) * np.sqrt(var / n)
-    out = np.stack([mean - half, mean + half], axis=-1)
+        var = np.maximum(np.asarray(total_sq, dtype=np.float64) / n - mean * mean, 0.0)  # population variance
+        s = np.sqrt(var * n / (n - 1))
+        if total_cu is None:
+            half = student.ppf(0.5 + level / 2, np.maximum(n - 1, 1)) * s / np.sqrt(n)
+            out = np.stack([mean - half, mean + half], axis=-1)
+        else:
+            third = np.asarray(total_cu, dtype=np.float64) / n - 3 * mean * np.asarray(total_sq, dtype=np.float64) / n + 2 * mean ** 3
+            a = np.where(var > 0, third / np.where(var > 0, var, 1.0) ** 1.5, 0.0) / np.sqrt(n)
+            z = normal_quantile(level)
+            out = np.stack([mean - s / np.sqrt(n) * _hall_inverse(z, a), mean - s / np.sqrt(n) * _hall_inverse(-z, a)], axis=-1)
     out[n < 2] = np.nan
     return out
+
+
+def _hall_inverse(z, a):
+    """g⁻¹(z) of Hall's transformation g(T) = ((1 + aT/3)³ − 1)/a + a/6 (g(T) = T + a/6 at a = 0)."""
+    a = np.asarray(a, dtype=np.float64)
+    small = np.abs(a) < 1e-9
+    safe = np.where(small, 1.0, a)
+    return np.where(small, z - a / 6, (3 / safe) * (np.cbrt(1 + safe * (z - safe / 6)) - 1))
 
 
 def percentile(replicates, *, level: float = LEVEL) -> np.ndarray:

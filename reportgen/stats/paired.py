@@ -3,7 +3,7 @@
 Treating two audits of the same samples as independent adds both sampling noises, which mostly cancel in the
 difference, so real changes go undetected. Here every test is on per-sample pairs (matched by source split and row):
 - accuracy: McNemar's exact test on the discordant pairs, with a Wald interval of the paired difference;
-- NLL and Brier score: a Student-t interval of the mean per-sample difference;
+- NLL and Brier score: a skewness-corrected interval (Hall 1992) of the mean per-sample difference;
 - calibration error: a Poisson bootstrap over samples, both audits reweighted alike (resample.py), percentile interval;
 - AURC: the delta method on the per-sample difference of the two AURCs' influence functions (histogram.aurc_influence).
 A change is "called" when its 95 % interval excludes 0 (McNemar: p < 0.05).
@@ -43,9 +43,9 @@ def mcnemar(right_old: np.ndarray, right_new: np.ndarray) -> dict:
 
 
 def paired_mean(old: np.ndarray, new: np.ndarray) -> dict:
-    """Mean of new - old per sample with its Student-t interval."""
+    """Mean of new - old per sample with its skewness-corrected interval (intervals.mean_interval)."""
     d = np.asarray(new, dtype=np.float64) - np.asarray(old, dtype=np.float64)
-    ci = intervals.mean_interval(len(d), d.sum(), (d * d).sum())
+    ci = intervals.mean_interval(len(d), d.sum(), (d * d).sum(), (d ** 3).sum())
     return _result(float(d.mean()), ci)
 
 

@@ -25,7 +25,7 @@ TARGET_RISK, RISK_DELTA = 0.01, 0.05
 TOP_FRACTION = 0.05
 # Rows of the figures' display sample (the smallest row hashes) and pictures per uncertainty gallery.
 DISPLAY_ROWS, GALLERY_SIZE = 20_000, 5
-# Per-sample values whose means carry a Student-t interval from their sums and sums of squares.
+# Per-sample values whose means carry an interval from their power sums (intervals.mean_interval: skewness-corrected).
 VALUES = ("nll", "brier", "confidence", "total", "aleatoric", "epistemic")
 # Uncertainty scores kept as fine histograms (error detection, the most uncertain share).
 SCORES = ("total", "aleatoric", "epistemic")
@@ -60,7 +60,7 @@ class ModeSums:
     """Mergeable sums of one inference mode over some rows (see merge.merge for how fields combine).
 
     confusion: (K, K) given x predicted; by_class: (4, K) sums of confidence, total, aleatoric, epistemic by given
-    label; moments: (len(VALUES), 2) sums and sums of squares; bins: 15 equal-width BinSums; classwise: (K, 15);
+    label; moments: (len(VALUES), 3) sums, sums of squares and sums of cubes; bins: 15 equal-width BinSums; classwise: (K, 15);
     tie_*: the fine confidence histogram (histogram.py: count, errors, sum of confidences, smallest confidence);
     scores: (3, 2, H) counts and errors per fine bin of each uncertainty; temperature: calibration.TemperatureSums;
     display: the figures' rows; galleries: the most uncertain rows by score.
@@ -134,7 +134,7 @@ def summarize(chunk: Chunk, *, seed: int = 0) -> ModeSums:
         const_k=k, const_sampled=sampled, const_seed=seed, n=n,
         confusion=np.bincount(y * k + predicted, minlength=k * k).reshape(k, k).astype(np.int64),
         by_class=by_class,
-        moments=np.array([[values[v].sum(), (values[v] * values[v]).sum()] for v in VALUES]),
+        moments=np.array([[values[v].sum(), (values[v] ** 2).sum(), (values[v] ** 3).sum()] for v in VALUES]),
         bins=C.BinSums.of(conf, correct),
         classwise=C.classwise_gaps(p, y),
         tie_count=H.counts(fine), tie_errors=H.counts(fine, wrong), tie_conf=H.counts(fine, weights=conf), min_conf=min_conf,
@@ -230,9 +230,9 @@ def finish(s: ModeSums, names: list[str]) -> ModeStats:
     m["n_samples"] = n
     keys = {"nll": "nll", "brier": "brier", "confidence": "mean_confidence", "total": "mean_entropy", "aleatoric": "mean_aleatoric",
             "epistemic": "mean_epistemic"}
-    for (name, key), (total, total_sq) in zip(keys.items(), s.moments):
+    for (name, key), (total, total_sq, total_cu) in zip(keys.items(), s.moments):
         measured = sampled or name != "epistemic"
-        _put(m, key, total / n if measured else None, intervals.mean_interval(n, total, total_sq) if measured else None)
+        _put(m, key, total / n if measured else None, intervals.mean_interval(n, total, total_sq, total_cu) if measured else None)
     cal = _calibration(s.bins)
     mass = C.equal_mass_bins(s.tie_count, s.tie_count - s.tie_errors, s.tie_conf)
     classwise = C.classwise_ece(s.classwise, n)
