@@ -94,8 +94,7 @@ METRICS: tuple[Metric, ...] = (
 
 BY_KEY: dict[str, Metric] = {m.key: m for m in METRICS}
 # Headline metrics on the report's first page, in order.
-HEADLINE = ("accuracy", "n_samples", "calibration_error", "nll", "brier", "aurc", "mean_aleatoric", "mean_epistemic", "n_flagged",
-            "label_error_rate", "checker_accuracy")
+HEADLINE = ("accuracy", "calibration_error", "nll", "brier", "aurc", "n_flagged", "label_error_rate", "checker_accuracy")
 # Metrics shown per version in the archive index and `reportgen list`, in order, with short column headers.
 ARCHIVE_COLUMNS = {"accuracy": "Accuracy", "calibration_error": "Calibration", "nll": "NLL", "aurc": "AURC",
                    "mean_epistemic": "Epistemic", "n_flagged": "Flagged"}

@@ -189,10 +189,9 @@ def compute(r: Resolved, opts: AuditOptions, progress: Progress | None) -> Audit
     results = R.AuditResults(data=assemble.data_summary(ds), modes=stats, shipped=shipped, sampled=sampled,
                              n_passes=int(method.get("n_samples", 1)), labels=labels, galleries=galleries,
                              ood=ood_check(r, opts, modes, sampled, aleatoric), worth=epistemic_worth(modes, sampled, aleatoric, ds.labels))
-    train = next((s for s in (r.dataset or {}).get("splits") or [] if s.get("name") == "train"), None)
     results = replace(results, baseline=against(root=Path(opts.output), name=r.name, version=r.version, split=ds.source_split,
-                               rows=ds.source_index, labels=ds.labels, probs=modes[shipped], model_metrics=results.metrics,
-                               prior_counts=None if train is None else np.asarray(train["class_counts"]), seed=opts.seed))
+                                                rows=ds.source_index, labels=ds.labels, probs=modes[shipped],
+                                                model_metrics=results.metrics, prior_counts=_training_counts(r), seed=opts.seed))
 
     def write_predictions(path):
         from ..report.files import write_prediction_rows
@@ -210,6 +209,19 @@ def compute(r: Resolved, opts: AuditOptions, progress: Progress | None) -> Audit
     return Audit(results=results, method=method, model_name=r.name, version=r.version, model_info=r.model_info,
                  data_role=r.data_role, notes=r.notes, options=asdict(opts), has_images=has_images, command=opts.command,
                  dataset_info=r.dataset, card=load_card(opts), predictions=write_predictions)
+
+
+def _training_counts(r: Resolved) -> np.ndarray | None:
+    """Class counts of the labels the model trained on, when known: the source's train split, or, when reportgen held the
+    audited samples out of one file, that file's counts less the audited ones."""
+    d = r.dataset or {}
+    splits = {s.get("name"): np.asarray(s["class_counts"]) for s in d.get("splits") or []}
+    if "train" in splits:
+        return splits["train"]
+    audited = (d.get("audited") or {}).get("class_counts")
+    if "all" in splits and audited is not None and str(r.data_role).startswith("held out"):
+        return np.maximum(splits["all"] - np.asarray(audited), 0)
+    return None
 
 
 def labels_rows(check: L.LabelCheck, reviews) -> np.ndarray:

@@ -133,7 +133,7 @@ def model_card_json(card: dict | None, ctx: Mapping) -> dict:
     m = ctx.get("metrics", {})
     model, data = ctx.get("model", {}), ctx.get("data", {})
     performance = []
-    for key in M.HEADLINE + ("checker_accuracy",):
+    for key in ("n_samples",) + M.HEADLINE:  # how many samples, then the headline numbers with their intervals
         value = m.get(key)
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
