@@ -30,8 +30,9 @@ TEMPERATURE_NEAR_ONE = 0.05
 CONCENTRATED_ERROR_SHARE = 0.25
 # The rule behind each cover badge (verdicts), stated in the report's methods appendix.
 VERDICT_RULES = {
-    "Acceptance": "met when every acceptance criterion holds on the pessimistic end of its metric's 95 % interval, not met "
-                  "when one fails there, and not shown when a criterion's metric was not computed",
+    "Acceptance": "all met when every acceptance criterion holds over the whole 95 % interval of its metric; not met when "
+                  "a criterion fails over its whole interval or its metric was not measured; otherwise the criteria whose "
+                  "interval straddles the threshold are not shown (this sample cannot show them)",
     "Calibration": "miscalibrated when the 95 % interval of the calibration error (of the mode that ships) excludes 0, "
                    "consistent with calibration when it includes 0",
     "Abstention": "certified when selection with guaranteed risk finds a confidence threshold whose error is at most 1 % "
