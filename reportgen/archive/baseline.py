@@ -3,8 +3,8 @@ archive holds one audited on the same samples, else the class-prior baseline.
 
 A number alone does not say whether a model is worth shipping; the same number beside a reference does. Both
 references are compared pair by pair on the audited samples, exactly as `reportgen compare` compares two versions
-(compare.paired_arrays: McNemar for accuracy, paired t for NLL and Brier, a paired bootstrap for the calibration
-error, the delta method for the AURC):
+(compare.paired_arrays: McNemar for accuracy, Hall's skewness-corrected interval of the per-sample differences for
+NLL and Brier, a paired bootstrap for the calibration error, the delta method for the AURC):
 - the previous version: the newest other version folder of the model whose per-sample export covers the same
   (split, row) samples with the same labels;
 - the class-prior baseline: every sample gets the class frequencies of the training labels (of the audited labels
@@ -64,13 +64,13 @@ def against(*, root: Path, name: str, version: str, split: np.ndarray, rows: np.
             probs: np.ndarray, model_metrics: dict, prior_counts: np.ndarray | None, seed: int = 0) -> dict:
     """The comparison the report prints: {kind ("previous" | "prior"), against (its name), note, rows: [{key, name,
     short, model, reference, delta, delta_text, ci, ci_text, p, change}]}; delta = model - reference, paired."""
-    k = probs.shape[1]
+    n_classes = probs.shape[1]
     note = ""
     prev = previous_version(root, name, version)
     ref = None
     if prev is not None:
         ref = _aligned(prev[0], split, rows, labels)
-        if ref is not None and ref.shape[1] != k:
+        if ref is not None and ref.shape[1] != n_classes:
             ref = None
         if ref is None:
             note = (f"The previous version {prev[0].name} was audited on other samples (or left no per-sample export), "
@@ -78,14 +78,14 @@ def against(*, root: Path, name: str, version: str, split: np.ndarray, rows: np.
     if ref is not None:
         kind, what = "previous", f"the previous version {prev[0].name} ({str(prev[1].get('created_at') or '')[:10]})"
     else:
-        known = prior_counts is not None and len(prior_counts) == k and np.sum(prior_counts) > 0
-        prior = class_prior(prior_counts if known else np.bincount(labels, minlength=k))
+        known = prior_counts is not None and len(prior_counts) == n_classes and np.sum(prior_counts) > 0
+        prior = class_prior(prior_counts if known else np.bincount(labels, minlength=n_classes))
         ref = np.broadcast_to(prior, probs.shape)
         kind = "prior"
         what = ("the class-prior baseline (always the training labels' class frequencies)" if known else
                 "the class-prior baseline (always the audited labels' class frequencies; no training labels known)")
     # The class prior's confidence is one constant, so its calibration error says nothing about the model's.
-    keys = VERDICT_METRICS if kind == "previous" else tuple(k for k in VERDICT_METRICS if k != "calibration_error")
+    keys = VERDICT_METRICS if kind == "previous" else tuple(key for key in VERDICT_METRICS if key != "calibration_error")
     tests = paired_arrays(labels, ref, probs, seed=seed, keys=keys)
     names = metrics.names()
     out_rows = []
