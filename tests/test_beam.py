@@ -90,9 +90,10 @@ def assert_same_numbers(a, b, *, rel: float, where: str = "") -> None:
 
 
 # Parts of summary.json that describe the run rather than the samples, and the checks only the local engine runs (the
-# out-of-distribution check predicts shifted copies of the images; the epistemic estimate's worth needs per-sample pairs).
+# out-of-distribution check predicts shifted copies of the images; the epistemic estimate's worth and the paired
+# comparison with the baseline need per-sample pairs, which the Beam engine does not collect).
 RUN_KEYS = ("title", "created_at", "model", "provenance", "configuration", "figures", "gates", "findings", "verdicts", "readings",
-            "conclusions", "label_issues", "data", "dataset", "ood", "worth")
+            "conclusions", "label_issues", "data", "dataset", "ood", "worth", "baseline")
 
 
 def test_beam_statistics_equal_the_local_engine(parity):
@@ -366,19 +367,23 @@ def test_a_part_that_cannot_be_predicted_fails_in_one_line_and_writes_nothing(de
 
 def test_beam_without_a_model_audits_the_default_cnn_like_the_local_engine(deterministic_audit, archive, mnist_npz, tmp_path):
     """No --model: the driver trains the default CNN as --engine local does, or reuses it from the model cache (here the
-    one the local fixture audit trained), and the beam run's numbers and flags are the local audit's."""
+    one the local fixture audit trained), and the beam run's numbers and flags are those of a local audit of the same
+    model with the same label check (--cv 0: the Beam engine has no cross-validated checker)."""
     import shutil
 
-    local, _ = deterministic_audit
+    fixture, _ = deterministic_audit
     shutil.copytree(archive / ".models", tmp_path / "out" / ".models")
-    r = run_cli(["audit", "--engine", "beam", "--data", str(mnist_npz), "--epochs", "1", "--mc-samples", "1", "--cv", "0",
-                 "--output", str(tmp_path / "out")])
+    args = ["audit", "--data", str(mnist_npz), "--epochs", "1", "--mc-samples", "1", "--cv", "0", "--output", str(tmp_path / "out")]
+    r = run_cli([*args, "--engine", "beam", "--version", "beam"])
     assert r.exit_code == 0, r.output
     assert "reusing the default model" in r.stderr
     beam = Path(r.stdout.strip().splitlines()[-1])
-    assert beam.relative_to(tmp_path / "out") == local.relative_to(archive)  # same model, so the same name and version
+    assert beam.parent.relative_to(tmp_path / "out") == fixture.parent.relative_to(archive)  # same model, so the same name
+    r = run_cli([*args, "--version", "local"])
+    assert r.exit_code == 0, r.output
+    local = beam.parent / "local"
     a, b = _summary(local)["metrics"], _summary(beam)["metrics"]
-    assert a["n_samples"] == b["n_samples"] == 1000
+    assert a["n_samples"] == b["n_samples"] == 1000 and a["n_checked"] == b["n_checked"] == 1000
     assert_same_numbers(a, b, rel=FLOAT32_REL)
     rows = lambda f: [(r["split"], r["row"]) for r in csv.DictReader(open(f / "flagged.csv"))]  # noqa: E731
     assert rows(local) == rows(beam)

@@ -13,7 +13,7 @@ def test_non_editable_install_finds_templates(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target), str(ROOT)],
                    check=True, capture_output=True, cwd=tmp_path)
     assert (target / "reportgen" / "templates" / "report.html").is_file()
-    code = "import reportgen.render as r; print(r.__file__); print(r.templates_dir())"
+    code = "import reportgen.report.render as r; print(r.__file__); print(r.templates_dir())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path,
                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}).stdout.split()
     assert out[0].startswith(str(target))
