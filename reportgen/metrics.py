@@ -44,7 +44,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("mean_entropy", "Mean total uncertainty H(E[p]) (nats)", "value", None, True),
     Metric("mean_aleatoric", "Mean aleatoric uncertainty E[H(p)] (nats)", "value", None, True),
     Metric("mean_epistemic", "Mean epistemic uncertainty I = H(E[p]) − E[H(p)] (nats)", "value", None, True),
-    Metric("calibration_error", "Calibration error (debiased L2, 15 equal-width bins)", "value", "lower", True, "calibration error"),
+    Metric("calibration_error", "Calibration error (unbiased binned L2, 15 equal-width bins)", "value", "lower", True, "calibration error"),
     Metric("ece", "Expected calibration error (ECE, plug-in, 15 equal-width bins; biased upwards, no interval)", "value", "lower",
            False, "plug-in ECE"),
     Metric("ce_debiased", "Debiased calibration error (Kumar et al. 2019, L2, 15 equal-mass bins)", "value", "lower", False,

@@ -1,6 +1,6 @@
 """reportgen.stats.calibration: bin sums, ECE, MCE, classwise ECE, equal-mass bins, debiased L2, temperature grid.
 
-(calibration.assess is provisional and not tested here.) References: hand-computed cases, loops over bins written
+(The calibration error and its interval: test_stats_calibration_interval.py.) References: hand-computed cases, loops over bins written
 from the definitions, Kumar et al.'s reference formula on lists of samples, scipy's softmax and a bounded scalar
 minimiser of the NLL. TensorFlow's binning and TFP's ECE are compared in test_stats_calibration_tfp.py.
 """

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from reportgen.stats import calibration as C
+from reportgen.stats import calibration_interval as CI
 from reportgen.stats import histogram as H
 from reportgen.stats import intervals as iv
 from reportgen.stats import paired as P
@@ -145,11 +146,9 @@ def test_paired_aurc_standard_error_matches_the_spread_over_data_sets():
 # --------------------------------------------------------------------------- paired calibration error (mechanics)
 
 
-def test_paired_calibration_bootstrap_reweights_both_audits_alike(monkeypatch):
-    """With the calibration estimate replaced by the plug-in ECE (calibration.assess is provisional), replicate b of
-    each audit is the audit with row i repeated w_bi times (Poisson(1) weights keyed by row), and the interval is the
-    percentile interval of the replicate differences."""
-    monkeypatch.setattr(C, "assess", lambda bins: {"estimate": float(bins.ece())})
+def test_paired_calibration_bootstrap_reweights_both_audits_alike():
+    """Replicate b of each audit is the audit with row i repeated w_bi times (Poisson(1) weights keyed by row), and the
+    interval is the percentile interval of the replicate differences of the calibration error's estimate."""
     rng = np.random.default_rng(4)
     n, reps, seed = 1500, 30, 9  # two weight blocks
     conf_old = rng.uniform(0.4, 1.0, n)
@@ -157,7 +156,7 @@ def test_paired_calibration_bootstrap_reweights_both_audits_alike(monkeypatch):
     conf_new = np.clip(conf_old + rng.normal(0, 0.05, n), 0, 1)
     right_new = right_old | (rng.random(n) < 0.1)
     out = P.paired_calibration_error(conf_old, right_old, conf_new, right_new, replicates=reps, seed=seed)
-    ece = lambda c, r: float(C.BinSums.of(c, r).ece())  # noqa: E731
+    ece = lambda c, r: float(CI.estimate(C.BinSums.of(c, r)))  # noqa: E731
     assert out["delta"] == pytest.approx(ece(conf_new, right_new) - ece(conf_old, right_old), rel=1e-12)
     w = resample.poisson_weights(0, n, replicates=reps, seed=seed)
     diffs = [ece(np.repeat(conf_new, wb), np.repeat(right_new, wb)) - ece(np.repeat(conf_old, wb), np.repeat(right_old, wb))

@@ -3,7 +3,7 @@
 The chunking of the rows must not matter (counts exact, float results within 1e-12 relative), and the finished
 numbers are checked against independent computations on the raw rows: numpy means, scipy's t interval, sklearn's
 confusion matrix and roc_auc_score, sorted-sample selective risk, the rows of the display sample and galleries.
-(calibration.assess, which finish calls, is provisional: its numbers are compared only between chunkings.)
+(The calibration error's interval is tested for coverage in test_stats_calibration_interval.py.)
 """
 
 from __future__ import annotations
@@ -149,6 +149,12 @@ def test_finished_numbers_equal_direct_computations_on_the_rows():
     b = np.minimum((conf * 15).astype(int), 14)
     ece = sum(abs(right[b == j].sum() - conf[b == j].sum()) for j in range(15)) / N
     assert m["ece"] == pytest.approx(ece, rel=1e-12)
+    # The calibration error: in each bin the mean over ordered pairs i != j of d_i d_j, d = conf - right (an unbiased
+    # estimate of the squared bin gap), weighted by the bin's share, square-rooted at 0 or above; its interval holds it.
+    d = conf - right
+    sq = sum((d[b == j].sum() ** 2 - (d[b == j] ** 2).sum()) / (N * max((b == j).sum() - 1, 1)) for j in range(15))
+    assert m["calibration_error"] == pytest.approx(math.sqrt(max(sq, 0.0)), rel=1e-9, abs=1e-12)
+    assert m["calibration_error_ci_low"] <= m["calibration_error"] <= m["calibration_error_ci_high"]
     # Selective prediction from the rows sorted by confidence (ties spread evenly: the tie-group expected errors).
     fine = H.bin_of(1 - conf)
     count, errors = H.counts(fine), H.counts(fine, ~right)

@@ -184,18 +184,3 @@ def softmax_at(probs: np.ndarray, temperature: float) -> np.ndarray:
     z = np.log(np.maximum(probs, LOG_FLOOR)) / temperature
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
-
-
-def assess(bins: BinSums) -> dict:
-    """PROVISIONAL: the debiased L2 calibration error over equal-width bins with a normal interval on its square."""
-    n, acc, conf = bins.n, bins.accuracy(), bins.mean_confidence()
-    full = n >= 2
-    w = n[full] / n.sum()
-    d = (acc - conf)[full]
-    v = (acc * (1 - acc))[full] / (n[full] - 1)
-    theta = float(np.sum(w * (d * d - v)))
-    var = float(np.sum(w * w * (2 * v * v + 4 * v * np.maximum(d * d - v, 0))))
-    half = 1.959963984540054 * math.sqrt(var)
-    lo, hi = max(0.0, theta - half), max(0.0, theta + half)
-    return {"estimate": math.sqrt(max(theta, 0.0)), "ci": [math.sqrt(lo), math.sqrt(hi)],
-            "verdict": "miscalibrated" if lo > 0 else "consistent", "method": "PROVISIONAL."}

@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from . import calibration as C
+from . import calibration_interval as CI
 from . import histogram as H
 from . import intervals, resample
 
@@ -50,7 +51,7 @@ def paired_mean(old: np.ndarray, new: np.ndarray) -> dict:
 
 
 def paired_calibration_error(conf_old, right_old, conf_new, right_new, *, replicates: int, seed: int) -> dict:
-    """Calibration error (calibration.assess's estimate) new - old, with a paired Poisson-bootstrap percentile interval."""
+    """Calibration error (calibration_interval.estimate) new - old, with a paired Poisson-bootstrap percentile interval."""
     n = len(conf_old)
 
     def replicate_sums(conf, right):
@@ -67,13 +68,11 @@ def paired_calibration_error(conf_old, right_old, conf_new, right_new, *, replic
                 out[:, i] += wf @ (onehot * col[lo:hi, None])
         return out
 
-    def estimate(s) -> float:
-        return C.assess(C.BinSums(*s))["estimate"]
-
     old, new = replicate_sums(conf_old, right_old), replicate_sums(conf_new, right_new)
-    full = lambda conf, right: C.assess(C.BinSums.of(conf, right))["estimate"]  # noqa: E731
+    full = lambda conf, right: float(CI.estimate(C.BinSums.of(conf, right)))  # noqa: E731
     delta = full(conf_new, right_new) - full(conf_old, right_old)
-    return _result(delta, intervals.percentile([estimate(b) - estimate(a) for a, b in zip(old, new)]))
+    per_replicate = lambda sums: CI.estimate(C.BinSums(*np.moveaxis(sums, 1, 0)))  # noqa: E731  (replicates, 5, bins) -> (replicates,)
+    return _result(delta, intervals.percentile(per_replicate(new) - per_replicate(old)))
 
 
 def paired_aurc(conf_old, right_old, conf_new, right_new) -> dict:

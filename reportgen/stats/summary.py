@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import metrics as K
 from . import calibration as C
+from . import calibration_interval as CI
 from . import classes, histogram as H, intervals, resample
 from .merge import Smallest
 
@@ -191,8 +192,8 @@ def _reliability(bins: C.BinSums) -> list[dict]:
 
 
 def _calibration(bins: C.BinSums) -> dict:
-    """The plug-in ECE beside the calibration error with its interval and verdict (calibration.assess)."""
-    return {"ece": float(bins.ece()), **C.assess(bins)}
+    """The plug-in ECE beside the calibration error with its interval and verdict (calibration_interval.assess)."""
+    return {"ece": float(bins.ece()), **CI.assess(bins)}
 
 
 def _temperature(t: C.TemperatureSums, n: int, nll_before: float, ece_before: float) -> dict:
