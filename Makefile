@@ -42,6 +42,7 @@ bench: install system-deps
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/folder_audit.py
 	$(BIN)/python bench/beam_scale.py
+	$(BIN)/python bench/ece_coverage.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
@@ -49,4 +50,4 @@ clean:
 # PNGs of the newest report under output/ for the README (runs the default audit first if there is none).
 screenshots: install system-deps
 	@ls output/*/*/report.pdf >/dev/null 2>&1 || $(MAKE) run
-	$(BIN)/python -c 'from reportgen.screenshots import screenshots; print(*screenshots("output", "docs"), sep="\n")'
+	$(BIN)/python -c 'from reportgen.archive.screenshots import screenshots; print(*screenshots("output", "docs"), sep="\n")'

@@ -12,7 +12,7 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def audit(model_or_probs, images=None, labels=None, **options):
-    """Audit a model (or probabilities) in Python; see `reportgen.pipeline.audit`."""
+    """Audit a model (or probabilities) in Python; see `reportgen.engines.local.audit`."""
     from .engines.local import audit as _audit
 
     return _audit(model_or_probs, images, labels, **options)
