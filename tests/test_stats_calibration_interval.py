@@ -26,7 +26,7 @@ PROFILES = {
 def simulated(profile: str, n: int, d: int, m: float, shape: str, seed: int) -> C.BinSums:
     """Bin sums of d data sets of n rows whose true calibration error is m.
 
-    shape "over": accuracy c - m everywhere (over-confident); "two-sided": c + m below 0.65, c - m above.
+    shape "over": accuracy c - m everywhere (over-confident); "two-sided": c + m below 0.6 (a bin edge), c - m above.
     """
     rng = np.random.default_rng(seed)
     mix = PROFILES[profile]
@@ -35,7 +35,7 @@ def simulated(profile: str, n: int, d: int, m: float, shape: str, seed: int) -> 
     for j, (_, a, b) in enumerate(mix):
         x[part == j] = rng.beta(a, b, size=int((part == j).sum()))
     c = 1 - 0.7 * x
-    gap = np.full_like(c, m) if shape == "over" else np.where(c < 0.65, -m, m)
+    gap = np.full_like(c, m) if shape == "over" else np.where(c < 0.6, -m, m)
     right = rng.random((d, n)) < c - gap
     cell = C.equal_width_bin(c) + C.N_BINS * np.arange(d)[:, None]
     add = lambda v: np.bincount(cell.ravel(), weights=v.ravel().astype(np.float64), minlength=d * C.N_BINS).reshape(d, C.N_BINS)  # noqa: E731
