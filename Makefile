@@ -43,6 +43,7 @@ bench: install system-deps
 	$(BIN)/python bench/folder_audit.py
 	$(BIN)/python bench/beam_scale.py
 	$(BIN)/python bench/ece_coverage.py
+	$(BIN)/python bench/compare_coverage.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
