@@ -113,8 +113,19 @@ def _noise(st: dict, n_sim: int, seed: int) -> dict:
             "uniform": rng.random(conf.shape[:-1] + (n_sim, len(cols)))}
 
 
-def _simulated(st: dict, u: np.ndarray, t: np.ndarray, noise: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(T* of each draw, theta0) under bin gaps clip(t u_b) (clipped so that every p_b stays in [0, 1]).
+def _gaps(st: dict, u: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The hypothesised bin gaps t u_b, clipped so that every accuracy p_b = conf_b - gap_b stays in [0, 1]."""
+    return np.clip(t[..., None] * u, st["conf"] - 1, st["conf"])
+
+
+def _theta0(st: dict, u: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The calibration error the hypothesis (t, u) stands for."""
+    gap = _gaps(st, u, t)
+    return np.sqrt((st["w"] * gap * gap).sum(axis=-1))
+
+
+def _simulated(st: dict, u: np.ndarray, t: np.ndarray, noise: dict) -> np.ndarray:
+    """T* of each draw under the bin gaps _gaps(st, u, t).
 
     Large bins: the gap's noise is the noise floor's rescaled by s_b = sqrt(p_b (1 - p_b) / (conf_b (1 - conf_b))), so
     U*_b = gap_b^2 - 2 gap_b s_b eps_b + s_b^2 (eps_b^2 - debias_b). Small bins: exact binomial counts, same formula.
@@ -122,7 +133,7 @@ def _simulated(st: dict, u: np.ndarray, t: np.ndarray, noise: dict) -> tuple[np.
     from scipy.stats import binom
 
     conf, small = st["conf"], noise["small"]
-    gap = np.clip(t[..., None] * u, conf - 1, conf)
+    gap = _gaps(st, u, t)
     p = conf - gap
     v0 = conf * (1 - conf)
     s2 = np.where(v0 > 0, p * (1 - p) / np.where(v0 > 0, v0, 1), 0.0)
@@ -138,7 +149,7 @@ def _simulated(st: dict, u: np.ndarray, t: np.ndarray, noise: dict) -> tuple[np.
         ybar = k / np.maximum(nj, 1)
         u_small = (conf[..., j][..., None, :] - ybar) ** 2 - ybar * (1 - ybar) / np.maximum(nj - 1, 1)
         sims = sims + np.einsum("...rb,...b->...r", u_small, (st["w"] * small)[..., j])
-    return sims, np.sqrt((st["w"] * gap * gap).sum(axis=-1))
+    return sims
 
 
 def interval(bins: BinSums, *, alpha: float = ALPHA, n_sim: int = N_SIM, seed: int = 0) -> dict:
@@ -154,8 +165,8 @@ def interval(bins: BinSums, *, alpha: float = ALPHA, n_sim: int = N_SIM, seed: i
     lead = st["T"].shape
 
     def p_values(t, u, ref=observed):
-        sims, theta0 = _simulated(st, u, t, noise)
-        return (1 + (sims >= ref).sum(axis=-1)) / (n_sim + 1), (1 + (sims <= ref).sum(axis=-1)) / (n_sim + 1), theta0
+        sims = _simulated(st, u, t, noise)
+        return (1 + (sims >= ref).sum(axis=-1)) / (n_sim + 1), (1 + (sims <= ref).sum(axis=-1)) / (n_sim + 1)
 
     def bisect(accept, increasing: bool) -> np.ndarray:
         """The t in [0, 1] where the monotone accept(t) switches; the accepted side of it."""
@@ -170,11 +181,11 @@ def interval(bins: BinSums, *, alpha: float = ALPHA, n_sim: int = N_SIM, seed: i
     zero = np.zeros(lead)
     p0 = p_values(zero, u_lo)[0]
     t_lo = bisect(lambda t: p_values(t, u_lo)[0] > alpha / 2, increasing=True)
-    lower = np.where(p0 > alpha / 2, 0.0, p_values(t_lo, u_lo)[2])
+    lower = np.where(p0 > alpha / 2, 0.0, _theta0(st, u_lo, t_lo))
     t_up = bisect(lambda t: p_values(t, u_up)[1] > alpha / 2, increasing=False)
-    median0 = np.median(_simulated(st, u_up, zero, noise)[0], axis=-1)[..., None]
+    median0 = np.median(_simulated(st, u_up, zero, noise), axis=-1)[..., None]
     t_floor = bisect(lambda t: p_values(t, u_up, median0)[1] > alpha / 2, increasing=False)
-    upper = np.maximum(p_values(t_up, u_up)[2], p_values(t_floor, u_up)[2])
+    upper = np.maximum(_theta0(st, u_up, t_up), _theta0(st, u_up, t_floor))
     out = {"estimate": np.sqrt(np.maximum(st["T"], 0.0)), "lower": lower, "upper": upper, "p_calibrated": p0}
     return {key: float(v) if np.ndim(v) == 0 else v for key, v in out.items()}
 
