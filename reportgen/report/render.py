@@ -6,6 +6,7 @@ number formatting and the PDF's fetch policy are decided once.
 
 from __future__ import annotations
 
+import functools
 import html as _html
 import json
 import math
@@ -123,14 +124,23 @@ def markdown_environment(extra_globals: dict | None = None):
     return env
 
 
-def render(template: str, context: dict, *, paper: str = "a4", medium: str = "screen", extra_globals: dict | None = None) -> str:
-    """Render one HTML template (report.html, compare.html, index.html) with `ctx=context`."""
-    return environment(extra_globals).get_template(template).render(ctx=context, paper=paper, medium=medium)
+@functools.cache
+def _plain_environment(markdown: bool):
+    """One environment per process for the templates without extra globals: each template compiles once."""
+    return markdown_environment() if markdown else environment()
 
 
-def render_markdown(template: str, context: dict, *, extra_globals: dict | None = None) -> str:
-    """Render one Markdown template with `ctx=context`, every value escaped."""
-    return markdown_environment(extra_globals).get_template(template).render(ctx=context)
+def render(template: str, context: dict, *, paper: str = "a4", medium: str = "screen", env=None) -> str:
+    """Render one HTML template (report.html, compare.html, index.html) with `ctx=context`.
+
+    env: an `environment(...)` to render in (keep it: a new one compiles the templates again); default the plain one.
+    """
+    return (env or _plain_environment(False)).get_template(template).render(ctx=context, paper=paper, medium=medium)
+
+
+def render_markdown(template: str, context: dict, *, env=None) -> str:
+    """Render one Markdown template with `ctx=context`, every value escaped (env: a `markdown_environment(...)`)."""
+    return (env or _plain_environment(True)).get_template(template).render(ctx=context)
 
 
 def _data_only_fetcher(folder: Path):
